@@ -1,0 +1,140 @@
+"""Run folders: weights in safetensors, config and state in JSON, written atomically. Never pickle.
+
+A run folder holds::
+
+    config.json          model + training config (written once, at the start)
+    model.safetensors    model weights (and EMA weights, prefixed "ema.")
+    state.safetensors    optimizer tensors and RNG states
+    state.json           step, epoch, LR-scheduler and optimizer scalars, loss history
+
+Each file is written to a temp file in the same folder, fsynced and renamed over the
+old one. Every safetensors file records the step it belongs to in its metadata and
+``state.json`` is written last, so a reader can tell a torn checkpoint from a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from safetensors import safe_open
+from torch import Tensor
+
+from fundiff.errors import FundiffError
+
+FORMAT = "fundiff-run/1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    """Save a flat dict of tensors as safetensors (contiguous CPU copies) atomically."""
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(flat, metadata={"format": FORMAT, **metadata}))
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON file; a missing or garbled file is a one-line FundiffError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FundiffError(f"{path} not found: is this a fundiff run folder? (train one with `fundiff train`)")
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FundiffError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the file is corrupt, retrain or restore it") from None
+    if not isinstance(obj, dict):
+        raise FundiffError(f"{path} does not hold a JSON object; the file is corrupt, retrain or restore it")
+    return obj
+
+
+def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Load a fundiff safetensors file (tensors, metadata); foreign or truncated files are rejected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FundiffError(f"{path} not found: is this a fundiff run folder? (train one with `fundiff train`)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FundiffError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); it is truncated or corrupt, retrain or restore it") from None
+    if metadata.get("format") != FORMAT:
+        raise FundiffError(f"{path} is not a fundiff checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
+    return tensors, metadata
+
+
+def save_config(run_dir: Path, config: dict) -> None:
+    atomic_write_json(Path(run_dir) / "config.json", {"format": FORMAT, **config})
+
+
+def load_config(run_dir: Path) -> dict:
+    cfg = read_json(Path(run_dir) / "config.json")
+    if cfg.get("format") != FORMAT:
+        raise FundiffError(f"{run_dir}/config.json is not a fundiff run config (format {cfg.get('format')!r}, expected {FORMAT!r})")
+    return cfg
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    step: int,
+    weights: dict[str, Tensor],
+    state_tensors: dict[str, Tensor],
+    state: dict,
+) -> None:
+    """Write one checkpoint (weights, state tensors, then state.json last), each file atomically."""
+    run_dir = Path(run_dir)
+    meta = {"step": str(step)}
+    atomic_write_tensors(run_dir / "model.safetensors", weights, meta)
+    atomic_write_tensors(run_dir / "state.safetensors", state_tensors, meta)
+    atomic_write_json(run_dir / "state.json", {"format": FORMAT, **state, "step": step})
+
+
+def load_weights(run_dir: Path) -> tuple[dict[str, Tensor], int]:
+    """Model weights of a run folder and the step they belong to."""
+    tensors, meta = read_tensors(Path(run_dir) / "model.safetensors")
+    return tensors, int(meta.get("step", -1))
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
+    """(weights, state tensors, state) of a run folder, checked to belong to one step."""
+    run_dir = Path(run_dir)
+    state = read_json(run_dir / "state.json")
+    weights, w_meta = read_tensors(run_dir / "model.safetensors")
+    state_tensors, s_meta = read_tensors(run_dir / "state.safetensors")
+    steps = {int(w_meta.get("step", -1)), int(s_meta.get("step", -1)), int(state.get("step", -2))}
+    if len(steps) != 1:
+        raise FundiffError(f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); retrain or restore the folder")
+    return weights, state_tensors, state

@@ -1,0 +1,34 @@
+"""fundiff's networks, and loading one from a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fundiff.checkpoints import load_config, load_weights
+from fundiff.errors import FundiffError
+from fundiff.models.unet import UNet, UNetConfig
+
+
+def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> tuple[UNet, dict]:
+    """The UNet of a run folder in eval mode (EMA weights when the run kept them) and its config dict."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FundiffError(f"model {str(run_dir)!r} not found: give a run folder written by `fundiff train`")
+    cfg = load_config(run_dir)
+    try:
+        model = UNet(UNetConfig(**cfg["model"]))
+    except (KeyError, TypeError) as e:
+        raise FundiffError(f"{run_dir}/config.json has no valid 'model' section ({e}); retrain or restore it") from None
+    weights, _ = load_weights(run_dir)
+    has_ema = any(k.startswith("ema.") for k in weights)
+    prefix = "ema." if ema and has_ema else "model."
+    state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise FundiffError(f"{run_dir}/model.safetensors does not match its config ({len(missing)} missing, {len(unexpected)} unexpected tensors); retrain or restore it")
+    return model.to(device).eval(), cfg
+
+
+__all__ = ["UNet", "UNetConfig", "load_model"]

@@ -1,0 +1,166 @@
+"""The write-up's UNet (Part B), built from its named operations.
+
+Shapes for a 28x28 input and hidden size D (``in`` channels C, 1 for MNIST)::
+
+    x (C,28,28) -ConvBlock-> e1 (D,28,28) -DownBlock-> e2 (D,14,14) -DownBlock-> e3 (2D,7,7)
+    -Flatten-> (2D,1,1) -Unflatten-> u0 (2D,7,7)         [time: u0 + t1; class: c1*u0 + t1]
+    cat(u0, e3) -UpBlock-> u1 (D,14,14)                   [time: u1 + t2; class: c2*u1 + t2]
+    cat(u1, e2) -UpBlock-> u2 (D,28,28)
+    cat(u2, e1) -ConvBlock-> (D,28,28) -Conv3x3-> out (C,28,28)
+
+The unconditional variant is the one-step denoiser (it predicts the clean image); the
+time- and class-conditioned variants predict the noise eps (Ho et al. 2020).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from fundiff.errors import FundiffError
+
+ModelKind = Literal["denoiser", "time", "class"]
+MODEL_KINDS: tuple[str, ...] = ("denoiser", "time", "class")
+
+
+class Conv(nn.Sequential):
+    """Conv: 3x3 conv, stride 1 (keeps H, W) -> BatchNorm -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class DownConv(nn.Sequential):
+    """DownConv: 3x3 conv, stride 2 (halves H, W) -> BatchNorm -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class UpConv(nn.Sequential):
+    """UpConv: 4x4 transposed conv, stride 2 (doubles H, W) -> BatchNorm -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class Flatten(nn.Sequential):
+    """Flatten: 7x7 average pool -> GELU, (2D,7,7) -> (2D,1,1)."""
+
+    def __init__(self, size: int = 7) -> None:
+        super().__init__(nn.AvgPool2d(size), nn.GELU())
+
+
+class Unflatten(nn.Sequential):
+    """Unflatten: 7x7 transposed conv, stride 7 -> BatchNorm -> GELU, (2D,1,1) -> (2D,7,7)."""
+
+    def __init__(self, c: int, size: int = 7) -> None:
+        super().__init__(nn.ConvTranspose2d(c, c, size, size, 0), nn.BatchNorm2d(c), nn.GELU())
+
+
+class ConvBlock(nn.Sequential):
+    """ConvBlock: Conv(c_in -> c_out) -> Conv(c_out -> c_out)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(Conv(c_in, c_out), Conv(c_out, c_out))
+
+
+class DownBlock(nn.Sequential):
+    """DownBlock: DownConv -> ConvBlock."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(DownConv(c_in, c_out), ConvBlock(c_out, c_out))
+
+
+class UpBlock(nn.Sequential):
+    """UpBlock: UpConv -> ConvBlock."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(UpConv(c_in, c_out), ConvBlock(c_out, c_out))
+
+
+class FCBlock(nn.Sequential):
+    """FCBlock: Linear -> GELU -> Linear, (B, f_in) -> (B, f_out, 1, 1) for broadcasting."""
+
+    def __init__(self, f_in: int, f_out: int) -> None:
+        super().__init__(nn.Linear(f_in, f_out), nn.GELU(), nn.Linear(f_out, f_out), nn.Unflatten(1, (f_out, 1, 1)))
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of the write-up's UNet; saved beside every checkpoint as JSON."""
+
+    kind: str = "class"  # "denoiser" (predicts x0), "time" or "class" (predict eps)
+    in_channels: int = 1  # image channels C (1 for MNIST / Fashion-MNIST)
+    hidden: int = 64  # D in the write-up: 128 for the denoiser, 64 for time / class
+    num_classes: int = 10  # length of the one-hot class vector c (class kind only)
+    image_size: int = 28  # H = W; must be divisible by 4 (two DownConvs, Flatten pools 7x7)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise FundiffError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if self.hidden < 1 or self.in_channels < 1 or self.num_classes < 1:
+            raise FundiffError("hidden, in_channels and num_classes must be positive")
+        if self.image_size % 4:
+            raise FundiffError(f"image_size must be divisible by 4, got {self.image_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class UNet(nn.Module):
+    """The write-up's UNet: unconditional, time-conditioned or class-conditioned.
+
+    forward(x, t=None, c=None): x (B,C,H,W) float; t (B,) float normalised to [0, 1]
+    (time / class kinds); c (B, num_classes) float one-hot, all zeros for "no class"
+    (class kind). Returns (B,C,H,W).
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        C, D = config.in_channels, config.hidden
+        self.e1 = ConvBlock(C, D)
+        self.e2 = DownBlock(D, D)
+        self.e3 = DownBlock(D, 2 * D)
+        self.flatten = Flatten(config.image_size // 4)
+        self.unflatten = Unflatten(2 * D, config.image_size // 4)
+        self.u1 = UpBlock(4 * D, D)
+        self.u2 = UpBlock(2 * D, D)
+        self.out_block = ConvBlock(2 * D, D)
+        self.out = nn.Conv2d(D, C, 3, 1, 1)
+        if config.kind in ("time", "class"):
+            self.fc1_t = FCBlock(1, 2 * D)
+            self.fc2_t = FCBlock(1, D)
+        if config.kind == "class":
+            self.fc1_c = FCBlock(config.num_classes, 2 * D)
+            self.fc2_c = FCBlock(config.num_classes, D)
+
+    def forward(self, x: Tensor, t: Tensor | None = None, c: Tensor | None = None) -> Tensor:
+        kind = self.config.kind
+        if kind != "denoiser" and t is None:
+            raise FundiffError(f"a {kind}-conditioned UNet needs the timestep t")
+        if kind == "class" and c is None:
+            raise FundiffError("a class-conditioned UNet needs the class vector c (zeros for none)")
+        e1 = self.e1(x)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        u0 = self.unflatten(self.flatten(e3))
+        if kind != "denoiser":
+            t = t.reshape(-1, 1).to(x.dtype)
+            t1, t2 = self.fc1_t(t), self.fc2_t(t)
+            if kind == "class":
+                c = c.to(x.dtype)
+                u0 = self.fc1_c(c) * u0 + t1
+            else:
+                u0 = u0 + t1
+        u1 = self.u1(torch.cat([u0, e3], dim=1))
+        if kind == "class":
+            u1 = self.fc2_c(c) * u1 + t2
+        elif kind == "time":
+            u1 = u1 + t2
+        u2 = self.u2(torch.cat([u1, e2], dim=1))
+        return self.out(self.out_block(torch.cat([u2, e1], dim=1)))

@@ -1,0 +1,182 @@
+"""The DDPM noise schedule: betas -> abar (float64), forward noising and the posterior step.
+
+Index convention (the one place it is stated; ERRATA item 4): timesteps are
+``t in {0, ..., T-1}``, as in diffusers. ``abar[t] = prod_{s<=t} (1 - beta_s)``, so
+``x_t`` at ``t = 0`` already carries a little noise (``beta_0 = 1e-4``). The clean image
+is reached by a final step from ``t`` to ``t' = -1``, where ``abar_{-1} = 1`` by
+definition. Samplers therefore visit ``t = T-1`` first and ``t = 0`` last.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from fundiff.errors import FundiffError
+
+BetaSchedule = Literal["linear", "cosine"]
+BETA_SCHEDULES: tuple[str, ...] = ("linear", "cosine")
+
+
+def _as_index(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
+    t = torch.as_tensor(t, device=device, dtype=torch.long)
+    return t.expand(batch) if t.ndim == 0 else t
+
+
+def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
+    """Gather ``values[t]`` (float64) and reshape to broadcast over ``like`` (B, C, H, W)."""
+    out = values.to(like.device)[t.to(like.device)]
+    return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    """A discrete DDPM schedule (Ho et al. 2020) holding ``betas`` and ``abar`` in float64.
+
+    Build one with :meth:`linear` (the write-up's Part B schedule) or :meth:`cosine`
+    (Nichol & Dhariwal 2021; diffusers' ``squaredcos_cap_v2``, used by DeepFloyd IF).
+    """
+
+    betas: Tensor  # (T,) float64, beta_t for t = 0..T-1
+    kind: str = "custom"
+
+    def __post_init__(self) -> None:
+        b = self.betas
+        if b.ndim != 1 or len(b) < 2 or not bool(((b > 0) & (b < 1)).all()):
+            raise FundiffError("betas must be a 1-D tensor of at least 2 values in (0, 1)")
+        object.__setattr__(self, "betas", b.to(torch.float64))
+        object.__setattr__(self, "abar", torch.cumprod(1.0 - self.betas, dim=0))
+
+    # -- constructors -------------------------------------------------------------------
+    @classmethod
+    def linear(cls, T: int = 300, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """The write-up's schedule: ``beta = linspace(beta_start, beta_end, T)`` (ERRATA item 4)."""
+        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), kind="linear")
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        """Cosine schedule (Nichol & Dhariwal 2021, Eq. 17), betas clipped at ``max_beta``."""
+
+        def f(u: float) -> float:
+            return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+        betas = [min(1 - f((i + 1) / T) / f(i / T), max_beta) for i in range(T)]
+        return cls(torch.tensor(betas, dtype=torch.float64), kind="cosine")
+
+    @classmethod
+    def from_name(cls, name: str, T: int) -> "NoiseSchedule":
+        """Look a schedule up by name (``linear`` or ``cosine``)."""
+        if name == "linear":
+            return cls.linear(T)
+        if name == "cosine":
+            return cls.cosine(T)
+        raise FundiffError(f"unknown noise schedule {name!r}; choose one of {', '.join(BETA_SCHEDULES)}")
+
+    @property
+    def T(self) -> int:
+        return len(self.betas)
+
+    def abar_at(self, t: Tensor) -> Tensor:
+        """``abar_t`` (float64) for integer ``t`` in -1..T-1, with ``abar_{-1} = 1``."""
+        t = torch.as_tensor(t, dtype=torch.long)
+        padded = torch.cat([torch.ones(1, dtype=torch.float64), self.abar])
+        return padded[t + 1]
+
+    # -- forward process ----------------------------------------------------------------
+    def q_sample(self, x_0: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
+        """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (ERRATA item 1).
+
+        x_0, eps: (B, C, H, W); t: int or (B,) long in 0..T-1. Returns x_t like x_0.
+        """
+        t = _as_index(t, x_0.shape[0], x_0.device)
+        abar_t = _per_sample(self.abar, t, x_0)
+        return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps
+
+    def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
+        """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2)."""
+        t = _as_index(t, x_t.shape[0], x_t.device)
+        abar_t = _per_sample(self.abar, t, x_t)
+        return (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
+
+    # -- reverse process ----------------------------------------------------------------
+    def posterior(
+        self, x_t: Tensor, x0_hat: Tensor, t: int, t_prev: int, v: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and variance of q(x_t' | x_t, x0_hat) for a strided pair t' = t_prev < t.
+
+        ERRATA item 3 (Ho et al. 2020, Eq. 7 with alpha_t = abar_t / abar_t'):
+        mean = sqrt(abar_t') beta_t / (1 - abar_t) x0_hat + sqrt(alpha_t) (1 - abar_t') / (1 - abar_t) x_t,
+        var  = beta_t (1 - abar_t') / (1 - abar_t), or, with the model's variance channels
+        ``v`` in [-1, 1] (``learned_range``, Nichol & Dhariwal 2021, Eq. 15), the log-space
+        interpolation between that value and beta_t. Returns (mean like x_t, var broadcastable).
+        """
+        if not -1 <= t_prev < t < self.T:
+            raise FundiffError(f"need -1 <= t_prev < t < T={self.T}, got t={t}, t_prev={t_prev}")
+        abar_t = float(self.abar[t])
+        abar_prev = float(self.abar_at(torch.tensor(t_prev)))
+        alpha_t = abar_t / abar_prev
+        beta_t = 1 - alpha_t
+        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0_hat + (
+            math.sqrt(alpha_t) * (1 - abar_prev) / (1 - abar_t)
+        ) * x_t
+        var_small = max(beta_t * (1 - abar_prev) / (1 - abar_t), 1e-20)
+        if v is None:
+            return mean, torch.full((), var_small, dtype=x_t.dtype, device=x_t.device)
+        frac = (v.to(torch.float64) + 1) / 2
+        log_var = frac * math.log(beta_t) + (1 - frac) * math.log(var_small)
+        return mean, log_var.exp().to(x_t.dtype)
+
+    def p_step(
+        self,
+        x_t: Tensor,
+        eps_hat: Tensor,
+        t: int,
+        t_prev: int,
+        *,
+        v: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """One ancestral step x_t -> x_t' (ERRATA item 3). Returns (x_t', x0_hat).
+
+        No noise is added on the final step (t' = -1). ``noise`` (like x_t) overrides
+        drawing fresh noise from ``generator``.
+        """
+        x0_hat = self.x0_from_eps(x_t, t, eps_hat)
+        mean, var = self.posterior(x_t, x0_hat, t, t_prev, v)
+        if t_prev < 0:
+            return mean, x0_hat
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return mean + var.sqrt() * noise, x0_hat
+
+    def ddim_step(
+        self,
+        x_t: Tensor,
+        eps_hat: Tensor,
+        t: int,
+        t_prev: int,
+        *,
+        eta: float = 0.0,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """One DDIM step x_t -> x_t' (Song et al. 2021, Eq. 12; eta=0 is deterministic).
+
+        Returns (x_t', x0_hat). eta=1 uses the DDPM posterior variance of the strided pair.
+        """
+        x0_hat = self.x0_from_eps(x_t, t, eps_hat)
+        abar_t = float(self.abar[t])
+        abar_prev = float(self.abar_at(torch.tensor(t_prev)))
+        sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
+        direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps_hat
+        x_prev = math.sqrt(abar_prev) * x0_hat + direction
+        if sigma > 0 and t_prev >= 0:
+            if noise is None:
+                noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+            x_prev = x_prev + sigma * noise
+        return x_prev, x0_hat

@@ -1,0 +1,58 @@
+"""Timestep lists for samplers: full, strided, and SDEdit starts (index convention: schedules.py).
+
+A timestep list is a strictly decreasing list of ints in 0..T-1. A sampler steps from
+``ts[i]`` to ``ts[i+1]`` and from ``ts[-1]`` to the clean image (``t' = -1``).
+"""
+
+from __future__ import annotations
+
+from fundiff.errors import FundiffError
+
+
+def validate(ts: list[int], T: int) -> list[int]:
+    """Check that ``ts`` is strictly decreasing within 0..T-1; return it as a list of ints."""
+    ts = [int(t) for t in ts]
+    if not ts:
+        raise FundiffError("the timestep list is empty; give at least one step")
+    if ts[0] >= T or ts[-1] < 0:
+        raise FundiffError(f"timesteps must lie in 0..{T - 1}, got {ts[0]}..{ts[-1]}")
+    if any(a <= b for a, b in zip(ts, ts[1:])):
+        raise FundiffError("timesteps must be strictly decreasing (from noisy to clean)")
+    return ts
+
+
+def full(T: int) -> list[int]:
+    """Every step, T-1 down to 0 (plain DDPM ancestral sampling)."""
+    return list(range(T - 1, -1, -1))
+
+
+def strided(T: int, *, steps: int | None = None, stride: int | None = None) -> list[int]:
+    """A strided list from T-1 down to 0 inclusive, by ``steps`` (count) or ``stride``.
+
+    With ``stride`` the list is T-1, T-1-stride, ... and ends with 0 (the write-up's
+    ``strided_timesteps``: stride 30 on T=1000 gives 999, 969, ..., 9, 0). With ``steps``
+    the timesteps are evenly spaced (rounded) and both ends are always visited.
+    """
+    if (steps is None) == (stride is None):
+        raise FundiffError("give exactly one of steps or stride")
+    if stride is not None:
+        if not 1 <= stride < T:
+            raise FundiffError(f"stride must be in 1..{T - 1}, got {stride}")
+        ts = list(range(T - 1, -1, -stride))
+        if ts[-1] != 0:
+            ts.append(0)
+        return ts
+    assert steps is not None
+    if not 1 <= steps <= T:
+        raise FundiffError(f"steps must be in 1..{T}, got {steps}")
+    if steps == 1:
+        return [T - 1]
+    ts = sorted({round((T - 1) * i / (steps - 1)) for i in range(steps)}, reverse=True)
+    return validate(ts, T)
+
+
+def from_start(ts: list[int], i_start: int) -> list[int]:
+    """The tail of ``ts`` from index ``i_start`` (SDEdit / iterative denoising start)."""
+    if not 0 <= i_start < len(ts):
+        raise FundiffError(f"i_start must be in 0..{len(ts) - 1} for a list of {len(ts)} timesteps, got {i_start}")
+    return ts[i_start:]

@@ -1,0 +1,22 @@
+"""Small fixtures shared by tests: synthetic digit-like data and tiny configs."""
+
+import torch
+
+from fundiff.training import TrainConfig
+
+
+def synthetic_data(n: int = 48, seed: int = 0, size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, size, size) uint8 images (a bright square whose position is the label) and int64 labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 40, (n, size, size), generator=g, dtype=torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        r, c = 2 + 2 * (k // 5), 2 + 4 * (k % 5)
+        images[i, r : r + 8, c : c + 6] = 255
+    return images, labels
+
+
+def tiny_config(kind: str = "class", **kw) -> TrainConfig:
+    base = dict(hidden=4, batch_size=16, epochs=3, lr=1e-3, lr_schedule="exponential", T=20, save_every=2, precision="fp32", preset="tiny")
+    base.update(kw)
+    return TrainConfig(kind=kind, **base)

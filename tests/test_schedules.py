@@ -1,0 +1,165 @@
+import math
+
+import pytest
+import torch
+
+from fundiff import timesteps as ts_lib
+from fundiff.errors import FundiffError
+from fundiff.schedules import NoiseSchedule
+
+diffusers = pytest.importorskip("diffusers")
+
+
+def _ddpm(T=300, schedule="linear", variance_type="fixed_small", timesteps=None):
+    sched = diffusers.DDPMScheduler(
+        num_train_timesteps=T,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear" if schedule == "linear" else "squaredcos_cap_v2",
+        variance_type=variance_type,
+        clip_sample=False,
+    )
+    sched.set_timesteps(timesteps=timesteps) if timesteps else sched.set_timesteps(T)
+    return sched
+
+
+def test_linear_schedule_pinned_values():
+    s = NoiseSchedule.linear(300)
+    assert s.T == 300
+    assert s.betas[0].item() == pytest.approx(1e-4)
+    assert s.betas[-1].item() == pytest.approx(0.02)
+    assert s.abar[0].item() == pytest.approx(0.9999, abs=1e-12)
+    # pinned: abar_{299} of the write-up's schedule (float64)
+    assert s.abar[-1].item() == pytest.approx(0.048058428944294, rel=1e-12)
+    assert s.abar[149].item() == pytest.approx(math.prod(1 - (1e-4 + (0.02 - 1e-4) * i / 299) for i in range(150)), rel=1e-12)
+    assert s.abar.dtype == torch.float64
+    assert bool((s.abar[1:] < s.abar[:-1]).all())
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_abar_matches_diffusers(kind):
+    T = 300 if kind == "linear" else 1000
+    ours = NoiseSchedule.from_name(kind, T)
+    theirs = _ddpm(T, kind)
+    torch.testing.assert_close(ours.abar.float(), theirs.alphas_cumprod.float(), rtol=1e-5, atol=1e-7)
+
+
+def test_q_sample_matches_diffusers_add_noise():
+    s = NoiseSchedule.linear(300)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
+    eps = torch.randn(4, 1, 28, 28, generator=g)
+    t = torch.tensor([0, 10, 150, 299])
+    torch.testing.assert_close(s.q_sample(x0, t, eps), _ddpm().add_noise(x0, eps, t), rtol=1e-5, atol=1e-5)
+
+
+def test_q_sample_statistics_variance_is_one_minus_abar():
+    s = NoiseSchedule.linear(300)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.full((20000, 1, 1, 1), 0.7)
+    x_t = s.q_sample(x0, 100, torch.randn(x0.shape, generator=g))
+    abar = s.abar[100].item()
+    assert x_t.mean().item() == pytest.approx(math.sqrt(abar) * 0.7, abs=0.02)
+    assert x_t.var().item() == pytest.approx(1 - abar, rel=0.05)
+
+
+def test_x0_from_eps_inverts_q_sample():
+    s = NoiseSchedule.linear(300)
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+    for t in (0, 57, 299):
+        torch.testing.assert_close(s.x0_from_eps(s.q_sample(x0, t, eps), t, eps), x0, rtol=1e-4, atol=1e-4)
+
+
+def _compare_steps(ours, theirs, timesteps, C=1, learned=False):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, C, 8, 8, generator=g)
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        out = torch.randn(2, 2 * C if learned else C, 8, 8, generator=g)
+        if learned:
+            out[:, C:] = out[:, C:].tanh()
+        eps, v = (out[:, :C], out[:, C:]) if learned else (out, None)
+        seed = 100 + i
+        ref = theirs.step(out, t, x, generator=torch.Generator().manual_seed(seed)).prev_sample
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        # diffusers adds noise whenever t > 0, even on a final strided step to t' = -1;
+        # fundiff never noises the clean image, so compare that step's mean only
+        if t_prev < 0 and t > 0:
+            ref = theirs.step(out, t, x, generator=torch.Generator().manual_seed(seed))
+            mine, _ = ours.p_step(x, eps, t, t_prev, v=v, noise=noise)
+            x0 = ours.x0_from_eps(x, t, eps)
+            torch.testing.assert_close(mine, ours.posterior(x, x0, t, t_prev)[0])
+            return
+        mine, _ = ours.p_step(x, eps, t, t_prev, v=v, noise=noise)
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
+        x = ref
+
+
+def test_p_step_matches_diffusers_stride_1():
+    _compare_steps(NoiseSchedule.linear(300), _ddpm(), ts_lib.full(300))
+
+
+def test_p_step_matches_diffusers_custom_strided_timesteps():
+    timesteps = ts_lib.strided(300, stride=30)
+    assert timesteps[0] == 299 and timesteps[-1] == 0
+    _compare_steps(NoiseSchedule.linear(300), _ddpm(timesteps=timesteps), timesteps)
+
+
+def test_p_step_matches_diffusers_learned_range_cosine():
+    timesteps = ts_lib.strided(1000, stride=30)
+    theirs = _ddpm(1000, "cosine", variance_type="learned_range", timesteps=timesteps)
+    _compare_steps(NoiseSchedule.cosine(1000), theirs, timesteps, C=3, learned=True)
+
+
+def test_strided_coefficient_is_errata_item_3():
+    s = NoiseSchedule.linear(300)
+    t, tp = 200, 170
+    abar_t, abar_p = s.abar[t].item(), s.abar[tp].item()
+    beta = 1 - abar_t / abar_p
+    x_t, x0 = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    mean, var = s.posterior(x_t, x0, t, tp)
+    assert mean.item() == pytest.approx(math.sqrt(abar_p) * beta / (1 - abar_t), rel=1e-6)
+    assert var.item() == pytest.approx(beta * (1 - abar_p) / (1 - abar_t), rel=1e-6)
+
+
+def test_final_step_adds_no_noise_and_ddim_eta0_is_deterministic():
+    s = NoiseSchedule.linear(300)
+    x, eps = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    a, _ = s.p_step(x, eps, 0, -1, generator=torch.Generator().manual_seed(0))
+    b, _ = s.p_step(x, eps, 0, -1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    c, x0 = s.ddim_step(x, eps, 5, -1, eta=0.0)
+    torch.testing.assert_close(c, x0)
+
+
+def test_ddim_matches_diffusers():
+    timesteps = ts_lib.strided(300, steps=10)
+    theirs = diffusers.DDIMScheduler(num_train_timesteps=300, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=False, set_alpha_to_one=True)
+    s = NoiseSchedule.linear(300)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    eps = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    theirs.set_timesteps(10)
+    # diffusers' DDIM uses prev = t - T // steps; compare on its own list of pairs
+    for t in theirs.timesteps.tolist()[:-1]:
+        t_prev = t - 300 // 10
+        ref = theirs.step(eps, t, x, eta=0.0).prev_sample
+        mine, _ = s.ddim_step(x, eps, t, t_prev, eta=0.0)
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
+    assert timesteps[0] == 299 and timesteps[-1] == 0 and len(timesteps) == 10
+
+
+def test_timestep_lists_and_validation():
+    assert ts_lib.full(300)[0] == 299 and ts_lib.full(300)[-1] == 0 and len(ts_lib.full(300)) == 300
+    assert ts_lib.strided(1000, stride=30)[:3] == [999, 969, 939]
+    assert ts_lib.strided(300, steps=300) == ts_lib.full(300)
+    assert ts_lib.from_start(ts_lib.strided(300, stride=30), 2)[0] == 239
+    for bad in ([], [5, 5], [300, 1], [3, -1]):
+        with pytest.raises(FundiffError):
+            ts_lib.validate(bad, 300)
+    with pytest.raises(FundiffError):
+        ts_lib.strided(300, steps=0)
+    with pytest.raises(FundiffError):
+        ts_lib.from_start([3, 2, 1], 3)
+    with pytest.raises(FundiffError, match="linear, cosine"):
+        NoiseSchedule.from_name("sigmoid", 10)

@@ -1,0 +1,99 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fundiff import training
+from fundiff.errors import FundiffError
+from fundiff.models import load_model
+from helpers import synthetic_data, tiny_config
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["class", "denoiser"])
+def test_resume_equals_uninterrupted(tmp_path, kind):
+    data = synthetic_data(48)  # 3 steps per epoch, 9 in all
+    cfg = tiny_config(kind, ema_decay=0.9)
+    full = training.train(cfg, tmp_path / "full", data=data, progress=False)
+    assert full.step == 9 and full.epoch == 3
+    part = training.train(replace(cfg, max_steps=4), tmp_path / "part", data=data, progress=False)  # stops mid-epoch 2
+    assert part.step == 4
+    resumed = training.train(cfg, tmp_path / "part", data=data, progress=False, resume=True)
+    assert resumed.step == 9
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    la = json.loads((tmp_path / "full" / "state.json").read_text())["losses"]
+    lb = json.loads((tmp_path / "part" / "state.json").read_text())["losses"]
+    assert la == lb and len(la) == 9
+
+
+def test_training_reduces_loss_and_lr_schedule_is_the_write_ups(tmp_path):
+    data = synthetic_data(64)
+    cfg = tiny_config("time", hidden=8, epochs=4, lr=3e-3)
+    res = training.train(cfg, tmp_path / "r", data=data, progress=False)
+    assert sum(res.losses[-4:]) < sum(res.losses[:4])
+    # ExponentialLR with gamma = 0.1 ** (1 / epochs), stepped per epoch
+    assert training._lr_factor(cfg, 0, 0, 16) == 1.0
+    assert training._lr_factor(cfg, 15, 3, 16) == pytest.approx(0.1 ** 0.75)
+    model, saved = load_model(tmp_path / "r")
+    assert saved["train"]["kind"] == "time" and not model.training
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    data = synthetic_data(48)
+    real = training._loss
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        loss = real(*a, **k)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(training, "_loss", flaky)
+    with pytest.raises(FundiffError, match="step 5") as e:
+        training.train(tiny_config("class"), tmp_path / "r", data=data, progress=False)
+    assert "\n" not in str(e.value)
+    state = json.loads((tmp_path / "r" / "state.json").read_text())
+    assert state["step"] == 4  # saved every 2 steps; step 5 never saved
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "r").values() if v.is_floating_point())
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    for kw, msg in [
+        (dict(preset="fast"), "unknown preset 'fast'; choose one of paper, quick, tiny"),
+        (dict(kind="gan"), "unknown model kind"),
+        (dict(lr=-1.0), "lr must be"),
+        (dict(precision="fp8"), "unknown precision"),
+    ]:
+        args = dict(preset="tiny", kind="class")
+        args.update(kw)
+        preset, kind = args.pop("preset"), args.pop("kind")
+        with pytest.raises(FundiffError, match=msg):
+            training.preset_config(preset, kind, **args)
+
+
+def test_paper_preset_is_the_write_up():
+    d = training.preset_config("paper", "denoiser")
+    assert (d.hidden, d.batch_size, d.epochs, d.lr, d.sigma, d.lr_schedule) == (128, 256, 5, 1e-4, 0.5, "constant")
+    for kind in ("time", "class"):
+        c = training.preset_config("paper", kind)
+        assert (c.hidden, c.batch_size, c.epochs, c.lr, c.lr_schedule, c.T, c.p_uncond) == (64, 128, 20, 1e-3, "exponential", 300, 0.1)
+    assert training.preset_config("paper", "class", epochs=3, lr=None).epochs == 3
+
+
+def test_new_run_refuses_to_overwrite_and_resume_refuses_changed_settings(tmp_path):
+    data = synthetic_data(32)
+    cfg = tiny_config("class", epochs=1)
+    training.train(cfg, tmp_path / "r", data=data, progress=False)
+    with pytest.raises(FundiffError, match="--resume"):
+        training.train(cfg, tmp_path / "r", data=data, progress=False)
+    with pytest.raises(FundiffError, match="lr"):
+        training.train(replace(cfg, lr=0.5), tmp_path / "r", data=data, progress=False, resume=True)
