@@ -65,7 +65,7 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
                 s.set_visible(False)
             if j < row.shape[0]:
                 img = row[j].detach().float().clamp(0, 1).cpu()
-                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+                ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(), cmap="gray", vmin=0, vmax=1)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=8)
             if i == 0 and j < len(col_labels):

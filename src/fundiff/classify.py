@@ -1,0 +1,211 @@
+"""Training the evaluation classifier (models/classifier.py) into a run folder, and loading it back.
+
+The run folder has fundiff's checkpoint format (checkpoints.py): config.json holds
+{"model": ClassifierConfig (kind "classifier"), "train": ClassifierTrainConfig}; the
+weights are "model.*" tensors; state.json records the loss history and the test accuracy
+after every epoch (overall and per class), so `fundiff evaluate` can report it.
+Cross-entropy, Adam with linear warm-up and cosine decay, bf16 autocast where supported.
+Data order comes from (seed, epoch); initialisation from the seed, without touching
+torch's global RNG. There is no resume: a run takes minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fundiff import DEFAULT_SEED
+from fundiff import checkpoints as ckpt
+from fundiff.data import DATASETS
+from fundiff.denoisers import autocast_for
+from fundiff.errors import FundiffError
+from fundiff.models.classifier import Classifier, ClassifierConfig
+from fundiff.training import PRECISIONS, resolve_device, resolve_precision
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """Everything that determines a classifier training run; saved to config.json."""
+
+    dataset: str = "mnist"  # "mnist" or "fashion-mnist" (recorded; the data is passed in)
+    epochs: int = 3  # passes over the train split
+    batch_size: int = 128
+    lr: float = 2e-3  # Adam peak learning rate
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 0 at the last step
+    weight_decay: float = 5e-4  # decoupled (AdamW)
+    max_steps: int | None = None  # stop after this many steps (smoke tests)
+    seed: int = DEFAULT_SEED  # seeds the initialisation and the data order
+    precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
+            (self.warmup_steps >= 0 and self.weight_decay >= 0, "warmup steps and weight decay must be >= 0"),
+            (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise FundiffError(msg)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    run_dir: Path
+    step: int
+    test_accuracy: float  # overall, after the last epoch
+    test_accuracy_per_class: tuple[float, ...]
+    wall_s: float
+
+
+def _to_float(images: Tensor, device: torch.device) -> Tensor:
+    """uint8 (N,H,W) in 0..255 -> float (N,1,H,W) in [0,1] on ``device``."""
+    return images.to(device).unsqueeze(1).float().div(255)
+
+
+@torch.no_grad()
+def predict(classifier: Classifier, images: Tensor, *, batch_size: int = 1000) -> Tensor:
+    """Predicted classes (N,) int64 of float images (N,C,H,W) in [0,1]; classifier in eval mode."""
+    if classifier.training:
+        raise FundiffError("the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first")
+    return torch.cat([classifier(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+def _test_accuracy(model: Classifier, images: Tensor, labels: Tensor, device: torch.device) -> tuple[float, tuple[float, ...]]:
+    """(overall, per-class) accuracy on uint8 images (N,H,W) with labels (N,)."""
+    pred = torch.cat([predict(model, _to_float(images[i : i + 1000], device)).cpu() for i in range(0, len(images), 1000)])
+    hit = (pred == labels.cpu()).float()
+    k = model.config.num_classes
+    per_class = tuple(float(hit[labels == c].mean()) if (labels == c).any() else float("nan") for c in range(k))
+    return float(hit.mean()), per_class
+
+
+def train_classifier(
+    cfg: ClassifierTrainConfig,
+    run_dir: str | Path,
+    *,
+    data: tuple[Tensor, Tensor],
+    test_data: tuple[Tensor, Tensor],
+    device: str | torch.device | None = "cpu",
+    progress: bool = True,
+    model_config: ClassifierConfig | None = None,
+) -> ClassifierResult:
+    """Train a Classifier on ``data`` = (images uint8 (N,H,W), labels int64 (N,)) into ``run_dir``.
+
+    ``test_data`` (same layout) is scored after every epoch; the scores go to state.json.
+    Writes config.json first and a checkpoint after every epoch (and at ``max_steps``).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "state.json").exists():
+        raise FundiffError(f"{run_dir} already holds a run; choose another --out or delete it")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    amp_dtype = resolve_precision(cfg.precision, dev)
+    images, labels = data
+    if images.ndim != 3 or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
+        raise FundiffError(f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} and {tuple(labels.shape)}")
+    mcfg = model_config or ClassifierConfig(image_size=images.shape[-1])
+    for y in (labels, test_data[1]):
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < mcfg.num_classes:
+            raise FundiffError(f"labels must lie in 0..{mcfg.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
+
+    with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        model = Classifier(mcfg)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    N = images.shape[0]
+    steps_per_epoch = math.ceil(N / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    ckpt.save_config(run_dir, {"model": mcfg.to_dict(), "train": cfg.to_dict()})
+    x_all, y_all = images.to(dev), labels.to(dev)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"train classifier ({cfg.dataset})", unit="step", file=sys.stderr, dynamic_ncols=True)
+    step, losses, history = 0, [], []
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        if step >= total:
+            break
+        model.train()
+        perm = torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 7919 * epoch)).to(dev)
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x = _to_float(x_all[idx], dev).contiguous(memory_format=torch.channels_last)
+            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / total))
+            with autocast_for(dev, amp_dtype):
+                loss = F.cross_entropy(model(x).float(), y_all[idx])
+            if not torch.isfinite(loss):
+                raise FundiffError(f"the loss became {loss.item()} at step {step}; lower --lr or use --precision fp32")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
+                bar.update(1)
+        model.eval()
+        acc, per_class = _test_accuracy(model, *test_data, dev)
+        history.append(acc)
+        if bar is not None:
+            bar.write(f"epoch {epoch + 1}: test accuracy {acc:.4f}", file=sys.stderr)
+        state = {
+            "epoch": epoch + 1,
+            "losses": losses,
+            "test_accuracy": acc,
+            "test_accuracy_per_class": list(per_class),
+            "test_accuracy_per_epoch": history,
+            "n_test": int(len(test_data[1])),
+            "wall_s": time.perf_counter() - t0,
+        }
+        ckpt.save_checkpoint(run_dir, step=step, weights={f"model.{k}": v for k, v in model.state_dict().items()}, state_tensors={}, state=state)
+    if bar is not None:
+        bar.close()
+    return ClassifierResult(run_dir, step, history[-1], per_class, time.perf_counter() - t0)
+
+
+def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """(Classifier in eval mode, {"config": config.json, "state": state.json}) of a run folder or shipped name."""
+    from fundiff.runs import resolve
+
+    run_dir = resolve(model)
+    cfg = ckpt.load_config(run_dir)
+    kind = cfg.get("model", {}).get("kind") if isinstance(cfg.get("model"), dict) else None
+    if kind != "classifier":
+        raise FundiffError(f"{run_dir} is not a classifier run (model kind {kind!r}); train one with `fundiff train classifier`")
+    try:
+        net = Classifier(ClassifierConfig(**cfg["model"]))
+    except TypeError as e:
+        raise FundiffError(f"{run_dir}/config.json has no valid 'model' section ({e}); retrain or restore it") from None
+    weights, _ = ckpt.load_weights(run_dir)
+    state = {k[len("model.") :]: v for k, v in weights.items() if k.startswith("model.")}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        problem = f"{len(missing)} missing, {len(unexpected)} unexpected tensors" if missing or unexpected else ""
+    except RuntimeError:  # load_state_dict raises on a tensor of the wrong shape
+        problem = "tensor shapes differ"
+    if problem:
+        raise FundiffError(f"{run_dir}/model.safetensors does not match its config ({problem}); retrain or restore it")
+    return net.to(device).eval(), {"config": cfg, "state": ckpt.read_json(run_dir / "state.json")}
+
+
+__all__ = ["ClassifierTrainConfig", "ClassifierResult", "train_classifier", "load_classifier", "predict"]

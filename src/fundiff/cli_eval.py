@@ -1,0 +1,299 @@
+"""The ``fundiff train-classifier`` and ``fundiff evaluate`` commands (wired in by cli.py via ``register``).
+
+``evaluate`` measures what a model's kind allows: a one-step denoiser gets the sigma sweep
+(MSE / PSNR) beside the best Gaussian blur; a time-conditioned model gets FID, the FID
+floor and a class histogram of its samples; a class-conditioned model gets FID, the floor,
+per-class accuracy at one guidance scale and accuracy against guidance (with a plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from fundiff import DEFAULT_SEED
+from fundiff.errors import FundiffError
+
+# `fundiff train` options that mean nothing for a classifier (rejected when routed here)
+_DIFFUSION_ONLY = ("resume", "lr_schedule", "hidden", "sigma", "ema_decay", "channels_last", "sample_epochs", "save_every")
+
+
+def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
+    """The options of `fundiff train-classifier`; `fundiff train classifier` has the same dests."""
+    from fundiff.cli import _add_common, _positive_int
+    from fundiff.classify import ClassifierTrainConfig
+    from fundiff.training import PRECISIONS
+
+    d = ClassifierTrainConfig()
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="train split to learn, test split to score")
+    p.add_argument("--out", default=None, help="run folder (default: runs/DATASET-classifier, where `fundiff evaluate` looks)")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the train split")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="images per optimizer step")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (smoke tests)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16 autocast where the hardware supports it")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p, data=True)
+
+
+def train_classifier_command(args: argparse.Namespace) -> None:
+    """Train the evaluation classifier from parsed options (also reached as `fundiff train classifier`).
+
+    Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
+    """
+    from fundiff import data
+    from fundiff.classify import ClassifierTrainConfig, train_classifier
+    from fundiff.training import resolve_device
+
+    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise FundiffError(f"{', '.join('--' + g.replace('_', '-') for g in given)} do(es) not apply to a classifier; drop them")
+    values = {k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")}
+    cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
+    out = Path(args.out or f"runs/{cfg.dataset}-classifier")
+    device = resolve_device(getattr(args, "device", None))
+    train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
+    test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
+    result = train_classifier(cfg, out, data=train_split, test_data=test_split, device=device, progress=not getattr(args, "no_progress", False))
+    worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
+    names = data.CLASS_NAMES[cfg.dataset]
+    print(
+        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy {result.test_accuracy:.4f} "
+        f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
+    )
+
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    """The options of `fundiff evaluate`."""
+    from fundiff.cli import _add_common, _float_list, _positive_int
+    from fundiff.training import PRECISIONS
+
+    p.add_argument("--model", required=True, help="run folder (or shipped name) of a denoiser, time or class model")
+    p.add_argument("--n", type=_positive_int, default=1000, help="generated samples for FID (class models: N/10 per class, per guidance scale); test images for a denoiser")
+    p.add_argument("--guidance", type=float, default=None, help="class models: CFG scale for FID and per-class accuracy (default: 5)")
+    p.add_argument("--sweep", type=_float_list, default=None, help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)")
+    p.add_argument("--steps", type=_positive_int, default=50, help="time/class models: strided DDPM steps per sample (at most T)")
+    p.add_argument("--classifier", default=None, help="classifier run folder or shipped name (default: runs/DATASET-classifier, then shipped DATASET-classifier)")
+    p.add_argument("--sigmas", type=_float_list, default=None, help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)")
+    p.add_argument("--batch-size", type=_positive_int, default=500, help="samples drawn per batch")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
+    p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
+    _add_common(p, data=True)
+
+
+def _images(x_uint8, device):
+    """uint8 (N,H,W) -> float (N,1,H,W) in [0,1] on device."""
+    return x_uint8.to(device).unsqueeze(1).float().div(255)
+
+
+def _find_classifier(name: str | None, dataset: str, device):
+    from fundiff.classify import load_classifier
+    from fundiff.runs import shipped_names
+
+    if name is None:
+        local = Path("runs") / f"{dataset}-classifier"
+        if local.is_dir():
+            name = str(local)
+        elif f"{dataset}-classifier" in shipped_names():
+            name = f"{dataset}-classifier"
+        else:
+            raise FundiffError(f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier")
+    clf, info = load_classifier(name, device=device)
+    trained_on = info["config"].get("train", {}).get("dataset")
+    if trained_on != dataset:
+        raise FundiffError(f"classifier {name} was trained on {trained_on!r} but the model on {dataset!r}; pass a {dataset} classifier")
+    return clf, name, info
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
+    import torch
+
+    from fundiff import data, runs
+    from fundiff.checkpoints import atomic_write_json, load_config
+    from fundiff.training import resolve_device, resolve_precision
+
+    run_dir = runs.resolve(args.model)
+    cfg = load_config(run_dir)
+    kind = cfg.get("model", {}).get("kind") if isinstance(cfg.get("model"), dict) else None
+    if kind not in ("denoiser", "time", "class"):
+        raise FundiffError(f"{args.model} is a {kind!r} run; evaluate takes a denoiser, time or class model")
+    dataset = cfg.get("train", {}).get("dataset", "mnist")
+    names = data.CLASS_NAMES[dataset]
+    if kind != "class" and (args.guidance is not None or args.sweep is not None):
+        raise FundiffError(f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model")
+    if kind != "denoiser" and args.sigmas is not None:
+        raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
+    if kind == "denoiser" and args.classifier is not None:
+        raise FundiffError("--classifier does not apply to a one-step denoiser (it is measured by MSE/PSNR)")
+    for s in [args.guidance or 0.0, *(args.sweep or ()), *(args.sigmas or ())]:
+        if not math.isfinite(s):
+            raise FundiffError(f"--guidance, --sweep and --sigmas take finite numbers, got {s}")
+    if args.sweep == ():
+        raise FundiffError("--sweep needs at least one scale, e.g. 0,1,3,5,7")
+    if any(s < 0 for s in args.sigmas or ()):
+        raise FundiffError("--sigmas must be >= 0")
+    min_n = {"denoiser": 1, "time": 2, "class": len(names)}[kind]
+    if args.n < min_n:
+        raise FundiffError(f"--n must be at least {min_n} for a {kind!r} model" + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else ""))
+    device = resolve_device(args.device)
+    out = Path(args.out) if args.out else run_dir / "evaluation.json"
+    if out.suffix.lower() != ".json":
+        raise FundiffError(f"--out must be a .json path, got {args.out!r}")
+    report: dict = {"model": str(run_dir), "kind": kind, "dataset": dataset, "seed": args.seed}
+    x_test, y_test = data.load_split(dataset, args.data_dir, train=False)
+    x_train, _ = data.load_split(dataset, args.data_dir, train=True)
+    if kind != "denoiser" and args.n > len(x_train):
+        raise FundiffError(f"--n must be at most {len(x_train)} (the train images behind the FID floor), got {args.n}")
+
+    if kind == "denoiser":
+        n = min(args.n, len(x_test), len(x_train))
+        _evaluate_denoiser(args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device)
+    else:
+        from fundiff import timesteps as ts
+        from fundiff.metrics import FID, class_histogram, draw_samples, reference_fid
+
+        clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
+        den = runs.load_denoiser(run_dir, device=device, autocast_dtype=resolve_precision(args.precision, device))
+        T = den.schedule.T
+        if args.steps > T:
+            raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")
+        timesteps = ts.strided(T, steps=args.steps)
+        print(f"features of the {len(x_test)} test images (FID's real set)...", file=sys.stderr)
+        fid_to_test = FID(clf, _images(x_test, device))
+        train = x_train.unsqueeze(1).to(device)  # uint8 until reference_fid takes its subset
+        report |= {
+            "classifier": clf_name,
+            "classifier_test_accuracy": clf_info["state"].get("test_accuracy"),
+            "steps": len(timesteps),
+            "precision": args.precision,
+        }
+        if kind == "time":
+            print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
+            g = torch.Generator(device=device).manual_seed(args.seed)
+            x = draw_samples(den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size)
+            hist = class_histogram(clf, x, num_classes=len(names))
+            test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
+            report |= {
+                "n": args.n,
+                "fid": fid_to_test(x),
+                "fid_floor": reference_fid(fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)),
+                "class_histogram": dict(zip(names, hist)),
+                "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
+                "test_class_fractions": dict(zip(names, test_frac.tolist())),
+            }
+        else:
+            _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device)
+    atomic_write_json(out, report)
+    _print_report(report, names)
+    print(f"metrics in {out}")
+
+
+def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> None:
+    import torch
+
+    from fundiff import runs
+    from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
+    from fundiff.metrics import blur_baseline
+
+    model, _ = runs.load(run_dir, device=device)
+    sigmas = args.sigmas or SWEEP_SIGMAS
+    n = len(x_test)
+    x, x_tune = x_test, x_train  # the blur is tuned on train images, scored on the same test images as the model
+    rows, images = denoise_sweep(model, x, sigmas, generator=torch.Generator(device=device).manual_seed(args.seed), batch_size=args.batch_size)
+    blur_rows = blur_baseline(x_tune, x, {s: z for s, (z, _) in images.items()}, generator=torch.Generator(device=device).manual_seed(args.seed + 1))
+    report |= {
+        "n": n,
+        "trained_sigma": cfg.get("train", {}).get("sigma"),
+        "rows": [
+            {**r.__dict__, "blur_mse": b.mse, "blur_psnr": b.psnr, "blur_kernel": b.blur.kernel_size, "blur_sigma": b.blur.sigma}
+            for r, b in zip(rows, blur_rows)
+        ],
+    }
+
+
+def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device) -> None:
+    import torch
+
+    from fundiff.metrics import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep, reference_fid
+
+    n_per_class = args.n // len(names)
+    guidance = 5.0 if args.guidance is None else args.guidance
+    sweep = tuple(args.sweep or GUIDANCE_SWEEP)
+    scales = sorted(set(sweep) | {guidance})
+    n = n_per_class * len(names)
+    print(f"sampling {n} images ({len(timesteps)} steps) at each guidance scale {', '.join(f'{s:g}' for s in scales)}...", file=sys.stderr)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    results = {r.scale: r for r in guidance_sweep(den, clf, scales, timesteps, class_names=names, n_per_class=n_per_class, generator=g, fid=fid_to_test, batch_size=args.batch_size)}
+    main = results[float(guidance)]
+    plot = out.with_name(out.stem + "_guidance.png")
+    plot_guidance_sweep([results[float(s)] for s in sorted(set(sweep))], plot, class_names=names, title=f"class accuracy vs. guidance ({n} samples per scale)")
+    report |= {
+        "n": n,
+        "guidance": guidance,
+        "fid": main.fid,
+        "fid_floor": reference_fid(fid_to_test, train, n=n, generator=torch.Generator().manual_seed(args.seed + 1)),
+        "accuracy": main.accuracy.to_dict(names),
+        "sweep": [{"guidance": s, "fid": results[float(s)].fid, **results[float(s)].accuracy.to_dict(names)} for s in sorted(set(sweep))],
+        "sweep_plot": str(plot),
+    }
+
+
+def _print_report(r: dict, names) -> None:
+    print(f"{r['kind']} model {r['model']} ({r['dataset']})")
+    if r["kind"] == "denoiser":
+        print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10} {'blur MSE':>9} {'blur dB':>8}  best blur")
+        for row in r["rows"]:
+            print(
+                f"{row['sigma']:>6.2f} {row['mse']:>9.5f} {row['psnr']:>8.2f} {row['mse_noisy']:>10.5f} {row['blur_mse']:>9.5f} {row['blur_psnr']:>8.2f}"
+                f"  k={row['blur_kernel']} s={row['blur_sigma']:g}"
+            )
+        return
+    print(f"classifier {r['classifier']} (test accuracy {r['classifier_test_accuracy']:.4f}); {r['n']} samples, {r['steps']} steps")
+    print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
+    if r["kind"] == "time":
+        print(f"{'class':>12} {'samples':>8} {'share':>6} {'test':>6}")
+        for k in names:
+            print(f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} {r['test_class_fractions'][k]:>6.3f}")
+        return
+    print(f"accuracy at guidance {r['guidance']:g}: {r['accuracy']['overall']:.4f}")
+    print(f"{'guidance':>8} " + " ".join(f"{k[:6]:>6}" for k in names) + f" {'all':>6} {'FID':>8}")
+    for row in r["sweep"]:
+        print(f"{row['guidance']:>8g} " + " ".join(f"{row['per_class'][k]:>6.3f}" for k in names) + f" {row['overall']:>6.3f} {row['fid']:>8.3f}")
+    print(f"plot: {r['sweep_plot']}")
+
+
+def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add `evaluate` (and `train-classifier`) to ``subparsers``; return {command name: function}.
+
+    Pass train_classifier=False where `fundiff train classifier` routes to train_classifier_command instead.
+    """
+    from fundiff.cli import _Formatter as _CliFormatter
+
+    class _Formatter(_CliFormatter):
+        """Shows defaults, except None ones (their help says in words what None means)."""
+
+        def _get_help_string(self, action):
+            return action.help if action.default is None else super()._get_help_string(action)
+
+    commands: dict[str, Callable[[argparse.Namespace], None]] = {}
+    if train_classifier:
+        p = subparsers.add_parser("train-classifier", help="train the classifier that grades samples (FID features, class accuracy)", formatter_class=_Formatter)
+        add_train_classifier_options(p)
+        commands["train-classifier"] = train_classifier_command
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a model: FID, class accuracy vs guidance, class histogram, or denoiser MSE/PSNR vs a blur baseline",
+        formatter_class=_Formatter,
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    add_evaluate_options(p)
+    return commands | {"evaluate": evaluate_command}
+
+
+__all__ = ["register", "add_train_classifier_options", "train_classifier_command", "add_evaluate_options", "evaluate_command"]

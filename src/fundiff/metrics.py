@@ -1,0 +1,293 @@
+"""Measuring samples with a trained classifier (classify.py): FID, class accuracy, class histograms,
+and a classical baseline (best Gaussian blur) for the one-step denoiser.
+
+FID (Heusel et al. 2017) is computed by torchmetrics' ``FrechetInceptionDistance`` with the
+classifier's penultimate features (models/classifier.py) as the feature extractor, since
+Inception v3 knows nothing about 28x28 digits (and its weights cannot be fetched offline).
+FID is biased upwards at small sample counts, so it is reported beside ``reference_fid``:
+real train images against the same test set at the same count, the floor a perfect model
+would reach. Images are float (N,C,H,W) in [0,1] throughout; the classifier must be in
+eval mode (BatchNorm).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from fundiff.checkpoints import atomic_write_bytes
+from fundiff.classify import predict
+from fundiff.denoisers import Denoiser
+from fundiff.errors import FundiffError
+from fundiff.guidance import CFG
+from fundiff.samplers import sample_from_noise
+
+GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
+BLUR_KERNELS: tuple[int, ...] = (1, 3, 5, 7, 9, 11)  # 1 is the identity (no blur)
+BLUR_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+
+
+# -- sampling ---------------------------------------------------------------------------------
+def draw_samples(
+    denoiser: Denoiser, prompts: Sequence[str], timesteps: list[int], *, generator: torch.Generator, batch_size: int = 500, eta: float | None = None
+) -> Tensor:
+    """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
+
+    Pure-noise DDPM (or DDIM with ``eta``) sampling over ``timesteps`` on ``generator``'s
+    device; the generator is advanced, so a fixed seed and batch size give fixed samples.
+    """
+    lo, hi = denoiser.value_range
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        cond = denoiser.encode(list(prompts[i : i + batch_size]))
+        x = sample_from_noise(denoiser, cond, timesteps, generator=generator, eta=eta, device=generator.device)
+        out.append(((x - lo) / (hi - lo)).clamp(0, 1))
+    return torch.cat(out)
+
+
+# -- FID --------------------------------------------------------------------------------------
+class _Features(nn.Module):
+    """A classifier's ``features`` as torchmetrics' feature extractor: (N,C,H,W) -> (N,d) float32."""
+
+    def __init__(self, classifier: nn.Module, num_features: int) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = num_features  # torchmetrics reads this instead of probing with a 3x299x299 image
+
+    def train(self, mode: bool = True) -> _Features:
+        return self  # the classifier stays in eval mode whatever torchmetrics does
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier.features(x).float()
+
+
+class FID:
+    """Frechet distance (Heusel et al. 2017) to a fixed real set in a classifier's feature space.
+
+    d^2 = |mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)) between Gaussians fit to the
+    features of the real and the generated images; torchmetrics' FrechetInceptionDistance
+    with the classifier as its feature extractor, statistics in float64. The real set's
+    statistics are computed once, here; each call scores one generated set against them.
+    real (N,C,H,W) float in [0,1], N >= 2; moved in batches to the classifier's device.
+    """
+
+    def __init__(self, classifier: nn.Module, real: Tensor, *, batch_size: int = 1000) -> None:
+        try:
+            from torchmetrics.image.fid import FrechetInceptionDistance
+        except ImportError:
+            raise FundiffError("FID needs torchmetrics: pip install torchmetrics") from None
+        if classifier.training:
+            raise FundiffError("the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first")
+        if len(real) < 2:
+            raise FundiffError(f"FID needs at least 2 images per set, got {len(real)} real images")
+        self.device = next(classifier.parameters()).device
+        self.batch_size = batch_size
+        with torch.no_grad():
+            d = classifier.features(real[:1].to(self.device)).shape[-1]
+        extractor = _Features(classifier, d)
+        # reset() keeps the real statistics and clears the generated ones
+        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False).to(self.device)
+        self._update(real, real=True)
+
+    @torch.no_grad()
+    def _update(self, images: Tensor, *, real: bool) -> None:
+        for i in range(0, len(images), self.batch_size):
+            self.metric.update(images[i : i + self.batch_size].to(self.device), real=real)
+
+    @torch.no_grad()
+    def __call__(self, fake: Tensor) -> float:
+        """FID of fake (M,C,H,W) float in [0,1], M >= 2, against the real set."""
+        if len(fake) < 2:
+            raise FundiffError(f"FID needs at least 2 images per set, got {len(fake)} generated images")
+        self.metric.reset()
+        self._update(fake, real=False)
+        return float(self.metric.compute())
+
+
+def fid(classifier: nn.Module, real: Tensor, fake: Tensor, *, batch_size: int = 1000) -> float:
+    """FID (Heusel et al. 2017) between real (N,C,H,W) and fake (M,C,H,W) float in [0,1]; see FID."""
+    return FID(classifier, real, batch_size=batch_size)(fake)
+
+
+def reference_fid(fid_to_real: FID, train: Tensor, *, n: int, generator: torch.Generator) -> float:
+    """FID of ``n`` random train images against FID's real set: the floor a perfect model would reach at n.
+
+    train (N,C,H,W) float in [0,1] or uint8 in 0..255 (converted after subsetting, to spare
+    memory). The subset is drawn with ``generator`` (CPU).
+    """
+    if not 2 <= n <= len(train):
+        raise FundiffError(f"the reference FID needs 2..{len(train)} train images, got n={n}")
+    subset = train[torch.randperm(len(train), generator=generator)[:n].to(train.device)]
+    if subset.dtype == torch.uint8:
+        subset = subset.float().div(255)
+    return fid_to_real(subset)
+
+
+# -- class accuracy and histograms ------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassAccuracy:
+    """How often the classifier sees the class a sample was asked to be."""
+
+    overall: float  # fraction of all samples classified as their target class
+    per_class: tuple[float, ...]  # per target class k: fraction classified as k (nan without samples)
+    counts: tuple[int, ...]  # samples per target class
+
+    def to_dict(self, class_names: Sequence[str] = ()) -> dict:
+        names = list(class_names) or [str(k) for k in range(len(self.per_class))]
+        return {"overall": self.overall, "per_class": dict(zip(names, self.per_class)), "counts": dict(zip(names, self.counts))}
+
+
+def accuracy_of(pred: Tensor, target: Tensor, num_classes: int) -> ClassAccuracy:
+    """ClassAccuracy from predicted (N,) and target (N,) int class indices in 0..num_classes-1."""
+    pred, target = pred.cpu(), target.cpu()
+    hit = (pred == target).float()
+    counts = torch.bincount(target, minlength=num_classes)
+    hits = torch.bincount(target, weights=hit, minlength=num_classes)
+    per_class = tuple(float(h / c) if c else math.nan for h, c in zip(hits.tolist(), counts.tolist()))
+    return ClassAccuracy(float(hit.mean()) if len(hit) else math.nan, per_class, tuple(counts.tolist()))
+
+
+def class_accuracy(classifier: nn.Module, images: Tensor, target: Tensor, *, num_classes: int, batch_size: int = 1000) -> ClassAccuracy:
+    """Classify images (N,C,H,W) float in [0,1] and score them against target classes (N,) int64."""
+    return accuracy_of(predict(classifier, images, batch_size=batch_size), target, num_classes)
+
+
+def class_histogram(classifier: nn.Module, images: Tensor, *, num_classes: int, batch_size: int = 1000) -> tuple[int, ...]:
+    """How many of images (N,C,H,W) float in [0,1] the classifier puts in each class."""
+    return tuple(torch.bincount(predict(classifier, images, batch_size=batch_size).cpu(), minlength=num_classes).tolist())
+
+
+@dataclass(frozen=True)
+class GuidanceResult:
+    scale: float  # CFG scale s: eps_u + s (eps_c - eps_u)
+    accuracy: ClassAccuracy
+    fid: float | None  # FID of the samples, when guidance_sweep was given an FID
+    samples: Tensor  # (num_classes * n_per_class, C,H,W) in [0,1]; class k in rows k*n_per_class ...
+
+
+def guidance_sweep(
+    denoiser: Denoiser,
+    classifier: nn.Module,
+    scales: Sequence[float],
+    timesteps: list[int],
+    *,
+    class_names: Sequence[str],
+    n_per_class: int,
+    generator: torch.Generator,
+    fid: FID | None = None,
+    batch_size: int = 500,
+) -> list[GuidanceResult]:
+    """Class accuracy of a class-conditioned model's samples at each CFG scale (Ho & Salimans 2022).
+
+    Every scale starts from the same noise: a copy of ``generator``'s state (which is left
+    untouched), so the scales differ only in guidance. With ``fid``, each scale's samples
+    also get their FID (the accuracy / FID trade-off of guidance).
+    """
+    if n_per_class < 1:
+        raise FundiffError(f"need at least one sample per class, got {n_per_class}")
+    prompts = [name for name in class_names for _ in range(n_per_class)]
+    target = torch.arange(len(class_names)).repeat_interleave(n_per_class)
+    results = []
+    for s in scales:
+        g = torch.Generator(device=generator.device)
+        g.set_state(generator.get_state())
+        x = draw_samples(CFG(denoiser, s), prompts, timesteps, generator=g, batch_size=batch_size)
+        acc = class_accuracy(classifier, x, target, num_classes=len(class_names))
+        results.append(GuidanceResult(float(s), acc, None if fid is None else fid(x), x))
+    return results
+
+
+def plot_guidance_sweep(results: Sequence[GuidanceResult], path: str | Path, *, class_names: Sequence[str], title: str = "") -> Path:
+    """Class accuracy (overall and per class) against CFG scale, and FID beside it when measured; a PNG written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = [r.scale for r in results]
+    with_fid = all(r.fid is not None for r in results)
+    fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(10 if with_fid else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    cmap = plt.get_cmap("tab10")
+    for k, name in enumerate(class_names):
+        ax.plot(scales, [r.accuracy.per_class[k] for r in results], lw=0.8, alpha=0.6, color=cmap(k % 10), label=name)
+    ax.plot(scales, [r.accuracy.overall for r in results], "k-o", lw=2, label="all")
+    ax.set_ylabel("classifier accuracy of samples")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    if with_fid:
+        axes[0][1].plot(scales, [r.fid for r in results], "k-o", lw=2)
+        axes[0][1].set_ylabel("FID (classifier features)")
+    for a in axes[0]:
+        a.set_xlabel("guidance scale s (0: unconditional, 1: conditional)")
+        a.grid(True, alpha=0.3)
+    fig.suptitle(title or "class accuracy vs. classifier-free guidance", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+# -- classical baseline for the one-step denoiser ---------------------------------------------
+@dataclass(frozen=True)
+class Blur:
+    kernel_size: int  # odd; 1 is the identity
+    sigma: float  # standard deviation of the Gaussian, pixels
+
+
+def blur(x: Tensor, b: Blur) -> Tensor:
+    """Gaussian blur of x (N,C,H,W) float, clamped to [0,1] (reflect padding, torchvision)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(x, [b.kernel_size, b.kernel_size], [b.sigma, b.sigma]).clamp(0, 1)
+
+
+def best_blur(clean: Tensor, noisy: Tensor, *, kernels: Sequence[int] = BLUR_KERNELS, sigmas: Sequence[float] = BLUR_SIGMAS) -> tuple[Blur, float]:
+    """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE."""
+    grid = [Blur(1, 1.0)] if 1 in kernels else []
+    grid += [Blur(k, s) for k in kernels if k > 1 for s in sigmas]
+    if not grid:
+        raise FundiffError("the blur grid is empty; give at least one kernel size")
+    scores = [(float(((blur(noisy, b) - clean) ** 2).mean()), i) for i, b in enumerate(grid)]
+    mse, i = min(scores)
+    return grid[i], mse
+
+
+@dataclass(frozen=True)
+class BlurRow:
+    sigma: float  # noise level of z = x + sigma * eps
+    blur: Blur  # the best blur for this sigma on the tuning images
+    mse: float  # MSE of blur(z) against x on the evaluation images, images in [0,1]
+    psnr: float  # 10 log10(1 / mse), dB
+
+
+def blur_baseline(x_tune: Tensor, x: Tensor, noisy: dict[float, Tensor], *, generator: torch.Generator) -> list[BlurRow]:
+    """The best Gaussian blur per sigma as a classical denoiser, tuned on held-out images.
+
+    x_tune (K,C,H,W) and x (N,C,H,W) are clean images in [0,1]; ``noisy[sigma]`` is the
+    (N,C,H,W) noisy version of x that the learned denoiser saw (same noise, fair comparison).
+    The tuning noise comes from ``generator`` (on x_tune's device).
+    """
+    from fundiff.evaluation import psnr
+
+    rows = []
+    for sigma, z in noisy.items():
+        z_tune = x_tune + sigma * torch.randn(x_tune.shape, generator=generator, device=x_tune.device)
+        b, _ = best_blur(x_tune, z_tune)
+        mse = float(((blur(z, b) - x) ** 2).mean())
+        rows.append(BlurRow(float(sigma), b, mse, psnr(mse)))
+    return rows
+
+
+__all__ = [
+    "GUIDANCE_SWEEP", "draw_samples", "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy",
+    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "Blur", "blur", "best_blur", "BlurRow", "blur_baseline",
+]  # fmt: skip

@@ -1,0 +1,164 @@
+"""Views for visual anagrams (Geng et al. 2024) and the Gaussian low/high-pass split for hybrids.
+
+A :class:`View` is an invertible linear map of *centred* images, ``V(x) = sign * P(x)``,
+where ``P`` permutes pixels (a flip, a rotation) and ``sign`` is +1 or -1 (negation). As in
+visual_anagrams, ``view`` is applied to the noisy image and ``inverse_view`` to the noise
+estimate. Views are pure: they return new tensors and never change their input.
+
+Why "centred": visual_anagrams works in DeepFloyd's [-1, 1] space, where negation is
+``x -> -x``. fundiff's UNets see clean images x_0 in [0, 1], centre c = 1/2. The negative of
+an image there is ``lo + hi - x_0`` = ``2c - x_0``, and its noisy version with negated noise is
+
+    sqrt(abar_t) (2c - x_0) + sqrt(1 - abar_t) (-eps) = 2 c sqrt(abar_t) - x_t,
+
+so the view of x_t must depend on t. In general a view acts on x_t by
+``V(x_t - s) + s`` with ``s = c sqrt(abar_t)`` (:meth:`View.view_x_t`), which equals the
+noisy version of the viewed clean image ``V(x_0 - c) + c`` with viewed noise ``V(eps)``:
+exactly what the denoiser was trained on. For pixel permutations ``P(s) = s`` (s is a
+constant image), so ``view_x_t`` is just ``P(x_t)``; for c = 0 (DeepFloyd) it is just
+``V(x_t)``. The noise estimate has no offset, so ``inverse_view`` needs no t. Learned
+variance channels are a per-pixel magnitude, so they are only un-permuted, never negated
+(:meth:`View.inverse_view_variance`, as visual_anagrams' NegateView does).
+
+Views are looked up by name with :func:`get_view`. Register a new one with
+:func:`register_view`; it is then accepted everywhere a view name is (composers, the CLI)::
+
+    from fundiff.views import View, register_view
+    register_view(View("transpose", lambda x: x.transpose(-2, -1), lambda x: x.transpose(-2, -1),
+                       description="swap rows and columns (square images)"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from fundiff.errors import FundiffError
+
+PixelMap = Callable[[Tensor], Tensor]  # (..., H, W) -> (..., H, W), returns a new tensor
+
+
+@dataclass(frozen=True)
+class View:
+    """An invertible view ``V(x) = sign * permute(x)`` of centred images (..., H, W)."""
+
+    name: str  # the name it is looked up by
+    permute: PixelMap  # P: a pixel permutation (flip, rotation); must not modify its input
+    unpermute: PixelMap  # P^-1
+    sign: float = 1.0  # +1, or -1 for negation
+    description: str = ""  # one line, shown in the CLI's help
+
+    def __post_init__(self) -> None:
+        if self.sign not in (1.0, -1.0):
+            raise FundiffError(f"view {self.name!r}: sign must be +1 or -1, got {self.sign}")
+
+    def view(self, x: Tensor) -> Tensor:
+        """V(x) for a centred image or a noise tensor x (..., H, W)."""
+        return self.permute(x) if self.sign == 1 else -self.permute(x)
+
+    def inverse_view(self, x: Tensor) -> Tensor:
+        """V^-1(x): applied to a noise estimate eps (..., H, W) predicted on the viewed image."""
+        return self.unpermute(x) if self.sign == 1 else -self.unpermute(x)
+
+    def inverse_view_variance(self, v: Tensor) -> Tensor:
+        """P^-1(v) for learned-variance channels v (..., H, W) in [-1, 1]: un-permuted, never negated."""
+        return self.unpermute(v)
+
+    def view_x_t(self, x_t: Tensor, abar_t: Tensor, value_range: tuple[float, float]) -> Tensor:
+        """The view of a noisy image: V(x_t - s) + s with s = c sqrt(abar_t), c the centre of ``value_range``.
+
+        x_t (B,C,H,W); abar_t broadcastable to x_t (float, e.g. (B,1,1,1); 1 for a clean image).
+        Derivation in the module docstring; P fixes the constant image s, so only negation moves it.
+        """
+        if self.sign == 1:
+            return self.permute(x_t)
+        centre = (value_range[0] + value_range[1]) / 2
+        return self.view(x_t) + 2 * centre * abar_t.sqrt()
+
+    def view_image(self, x_0: Tensor, value_range: tuple[float, float]) -> Tensor:
+        """The view of a clean image x_0 (B,C,H,W) in ``value_range`` (e.g. to show an anagram flipped)."""
+        return self.view_x_t(x_0, x_0.new_ones(()), value_range)
+
+
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
+def _vflip(x: Tensor) -> Tensor:
+    return x.flip(-2)
+
+
+def _hflip(x: Tensor) -> Tensor:
+    return x.flip(-1)
+
+
+def _rot180(x: Tensor) -> Tensor:
+    return x.flip(-2, -1)
+
+
+_REGISTRY: dict[str, View] = {}  # the one view registry; changed only by register_view
+
+
+def register_view(view: View, *, replace: bool = False) -> View:
+    """Make ``view`` available by its name; a taken name is an error unless ``replace``."""
+    if view.name in _REGISTRY and not replace:
+        raise FundiffError(f"a view named {view.name!r} is already registered; pick another name or pass replace=True")
+    _REGISTRY[view.name] = view
+    return view
+
+
+for _v in (
+    View("identity", _same, _same, description="the image as it is"),
+    View("vflip", _vflip, _vflip, description="upside down: reverse the rows (the write-up's flip, ERRATA 5)"),
+    View("hflip", _hflip, _hflip, description="mirror: reverse the columns"),
+    View("rot180", _rot180, _rot180, description="rotate by 180 degrees (a 6 becomes a 9)"),
+    View("negate", _same, _same, sign=-1.0, description="negative image: x0 -> lo + hi - x0 (white on black <-> black on white)"),
+):
+    register_view(_v)
+
+
+def view_names() -> list[str]:
+    """Names of all registered views."""
+    return list(_REGISTRY)
+
+
+def get_view(view: str | View) -> View:
+    """The registered view called ``view`` (a View is returned as it is)."""
+    if isinstance(view, View):
+        return view
+    try:
+        return _REGISTRY[view]
+    except KeyError:
+        raise FundiffError(f"unknown view {view!r}; choose one of {', '.join(_REGISTRY)}") from None
+
+
+@dataclass(frozen=True)
+class GaussianFilter:
+    """Gaussian low-pass (torchvision's gaussian_blur, reflect padding) and its complement high-pass.
+
+    ``lowpass(x) + highpass(x) == x`` by construction: highpass is ``x - lowpass(x)``. Used by
+    hybrid images (Geng et al. 2024, factorized diffusion) and the write-up's classical denoising.
+    """
+
+    kernel_size: int = 5  # odd, >= 1; 1 leaves the image unchanged
+    sigma: float = 1.0  # standard deviation in pixels, > 0
+
+    def __post_init__(self) -> None:
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise FundiffError(f"kernel size must be an odd integer >= 1, got {self.kernel_size}")
+        if not self.sigma > 0:
+            raise FundiffError(f"sigma must be > 0, got {self.sigma}")
+
+    def lowpass(self, x: Tensor) -> Tensor:
+        """Blur x (..., H, W) float; same shape and dtype."""
+        from torchvision.transforms.functional import gaussian_blur
+
+        if self.kernel_size // 2 >= min(x.shape[-2:]):
+            raise FundiffError(f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; use at most {2 * min(x.shape[-2:]) - 1}")
+        return gaussian_blur(x, [self.kernel_size, self.kernel_size], [self.sigma, self.sigma])
+
+    def highpass(self, x: Tensor) -> Tensor:
+        """x - lowpass(x): the detail the blur removes; same shape and dtype."""
+        return x - self.lowpass(x)

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fundiff import training
+from fundiff.classify import ClassifierTrainConfig, load_classifier, predict, train_classifier
+from fundiff.errors import FundiffError
+from fundiff.models.classifier import Classifier, ClassifierConfig
+from helpers import synthetic_data, tiny_config
+
+SMALL = ClassifierConfig(width=8, features=16)
+
+
+def test_shapes_and_feature_dim():
+    net = Classifier(ClassifierConfig()).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert net(x).shape == (3, 10)
+    f = net.features(x)
+    assert f.shape == (3, 128) == (3, net.feature_dim) and (f >= 0).all()  # ReLU outputs
+    assert torch.allclose(net.head(f), net(x))  # features are exactly what the last layer sees
+    assert Classifier(ClassifierConfig(image_size=32, features=7)).eval().features(torch.rand(2, 1, 32, 32)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(kind="class"), "kind 'classifier'"), (dict(image_size=30), "multiple of 4"), (dict(features=0), "positive")])
+def test_bad_config_is_one_line_error(kw, msg):
+    with pytest.raises(FundiffError, match=msg):
+        ClassifierConfig(**kw)
+    with pytest.raises(FundiffError, match="unknown dataset"):
+        ClassifierTrainConfig(dataset="cifar")
+
+
+def test_tiny_training_learns_and_writes_a_run_folder(tmp_path):
+    cfg = ClassifierTrainConfig(epochs=3, batch_size=32, lr=3e-3, warmup_steps=5, precision="fp32", seed=1)
+    test = synthetic_data(100, seed=1)
+    rng = torch.get_rng_state()
+    res = train_classifier(cfg, tmp_path / "c", data=synthetic_data(640, seed=0), test_data=test, progress=False, model_config=SMALL)
+    assert torch.equal(torch.get_rng_state(), rng)  # the seeded init does not touch the global RNG
+    assert res.step == 60 and res.test_accuracy > 0.9  # chance is 0.1
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert saved["model"]["kind"] == "classifier" and saved["train"] == cfg.to_dict()
+    state = json.loads((tmp_path / "c" / "state.json").read_text())
+    assert state["test_accuracy"] == res.test_accuracy and len(state["test_accuracy_per_epoch"]) == 3 and len(state["test_accuracy_per_class"]) == 10
+
+    net, info = load_classifier(tmp_path / "c")
+    assert not net.training and info["state"]["step"] == 60
+    x, y = test
+    acc = (predict(net, x.unsqueeze(1).float() / 255, batch_size=7) == y).float().mean()
+    assert float(acc) == pytest.approx(res.test_accuracy)
+    with pytest.raises(FundiffError, match="already holds a run"):
+        train_classifier(cfg, tmp_path / "c", data=synthetic_data(32), test_data=test, progress=False)
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = ClassifierTrainConfig(batch_size=16, max_steps=4, precision="fp32")
+    for name in ("a", "b"):
+        train_classifier(cfg, tmp_path / name, data=synthetic_data(48), test_data=synthetic_data(16, seed=1), progress=False, model_config=SMALL)
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_runs_are_one_line_errors(tmp_path):
+    def fails(model, match):
+        with pytest.raises(FundiffError, match=match) as e:
+            load_classifier(model)
+        assert "\n" not in str(e.value)
+
+    fails(tmp_path / "nope", "not found")
+    training.train(tiny_config("class", epochs=1), tmp_path / "diffusion", data=synthetic_data(16), progress=False)
+    fails(tmp_path / "diffusion", "not a classifier run")
+    train_classifier(ClassifierTrainConfig(max_steps=1, precision="fp32"), tmp_path / "c", data=synthetic_data(16), test_data=synthetic_data(8), progress=False, model_config=SMALL)
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    cfg["model"]["width"] = 4  # weights no longer fit the config
+    (tmp_path / "c" / "config.json").write_text(json.dumps(cfg))
+    fails(tmp_path / "c", "does not match its config")
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"garbage")
+    fails(tmp_path / "c", "corrupt")
+    with pytest.raises(FundiffError, match="labels must lie in 0..9"):
+        x, y = synthetic_data(16)
+        train_classifier(ClassifierTrainConfig(max_steps=1), tmp_path / "d", data=(x, y + 5), test_data=synthetic_data(8), progress=False)

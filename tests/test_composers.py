@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from fundiff import samplers, timesteps as ts
+from fundiff.composers import Anagram, Hybrid
+from fundiff.denoisers import Prediction, UNetDenoiser
+from fundiff.errors import FundiffError
+from fundiff.guidance import CFG
+from fundiff.models.unet import UNet, UNetConfig
+from fundiff.schedules import NoiseSchedule
+from fundiff.views import GaussianFilter, get_view
+
+H = 6
+
+
+class Analytic:
+    """eps = 0.3 x_t + cond * pattern + t / T (pattern breaks every symmetry); v = tanh(x_t) / 2 if with_v."""
+
+    channels, image_size, value_range = 1, H, (0.0, 1.0)
+
+    def __init__(self, with_v=False, T=20):
+        self.schedule = NoiseSchedule.linear(T)
+        self.pattern = torch.arange(H * H, dtype=torch.float32).reshape(1, 1, H, H) / (H * H)
+        self.with_v = with_v
+        self.calls = []
+
+    def encode(self, prompts):
+        return torch.tensor([[0.0] if p == "" else [float(len(p))] for p in prompts])
+
+    def f(self, x_t, t, cond):
+        eps = 0.3 * x_t + cond.reshape(-1, 1, 1, 1) * self.pattern + t.reshape(-1, 1, 1, 1) / self.schedule.T
+        return eps, (torch.tanh(x_t) / 2 if self.with_v else None)
+
+    def __call__(self, x_t, t, cond):
+        self.calls.append(x_t.shape[0])
+        return Prediction(*self.f(x_t, t, cond))
+
+
+def _x(B=2, seed=0):
+    return torch.randn(B, 1, H, H, generator=torch.Generator().manual_seed(seed))
+
+
+def test_anagram_equals_hand_computed_mean_of_inverse_viewed_estimates():
+    den = Analytic(with_v=True)
+    x, t = _x(), torch.tensor([3, 17])
+    c1, c2, c3 = den.encode(["a"]), den.encode(["bbb"]), den.encode(["cc"])
+    got = Anagram(den, ["identity", "vflip", "negate"], [c1, c2, c3])(x, t, den.encode(["", ""]))
+    sqrt_abar = den.schedule.abar_at(t).float().sqrt().reshape(-1, 1, 1, 1)
+    e1, v1 = den.f(x, t, c1.expand(2, 1))
+    e2, v2 = den.f(x.flip(-2), t, c2.expand(2, 1))
+    e3, v3 = den.f(sqrt_abar * 1.0 - x, t, c3.expand(2, 1))  # negate for [0, 1] data: sqrt(abar_t) (lo + hi) - x_t
+    torch.testing.assert_close(got.eps, (e1 + e2.flip(-2) - e3) / 3)
+    torch.testing.assert_close(got.v, (v1 + v2.flip(-2) + v3) / 3)  # variance: un-permuted, never negated
+    assert den.calls == [6]  # one batched pass for all views
+
+
+def test_anagram_of_identity_is_the_denoiser_and_input_is_not_mutated():
+    den = Analytic()
+    x, t = _x(), torch.tensor([5, 5])
+    before = x.clone()
+    cond = den.encode(["ab"])
+    got = Anagram(den, ["identity"], [cond])(x, t, den.encode(["", ""]))
+    torch.testing.assert_close(got.eps, den.f(x, t, cond.expand(2, 1))[0])
+    assert got.v is None and torch.equal(x, before)
+
+
+def test_cfg_inside_anagram_equals_guiding_the_anagram():
+    den = Analytic()
+    x, t, s = _x(), torch.tensor([4, 9]), 3.0
+    views, prompts = ["identity", "rot180"], ["a", "bbb"]
+    inside = Anagram.from_prompts(CFG(den, s), views, prompts)(x, t, None).eps
+    cond = Anagram.from_prompts(den, views, prompts)(x, t, None).eps
+    null = Anagram.from_prompts(den, views, ["", ""])(x, t, None).eps
+    torch.testing.assert_close(inside, null + s * (cond - null))
+    assert den.calls[0] == 2 * 2 * 2  # views x (cond, uncond) x batch, one call
+
+
+def test_hybrid_is_lowpass_of_one_plus_highpass_of_other():
+    den = Analytic(with_v=True)
+    x, t = _x(), torch.tensor([2, 11])
+    f = GaussianFilter(kernel_size=3, sigma=1.0)
+    lo, hi = den.encode(["a"]), den.encode(["bbbb"])
+    got = Hybrid(den, lo, hi, f)(x, t, None)
+    e_lo, v_lo = den.f(x, t, lo.expand(2, 1))
+    e_hi, v_hi = den.f(x, t, hi.expand(2, 1))
+    torch.testing.assert_close(got.eps, f.lowpass(e_lo) + f.highpass(e_hi))
+    torch.testing.assert_close(got.v, (f.lowpass(v_lo) + f.highpass(v_hi)).clamp(-1, 1))
+    same = Hybrid(den, lo, lo, f)(x, t, None)
+    torch.testing.assert_close(same.eps, e_lo, rtol=0, atol=1e-6)  # lowpass + highpass = whole
+
+
+def test_composers_reject_mismatched_and_unknown_inputs():
+    den = Analytic()
+    c = den.encode(["a"])
+    with pytest.raises(FundiffError, match="one prompt per view"):
+        Anagram(den, ["identity", "vflip"], [c])
+    with pytest.raises(FundiffError, match="unknown view"):
+        Anagram(den, ["identity", "sideways"], [c, c])
+    with pytest.raises(FundiffError, match="batch size"):
+        Anagram(den, ["identity"], [den.encode(["a", "b", "c"])])(_x(2), torch.tensor([1, 1]), None)
+    with pytest.raises(FundiffError, match="null prompts"):
+        Anagram(den, ["identity"], [c]).encode(["a"])
+
+
+def _tiny_unet(T=20):
+    torch.manual_seed(0)
+    return UNetDenoiser(UNet(UNetConfig(kind="class", hidden=4)).eval(), NoiseSchedule.linear(T))
+
+
+def test_unknown_prompt_is_a_one_line_error():
+    with pytest.raises(FundiffError) as e:
+        Anagram.from_prompts(_tiny_unet(), ["identity", "rot180"], ["6", "elephant"])
+    assert "\n" not in str(e.value) and "elephant" in str(e.value)
+
+
+def test_anagram_and_hybrid_sample_deterministically_with_a_unet():
+    den = _tiny_unet()
+    for model in (Anagram.from_prompts(CFG(den, 5.0), ["identity", "rot180"], ["6", "9"]),
+                  Hybrid.from_prompts(CFG(den, 5.0), "0", "1", GaussianFilter(5, 1.0))):
+        run = lambda: samplers.sample_from_noise(model, model.encode(["", ""]), ts.strided(20, steps=4), generator=torch.Generator().manual_seed(7))
+        a = run()
+        assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all()
+        assert torch.equal(a, run())

@@ -1,0 +1,108 @@
+import pytest
+import torch
+
+from fundiff import views
+from fundiff.errors import FundiffError
+from fundiff.schedules import NoiseSchedule
+from fundiff.views import GaussianFilter, View, get_view, register_view, view_names
+
+
+def _x(shape=(2, 3, 5, 7), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_builtin_views_are_registered():
+    assert {"identity", "vflip", "hflip", "rot180", "negate"} <= set(view_names())
+
+
+@pytest.mark.parametrize("name", ["identity", "vflip", "hflip", "rot180", "negate"])
+def test_inverse_undoes_view_and_nothing_is_mutated(name):
+    v = get_view(name)
+    x = _x()
+    before = x.clone()
+    assert torch.equal(v.inverse_view(v.view(x)), x)
+    assert torch.equal(v.view(v.inverse_view(x)), x)
+    assert torch.equal(v.inverse_view_variance(v.permute(x)), x)
+    vr, abar = (0.0, 1.0), torch.tensor(0.3)
+    # view_x_t of the inverse-viewed noisy image: V^-1 lifted the same way undoes it
+    lifted = v.view_x_t(x, abar, vr)
+    back = v.inverse_view(lifted - 0.5 * abar.sqrt()) + 0.5 * abar.sqrt()
+    torch.testing.assert_close(back, x)
+    assert torch.equal(x, before)
+
+
+def test_vflip_is_upside_down_and_differs_from_rot180():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    assert torch.equal(get_view("vflip").view(x)[0, 0, 0], x[0, 0, 2])  # first row is the old last row
+    assert torch.equal(get_view("hflip").view(x)[0, 0, :, 0], x[0, 0, :, 3])
+    assert torch.equal(get_view("rot180").view(x), torch.rot90(x, 2, dims=(-2, -1)))
+    assert not torch.equal(get_view("vflip").view(x), get_view("rot180").view(x))
+
+
+def test_negate_of_noisy_image_is_noisy_negated_image_for_0_1_data():
+    """For x_0 in [0, 1]: view_x_t(q(x_0, t, eps)) == q(1 - x_0, t, -eps), the derivation in views.py."""
+    s = NoiseSchedule.linear(50)
+    x0 = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    eps = _x((3, 1, 6, 6), seed=2)
+    t = torch.tensor([0, 20, 49])
+    abar = s.abar_at(t).reshape(-1, 1, 1, 1).float()
+    neg = get_view("negate")
+    torch.testing.assert_close(neg.view_x_t(s.q_sample(x0, t, eps), abar, (0.0, 1.0)), s.q_sample(1 - x0, t, -eps))
+    torch.testing.assert_close(neg.view_image(x0, (0.0, 1.0)), 1 - x0)
+    x_t = s.q_sample(x0, t, eps)
+    assert torch.equal(neg.view_x_t(x_t, abar, (-1.0, 1.0)), -x_t)  # DeepFloyd's [-1, 1]: plain negation
+    assert torch.equal(get_view("vflip").view_x_t(x_t, abar, (0.0, 1.0)), x_t.flip(-2))  # permutations need no offset
+
+
+def test_negate_keeps_variance_sign():
+    v = _x()
+    assert torch.equal(get_view("negate").inverse_view_variance(v), v)
+    assert torch.equal(get_view("negate").inverse_view(v), -v)
+
+
+def test_unknown_view_is_a_one_line_error_listing_names():
+    with pytest.raises(FundiffError) as e:
+        get_view("upside-down")
+    msg = str(e.value)
+    assert "\n" not in msg and "vflip" in msg and "rot180" in msg and "negate" in msg
+
+
+def test_register_a_new_view(monkeypatch):
+    monkeypatch.setattr(views, "_REGISTRY", dict(views._REGISTRY))  # keep the test's view out of other tests
+    t = lambda x: x.transpose(-2, -1)
+    register_view(View("transpose", t, t, description="swap rows and columns"))
+    assert "transpose" in view_names()
+    x = _x((1, 1, 4, 4))
+    assert torch.equal(get_view("transpose").view(x), x.transpose(-2, -1))
+    with pytest.raises(FundiffError, match="already registered"):
+        register_view(View("transpose", t, t))
+    with pytest.raises(FundiffError, match="sign"):
+        View("bad", t, t, sign=2.0)
+
+
+def test_lowpass_plus_highpass_is_the_input():
+    x = _x((2, 1, 28, 28))
+    before = x.clone()
+    f = GaussianFilter(kernel_size=9, sigma=2.0)
+    torch.testing.assert_close(f.lowpass(x) + f.highpass(x), x, rtol=0, atol=1e-6)
+    assert torch.equal(x, before)
+
+
+def test_lowpass_keeps_constants_and_removes_a_checkerboard():
+    f = GaussianFilter(kernel_size=7, sigma=1.5)
+    const = torch.full((1, 1, 12, 12), 0.3)
+    torch.testing.assert_close(f.lowpass(const), const)
+    board = (torch.arange(12)[:, None] + torch.arange(12)[None, :]).remainder(2).float().reshape(1, 1, 12, 12)
+    assert f.lowpass(board).std() < 0.05 * board.std()
+    assert torch.equal(GaussianFilter(kernel_size=1, sigma=1.0).lowpass(board), board)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(kernel_size=4), "odd"), (dict(kernel_size=0), "odd"), (dict(sigma=0.0), "sigma")])
+def test_bad_filter_options(kw, match):
+    with pytest.raises(FundiffError, match=match):
+        GaussianFilter(**kw)
+
+
+def test_kernel_larger_than_image_is_an_error():
+    with pytest.raises(FundiffError, match="too large"):
+        GaussianFilter(kernel_size=17, sigma=2.0).lowpass(torch.zeros(1, 1, 8, 8))
