@@ -81,3 +81,23 @@ def test_help_on_every_command(capsys):
             cli.main(cmd)
         assert e.value.code == 0
         assert "show this help" in capsys.readouterr().out
+
+
+def test_export_makes_a_small_shipped_model_that_samples_like_the_run(runs, tmp_path, capsys):
+    assert cli.main(["export", "--model", str(runs["class"]), "--name", "tiny-class", "--dest", str(tmp_path)]) == 0
+    shipped = tmp_path / "tiny-class"
+    assert {p.name for p in shipped.iterdir()} == {"config.json", "model.safetensors", "card.json"}
+    assert shipped.joinpath("model.safetensors").stat().st_size < runs["class"].joinpath("model.safetensors").stat().st_size
+    import json
+
+    card = json.loads((shipped / "card.json").read_text())
+    assert card["kind"] == "class" and card["train"]["preset"] == "tiny"
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    cli.main(["sample", "--model", str(runs["class"]), "--n", "1", "--steps", "3", "--out", str(a)])
+    cli.main(["sample", "--model", str(shipped), "--n", "1", "--steps", "3", "--out", str(b)])
+    from PIL import Image
+    import numpy as np
+
+    diff = np.abs(np.asarray(Image.open(a), dtype=float) - np.asarray(Image.open(b), dtype=float))
+    assert diff.mean() < 8  # bf16 weights: nearly the same picture
+    _fails(capsys, ["export", "--model", str(runs["class"]), "--name", "../evil", "--dest", str(tmp_path)], "--name")

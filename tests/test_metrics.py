@@ -242,7 +242,7 @@ def test_evaluate_bad_input_is_one_line(runs, tmp_path, cli):
     fails("--out must be a .json", "--model", str(runs["denoiser"]), "--out", str(tmp_path / "x.txt"))
     fails("finite", "--model", str(runs["class"]), "--guidance", "nan")
     fails("at least 10", "--model", str(runs["class"]), "--n", "9")
-    fails("at most 40", "--model", str(runs["time"]), "--classifier", str(runs["clf"]), "--n", "41")
+    fails("at most 40", "--model", str(runs["time"]), "--classifier", str(runs["clf"]), "--n", "41", "--steps", "3")
     fails("--sigmas must be >= 0", "--model", str(runs["denoiser"]), "--sigmas", "0.5,-1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]  # nothing written
 

@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="noise seed")
     p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
     _add_common(p, data=True)
+    # export
+    p = sub.add_parser("export", help="export a run as a small shipped model (EMA weights in bf16 + model card)", formatter_class=_Formatter)
+    p.add_argument("--model", required=True, help="run folder to export")
+    p.add_argument("--name", required=True, help="name of the shipped model, e.g. mnist-class")
+    p.add_argument("--dest", default=None, help="parent folder (default: fundiff's shipped-models folder)")
+    p.add_argument("--eval-json", default=None, help="JSON written by `fundiff evaluate` to put in the model card")
+    p.add_argument("--command-line", default=None, help="the training command, when the run did not record it")
+    p.add_argument("--wall-s", type=float, default=None, help="training wall time, when the run did not record it")
     return parser
 
 
@@ -163,7 +171,7 @@ def _training_figures(cfg, device, class_names, data_dir):
     return draw
 
 
-def _cmd_train(args) -> None:
+def _cmd_train(args, argv: list[str] | None = None) -> None:
     import torch
 
     from fundiff import data, training
@@ -192,7 +200,7 @@ def _cmd_train(args) -> None:
         resume=args.resume,
         progress=not args.no_progress,
         on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
-        extra_config=training.run_info(cfg, device),
+        extra_config={**training.run_info(cfg, device), "command": "fundiff " + " ".join(sys.argv[1:] if argv is None else argv)},
     )
     if int(os.environ.get("RANK", "0")) == 0:
         from fundiff import io
@@ -283,7 +291,20 @@ def _cmd_denoise_sweep(args) -> None:
     print(f"figures and metrics.json in {out}")
 
 
-COMMANDS = {"data": _cmd_data, "train": _cmd_train, "sample": _cmd_sample, "denoise-sweep": _cmd_denoise_sweep}
+def _cmd_export(args) -> None:
+    from fundiff import runs
+    from fundiff.checkpoints import read_json
+    from fundiff.shipping import export_run
+
+    if not args.name.replace("-", "").replace("_", "").isalnum():
+        raise FundiffError(f"--name may hold letters, digits, '-' and '_' only, got {args.name!r}")
+    evaluation = read_json(Path(args.eval_json)) if args.eval_json else None
+    dest = Path(args.dest) if args.dest else runs.SHIPPED_DIR
+    out = export_run(runs.resolve(args.model), dest / args.name, evaluation=evaluation, card_extra={"command": args.command_line, "wall_s": args.wall_s})
+    print(f"exported {args.model} as {args.name} -> {out}")
+
+
+COMMANDS = {"data": _cmd_data, "train": _cmd_train, "sample": _cmd_sample, "denoise-sweep": _cmd_denoise_sweep, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        COMMANDS[args.command](args)
+        if args.command == "train":
+            _cmd_train(args, argv)
+        else:
+            COMMANDS[args.command](args)
     except FundiffError as e:
         print(f"fundiff: error: {e}", file=sys.stderr)
         return 2

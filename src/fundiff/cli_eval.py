@@ -146,6 +146,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if out.suffix.lower() != ".json":
         raise FundiffError(f"--out must be a .json path, got {args.out!r}")
     report: dict = {"model": str(run_dir), "kind": kind, "dataset": dataset, "seed": args.seed}
+    if kind != "denoiser":  # everything that can fail fast, before loading data and sampling
+        from fundiff import timesteps as ts
+
+        clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
+        den = runs.load_denoiser(run_dir, device=device, autocast_dtype=resolve_precision(args.precision, device))
+        if args.steps > den.schedule.T:
+            raise FundiffError(f"--steps must be at most T={den.schedule.T} for this model, got {args.steps}")
+        timesteps = ts.strided(den.schedule.T, steps=args.steps)
     x_test, y_test = data.load_split(dataset, args.data_dir, train=False)
     x_train, _ = data.load_split(dataset, args.data_dir, train=True)
     if kind != "denoiser" and args.n > len(x_train):
@@ -155,15 +163,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
         n = min(args.n, len(x_test), len(x_train))
         _evaluate_denoiser(args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device)
     else:
-        from fundiff import timesteps as ts
         from fundiff.metrics import FID, class_histogram, draw_samples, reference_fid
 
-        clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
-        den = runs.load_denoiser(run_dir, device=device, autocast_dtype=resolve_precision(args.precision, device))
-        T = den.schedule.T
-        if args.steps > T:
-            raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")
-        timesteps = ts.strided(T, steps=args.steps)
         print(f"features of the {len(x_test)} test images (FID's real set)...", file=sys.stderr)
         fid_to_test = FID(clf, _images(x_test, device))
         train = x_train.unsqueeze(1).to(device)  # uint8 until reference_fid takes its subset

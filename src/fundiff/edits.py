@@ -135,6 +135,18 @@ def repaint_walk(n: int, jump_length: int, resample: int) -> list[int]:
     return walk
 
 
+def renoise(schedule: NoiseSchedule, x_t: Tensor, t: int, t_up: int, *, generator: torch.Generator | None) -> Tensor:
+    """Sample q(x_t_up | x_t) = N(sqrt(abar_up / abar_t) x_t, (1 - abar_up / abar_t) I) for t_up > t >= -1.
+
+    The forward chain over several steps at once (RePaint, Lugmayr et al. 2022, Alg. 1 line 10,
+    for a strided pair). x_t (B,C,H,W); returns x_t_up like x_t.
+    """
+    if not -1 <= t < t_up < schedule.T:
+        raise FundiffError(f"need -1 <= t < t_up < T={schedule.T}, got t={t}, t_up={t_up}")
+    ratio = float(schedule.abar_at(torch.tensor(t_up)) / schedule.abar_at(torch.tensor(t)))
+    return math.sqrt(ratio) * x_t + math.sqrt(1 - ratio) * _randn_like(x_t, generator)
+
+
 def binary_mask(mask: Tensor, x_0: Tensor) -> Tensor:
     """``mask`` (H,W), (C,H,W) or (B,C,H,W) binarised at 0.5 and broadcast to x_0's shape (bool)."""
     try:
@@ -194,7 +206,6 @@ def inpaint(
             pred = denoiser(x, _t_batch(t, x), cond)
             x, _ = schedule.p_step(x, pred.eps.to(x.dtype), t, t_next, v=pred.v, generator=generator)
             x = keep_known(x, t_next)
-        else:  # jump back up: forward-noise from t to t_next > t
-            ratio = float(schedule.abar_at(torch.tensor(t_next)) / schedule.abar_at(torch.tensor(t)))
-            x = math.sqrt(ratio) * x + math.sqrt(1 - ratio) * _randn_like(x, generator)
+        else:  # jump back up to t_next > t
+            x = renoise(schedule, x, t, t_next, generator=generator)
     return x

@@ -268,7 +268,7 @@ def train(
     total_steps = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     g = torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank)
 
-    step, losses = 0, []
+    step, losses, wall_before = 0, [], 0.0  # wall_before: training seconds of earlier sessions of this run
     if resume:
         weights, state_tensors, state = ckpt.load_checkpoint(run_dir)
         saved = ckpt.load_config(run_dir).get("train", {})
@@ -289,7 +289,7 @@ def train(
             g.set_state(state_tensors[rng_key])
         else:
             raise FundiffError(f"cannot resume {run_dir} exactly: it was saved with {state.get('world')} process(es), now {info.world}; resume with the same number")
-        step, losses = int(state["step"]), list(state["losses"])
+        step, losses, wall_before = int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
     elif info.main:
         if (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -310,15 +310,16 @@ def train(
         sd = opt.state_dict()
         tensors = {f"optim.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
         tensors |= {f"rng.noise.{r}": s for r, s in enumerate(rngs)}
-        state = {"epoch": epoch_done, "world": info.world, "losses": losses, "optimizer": {"param_groups": sd["param_groups"]}}
+        wall = wall_before + time.perf_counter() - t_start
+        state = {"epoch": epoch_done, "world": info.world, "losses": losses, "wall_s": round(wall, 2), "optimizer": {"param_groups": sd["param_groups"]}}
         ckpt.save_checkpoint(run_dir, step=step, weights=weights, state_tensors=tensors, state=state)
 
+    t_start, images_seen = time.perf_counter(), 0
     bar = None
     if progress and info.main:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.kind}", unit="step", file=sys.stderr, dynamic_ncols=True)
-    t_start, images_seen = time.perf_counter(), 0
     epoch = step // steps_per_epoch
     model.train()
     while step < total_steps:

@@ -1,0 +1,47 @@
+"""Exporting a trained run as a small shipped model: EMA weights in bf16 + config + model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fundiff import checkpoints as ckpt
+from fundiff.errors import FundiffError
+
+
+def export_run(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.bfloat16, evaluation: dict | None = None, card_extra: dict | None = None) -> Path:
+    """Copy ``run_dir``'s weights (EMA when kept; floats cast to ``dtype``) and config to ``dest``.
+
+    ``dest`` gets config.json, model.safetensors (keys "model.*") and card.json: the exact
+    command that trained it, preset, data, wall time, machine and ``evaluation`` numbers.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    cfg = ckpt.load_config(run_dir)
+    state = ckpt.read_json(run_dir / "state.json")
+    weights, step = ckpt.load_weights(run_dir)
+    prefix = "ema." if any(k.startswith("ema.") for k in weights) else "model."
+    small = {"model." + k[len(prefix):]: (v.to(dtype) if v.is_floating_point() else v) for k, v in weights.items() if k.startswith(prefix)}
+    if not small:
+        raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
+    train = cfg.get("train", {})
+    card = {
+        "name": dest.name,
+        "kind": cfg["model"]["kind"],
+        "dataset": train.get("dataset"),
+        "command": cfg.get("command"),
+        "preset": train.get("preset"),
+        "train": train,
+        "steps": step,
+        "epochs": state.get("epoch"),
+        "final_loss": state["losses"][-1] if state.get("losses") else None,
+        "wall_s": state.get("wall_s"),
+        "machine": cfg.get("machine"),
+        "weights": ("EMA " if prefix == "ema." else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
+        "evaluation": evaluation or {},
+    }
+    card.update({k: v for k, v in (card_extra or {}).items() if v is not None})
+    ckpt.atomic_write_tensors(dest / "model.safetensors", small, {"step": str(step)})
+    ckpt.atomic_write_json(dest / "config.json", cfg)
+    ckpt.atomic_write_json(dest / "card.json", card)
+    return dest
