@@ -1,63 +1,141 @@
-"""Training throughput (images/s) of the write-up's UNet on this machine, several paths side by side.
+"""Training throughput of the write-up's UNet on this machine: fp32 eager vs fundiff's default path,
+vs diffusers' UNet2DModel of comparable size, with achieved GFLOP/s. One run, ratios side by side.
 
-    python benchmarks/train_speed.py --kind class --threads 2 --steps 30
+    python benchmarks/train_speed.py --kind class --threads 2
 
-Each path runs the same optimizer steps on random data (batch as in the paper preset);
-the first steps are warm-up and not timed. Compare the ratios from one run only.
+Every path runs the same Adam steps on random 28x28 batches (batch as in the paper preset);
+warm-up steps are not timed. FLOPs per step (forward + backward) come from
+torch.utils.flop_counter; the nominal peak is cores x clock x FLOP/cycle (see --peak-*),
+an upper bound to read achieved numbers against, not a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
+import torch.nn.functional as F
 
-from fundiff.models.unet import UNet, UNetConfig
-from fundiff.training import PRESETS, TrainConfig, _loss
 from fundiff.denoisers import autocast_for
+from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
+from fundiff.training import PRESETS, TrainConfig, _loss
 
 
-def measure(kind: str, hidden: int, batch: int, *, amp: torch.dtype | None, channels_last: bool, steps: int, warmup: int = 3) -> float:
-    torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = UNet(UNetConfig(kind=kind, hidden=hidden)).to(memory_format=fmt).train()
+class DiffusersNet(torch.nn.Module):
+    """diffusers' UNet2DModel (class-conditioned via class embeddings, 10 = null) behind fundiff's UNet call."""
+
+    def __init__(self, channels=(32, 64, 112)) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.net = UNet2DModel(
+            sample_size=28, in_channels=1, out_channels=1, block_out_channels=channels, layers_per_block=1,
+            down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=16, num_class_embeds=11,
+        )
+
+    def forward(self, x, t=None, c=None):
+        labels = torch.where(c.sum(1) > 0, c.argmax(1), torch.full_like(c[:, 0], 10, dtype=torch.long))
+        return self.net(x, t * 299, class_labels=labels).sample
+
+
+def _step_fn(model, cfg, amp, fmt, batch):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    cfg = TrainConfig(kind=kind, hidden=hidden, batch_size=batch)
     schedule = NoiseSchedule.linear(cfg.T)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-    for i in range(warmup + steps):
-        if i == warmup:
-            t0 = time.perf_counter()
+
+    def step():
         with autocast_for(torch.device("cpu"), amp):
             loss = _loss(model, cfg, schedule, x, y, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return steps * batch / (time.perf_counter() - t0)
+
+    return step
+
+
+def measure(model, cfg, *, amp, channels_last, batch, steps, warmup=3) -> tuple[float, float]:
+    """(images/s, GFLOP per step) for ``steps`` timed training steps."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    step = _step_fn(model, cfg, amp, fmt, batch)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0), counter.get_total_flops() / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", default="class", choices=("denoiser", "time", "class"))
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--hidden", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--steps", type=int, default=15, help="timed steps per path")
+    ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' UNet2DModel")
+    ap.add_argument("--clock-ghz", type=float, default=None, help="nominal clock (default: /proc/cpuinfo)")
+    ap.add_argument("--peak-fp32-per-cycle", type=float, default=64.0, help="FP32 FLOP/cycle/core (2 AVX-512 FMA units)")
+    ap.add_argument("--peak-bf16-per-cycle", type=float, default=1024.0, help="BF16 FLOP/cycle/core (AMX tiles; use 128 for AVX512-BF16 only)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     p = PRESETS["paper"][args.kind]
-    hidden, batch = args.hidden or p["hidden"], args.batch or p["batch_size"]
-    print(f"kind={args.kind} D={hidden} batch={batch} threads={torch.get_num_threads()} torch={torch.__version__}")
+    hidden, batch = p["hidden"], p["batch_size"]
+    cfg = TrainConfig(kind=args.kind, hidden=hidden, batch_size=batch)
+    ghz = args.clock_ghz or _clock_ghz()
+    peak32, peak16 = threads * ghz * args.peak_fp32_per_cycle, threads * ghz * args.peak_bf16_per_cycle
+    print(f"kind={args.kind} D={hidden} batch={batch} threads={threads} torch={torch.__version__} cpu={_cpu_name()}")
+    print(f"nominal peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s ({threads} cores x {ghz:.2f} GHz)")
+    print(f"{'path':44s} {'params':>7s} {'img/s':>7s} {'ratio':>6s} {'GFLOP/s':>8s} {'% peak':>7s}")
+    paths = [
+        ("fundiff UNet, fp32 eager", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), None, False),
+        ("fundiff UNet, bf16 autocast", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, False),
+        ("fundiff UNet, bf16 + channels_last (default)", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, True),
+    ]
+    if args.kind == "class" and not args.no_diffusers:
+        paths += [
+            ("diffusers UNet2DModel, fp32", DiffusersNet, None, False),
+            ("diffusers UNet2DModel, bf16 + channels_last", DiffusersNet, torch.bfloat16, True),
+        ]
     base = None
-    for name, amp, cl in [("fp32", None, False), ("fp32 + channels_last", None, True), ("bf16 autocast", torch.bfloat16, False), ("bf16 autocast + channels_last", torch.bfloat16, True)]:
-        ips = measure(args.kind, hidden, batch, amp=amp, channels_last=cl, steps=args.steps)
+    for name, make, amp, cl in paths:
+        torch.manual_seed(0)
+        model = make()
+        n_params = sum(q.numel() for q in model.parameters())
+        ips, gflop = measure(model, cfg, amp=amp, channels_last=cl, batch=batch, steps=args.steps)
         base = base or ips
-        print(f"{name:32s} {ips:8.0f} images/s  x{ips / base:.2f}")
+        achieved = gflop * ips / batch
+        peak = peak16 if amp is not None else peak32
+        print(f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {100 * achieved / peak:6.1f}%")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def _clock_ghz() -> float:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1000
+    except OSError:
+        pass
+    return 2.0
 
 
 if __name__ == "__main__":

@@ -44,12 +44,28 @@ def test_tiny_training_learns_and_writes_a_run_folder(tmp_path):
     assert state["test_accuracy"] == res.test_accuracy and len(state["test_accuracy_per_epoch"]) == 3 and len(state["test_accuracy_per_class"]) == 10
 
     net, info = load_classifier(tmp_path / "c")
-    assert not net.training and info["state"]["step"] == 60
+    assert not net.training and info["test_accuracy"] == res.test_accuracy
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["test_accuracy"] == res.test_accuracy
     x, y = test
     acc = (predict(net, x.unsqueeze(1).float() / 255, batch_size=7) == y).float().mean()
     assert float(acc) == pytest.approx(res.test_accuracy)
     with pytest.raises(FundiffError, match="already holds a run"):
         train_classifier(cfg, tmp_path / "c", data=synthetic_data(32), test_data=test, progress=False)
+
+
+def test_an_exported_classifier_loads_with_its_card_accuracy(tmp_path):
+    from fundiff.shipping import export_run
+
+    train_classifier(ClassifierTrainConfig(max_steps=3, precision="fp32"), tmp_path / "c", data=synthetic_data(48), test_data=synthetic_data(16, seed=1), progress=False, model_config=SMALL)
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    export_run(tmp_path / "c", tmp_path / "shipped" / "mnist-classifier", evaluation=metrics)  # bf16 weights, no state.json
+    run, _ = load_classifier(tmp_path / "c")
+    shipped, info = load_classifier(tmp_path / "shipped" / "mnist-classifier")
+    assert info["test_accuracy"] == metrics["test_accuracy"]
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(run(x), shipped(x), atol=0.1)  # the same network up to bf16 rounding
+    export_run(tmp_path / "c", tmp_path / "bare")
+    assert load_classifier(tmp_path / "bare")[1]["test_accuracy"] is None
 
 
 def test_training_is_deterministic(tmp_path):

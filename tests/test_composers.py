@@ -8,7 +8,7 @@ from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
-from fundiff.views import GaussianFilter, get_view
+from fundiff.views import GaussianFilter
 
 H = 6
 

@@ -274,8 +274,10 @@ def test_namespace_of_fundiff_train_routes_to_the_classifier(tmp_path, cli):
 
     args = main_cli.build_parser().parse_args(["train", "class", "--max-steps", "1", "--precision", "fp32", "--no-progress", "--out", str(tmp_path / "c"), "--device", "cpu"])
     args.kind = "classifier"  # what the lead's `classifier` choice will give
-    train_classifier_command(args)
+    train_classifier_command(args, ["train", "classifier", "--max-steps", "1"])
     assert json.loads((tmp_path / "c" / "state.json").read_text())["step"] == 1
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert saved["command"] == "fundiff train classifier --max-steps 1" and saved["machine"]["precision"] == "float32"
 
 
 def test_register_without_train_classifier():

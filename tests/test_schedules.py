@@ -163,3 +163,12 @@ def test_timestep_lists_and_validation():
         ts_lib.from_start([3, 2, 1], 3)
     with pytest.raises(FundiffError, match="linear, cosine"):
         NoiseSchedule.from_name("sigmoid", 10)
+
+
+def test_q_sample_at_minus_one_is_the_clean_image_and_out_of_range_fails():
+    s = NoiseSchedule.linear(30)
+    x0, eps = torch.rand(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    torch.testing.assert_close(s.q_sample(x0, -1, eps), x0)
+    for bad in (-2, 30):
+        with pytest.raises(FundiffError, match=r"-1\.\.29"):
+            s.q_sample(x0, bad, eps)

@@ -3,7 +3,8 @@
 The run folder has fundiff's checkpoint format (checkpoints.py): config.json holds
 {"model": ClassifierConfig (kind "classifier"), "train": ClassifierTrainConfig}; the
 weights are "model.*" tensors; state.json records the loss history and the test accuracy
-after every epoch (overall and per class), so `fundiff evaluate` can report it.
+after every epoch (overall and per class), so `fundiff evaluate` can report it; the final
+scores also go to metrics.json (small: `fundiff export --eval-json` puts it in the card).
 Cross-entropy, Adam with linear warm-up and cosine decay, bf16 autocast where supported.
 Data order comes from (seed, epoch); initialisation from the seed, without touching
 torch's global RNG. There is no resume: a run takes minutes.
@@ -101,11 +102,13 @@ def train_classifier(
     device: str | torch.device | None = "cpu",
     progress: bool = True,
     model_config: ClassifierConfig | None = None,
+    extra_config: dict | None = None,
 ) -> ClassifierResult:
     """Train a Classifier on ``data`` = (images uint8 (N,H,W), labels int64 (N,)) into ``run_dir``.
 
     ``test_data`` (same layout) is scored after every epoch; the scores go to state.json.
-    Writes config.json first and a checkpoint after every epoch (and at ``max_steps``).
+    Writes config.json first (with ``extra_config``, e.g. the command line and machine) and a
+    checkpoint after every epoch (and at ``max_steps``), then metrics.json.
     """
     run_dir = Path(run_dir)
     if (run_dir / "state.json").exists():
@@ -128,7 +131,7 @@ def train_classifier(
     N = images.shape[0]
     steps_per_epoch = math.ceil(N / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
-    ckpt.save_config(run_dir, {"model": mcfg.to_dict(), "train": cfg.to_dict()})
+    ckpt.save_config(run_dir, {"model": mcfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})})
     x_all, y_all = images.to(dev), labels.to(dev)
 
     bar = None
@@ -175,16 +178,22 @@ def train_classifier(
             "test_accuracy_per_class": list(per_class),
             "test_accuracy_per_epoch": history,
             "n_test": int(len(test_data[1])),
-            "wall_s": time.perf_counter() - t0,
+            "wall_s": round(time.perf_counter() - t0, 2),
         }
         ckpt.save_checkpoint(run_dir, step=step, weights={f"model.{k}": v for k, v in model.state_dict().items()}, state_tensors={}, state=state)
     if bar is not None:
         bar.close()
+    final = {k: state[k] for k in ("test_accuracy", "test_accuracy_per_class", "test_accuracy_per_epoch", "n_test", "wall_s")}
+    ckpt.atomic_write_json(run_dir / "metrics.json", {**final, "dataset": cfg.dataset, "steps": step})
     return ClassifierResult(run_dir, step, history[-1], per_class, time.perf_counter() - t0)
 
 
 def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
-    """(Classifier in eval mode, {"config": config.json, "state": state.json}) of a run folder or shipped name."""
+    """(Classifier in eval mode, info) of a run folder or shipped (exported) name.
+
+    info: {"config": config.json, "run_dir": Path, "test_accuracy": float or None} -- the
+    accuracy from state.json (a run) or card.json's evaluation (an export with --eval-json).
+    """
     from fundiff.runs import resolve
 
     run_dir = resolve(model)
@@ -205,7 +214,11 @@ def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") ->
         problem = "tensor shapes differ"
     if problem:
         raise FundiffError(f"{run_dir}/model.safetensors does not match its config ({problem}); retrain or restore it")
-    return net.to(device).eval(), {"config": cfg, "state": ckpt.read_json(run_dir / "state.json")}
+    if (run_dir / "state.json").is_file():
+        acc = ckpt.read_json(run_dir / "state.json").get("test_accuracy")
+    else:  # exported: no training state, maybe a model card
+        acc = ckpt.read_json(run_dir / "card.json").get("evaluation", {}).get("test_accuracy") if (run_dir / "card.json").is_file() else None
+    return net.to(device).eval(), {"config": cfg, "run_dir": run_dir, "test_accuracy": acc}
 
 
 __all__ = ["ClassifierTrainConfig", "ClassifierResult", "train_classifier", "load_classifier", "predict"]

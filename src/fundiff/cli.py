@@ -1,4 +1,4 @@
-"""The ``fundiff`` command: data, training, sampling and the one-step denoiser's sweep."""
+"""The ``fundiff`` command: data, training, sampling, evaluation and every Part A technique."""
 
 from __future__ import annotations
 
@@ -11,39 +11,11 @@ from fundiff import DEFAULT_SEED
 from fundiff.errors import FundiffError
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 5,20, got {text!r}") from None
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,0.5,1, got {text!r}") from None
-
-
-def _add_common(p: argparse.ArgumentParser, *, data: bool = False) -> None:
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch (default: torch's choice, usually all cores)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
-    if data:
-        p.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
+from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import add_device_threads as _add_common
+from fundiff.cli_common import float_list as _float_list
+from fundiff.cli_common import int_list as _int_list
+from fundiff.cli_common import positive_int as _positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         description="Train one of the write-up's Part B models. --preset paper is the write-up's recipe; flags override preset values.",
     )
-    p.add_argument("kind", choices=("denoiser", "time", "class"), help="denoiser: one-step (sigma=0.5); time: DDPM eps(x_t,t); class: eps(x_t,t,c) with CFG dropout")
-    p.add_argument("--preset", default="paper", choices=tuple(PRESETS), help="paper: the write-up exactly; quick: fast CPU recipe; tiny: smoke test")
+    p.add_argument("kind", choices=("denoiser", "time", "class", "classifier"), help="denoiser: one-step (sigma=0.5); time: DDPM eps(x_t,t); class: eps(x_t,t,c) with CFG dropout; classifier: the CNN that grades samples (`fundiff evaluate`)")
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS), help="paper (default): the write-up exactly; quick: fast CPU recipe; tiny: smoke test")
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="training data (train split only)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/DATASET-KIND-PRESET)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/DATASET-KIND-PRESET; classifier: runs/DATASET-classifier)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
@@ -117,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-json", default=None, help="JSON written by `fundiff evaluate` to put in the model card")
     p.add_argument("--command-line", default=None, help="the training command, when the run did not record it")
     p.add_argument("--wall-s", type=float, default=None, help="training wall time, when the run did not record it")
+
+    from fundiff import cli_eval, cli_techniques
+
+    handlers = cli_eval.register(sub, train_classifier=False) | cli_techniques.register(sub)
+    for name, fn in handlers.items():
+        sub.choices[name].set_defaults(handler=fn)
     return parser
 
 
@@ -177,6 +155,13 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     from fundiff import data, training
     from fundiff.checkpoints import load_config
 
+    if args.kind == "classifier":
+        from fundiff.cli_eval import train_classifier_command
+
+        if args.preset is not None:
+            raise FundiffError("--preset does not apply to a classifier; drop it (see `fundiff train classifier --help` for its options)")
+        return train_classifier_command(args, argv)
+    args.preset = args.preset or "paper"
     out = Path(args.out or f"runs/{args.dataset}-{args.kind}-{args.preset}")
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "lr_schedule", "hidden", "max_steps", "sigma", "ema_decay", "precision", "channels_last", "sample_epochs", "save_every")}
     if args.resume:
@@ -317,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             _cmd_train(args, argv)
+        elif getattr(args, "handler", None) is not None:
+            args.handler(args)
         else:
             COMMANDS[args.command](args)
     except FundiffError as e:

@@ -23,7 +23,7 @@ _DIFFUSION_ONLY = ("resume", "lr_schedule", "hidden", "sigma", "ema_decay", "cha
 
 def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff train-classifier`; `fundiff train classifier` has the same dests."""
-    from fundiff.cli import _add_common, _positive_int
+    from fundiff.cli_common import add_device_threads as _add_common, positive_int as _positive_int
     from fundiff.classify import ClassifierTrainConfig
     from fundiff.training import PRECISIONS
 
@@ -40,25 +40,31 @@ def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
     _add_common(p, data=True)
 
 
-def train_classifier_command(args: argparse.Namespace) -> None:
+def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     """Train the evaluation classifier from parsed options (also reached as `fundiff train classifier`).
 
     Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
+    ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
     """
     from fundiff import data
     from fundiff.classify import ClassifierTrainConfig, train_classifier
-    from fundiff.training import resolve_device
+    from fundiff.training import resolve_device, run_info
 
     given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
     if given:
-        raise FundiffError(f"{', '.join('--' + g.replace('_', '-') for g in given)} do(es) not apply to a classifier; drop them")
+        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        raise FundiffError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop {'it' if len(given) == 1 else 'them'}")
     values = {k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")}
     cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
     out = Path(args.out or f"runs/{cfg.dataset}-classifier")
     device = resolve_device(getattr(args, "device", None))
     train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
     test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
-    result = train_classifier(cfg, out, data=train_split, test_data=test_split, device=device, progress=not getattr(args, "no_progress", False))
+    command = "fundiff " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = train_classifier(
+        cfg, out, data=train_split, test_data=test_split, device=device, progress=not getattr(args, "no_progress", False),
+        extra_config={**run_info(cfg, device), "command": command},
+    )  # fmt: skip
     worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
     names = data.CLASS_NAMES[cfg.dataset]
     print(
@@ -69,7 +75,7 @@ def train_classifier_command(args: argparse.Namespace) -> None:
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff evaluate`."""
-    from fundiff.cli import _add_common, _float_list, _positive_int
+    from fundiff.cli_common import add_device_threads as _add_common, float_list as _float_list, positive_int as _positive_int
     from fundiff.training import PRECISIONS
 
     p.add_argument("--model", required=True, help="run folder (or shipped name) of a denoiser, time or class model")
@@ -170,7 +176,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         train = x_train.unsqueeze(1).to(device)  # uint8 until reference_fid takes its subset
         report |= {
             "classifier": clf_name,
-            "classifier_test_accuracy": clf_info["state"].get("test_accuracy"),
+            "classifier_test_accuracy": clf_info["test_accuracy"],
             "steps": len(timesteps),
             "precision": args.precision,
         }
@@ -204,12 +210,12 @@ def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> N
 
     model, _ = runs.load(run_dir, device=device)
     sigmas = args.sigmas or SWEEP_SIGMAS
-    n = len(x_test)
-    x, x_tune = x_test, x_train  # the blur is tuned on train images, scored on the same test images as the model
-    rows, images = denoise_sweep(model, x, sigmas, generator=torch.Generator(device=device).manual_seed(args.seed), batch_size=args.batch_size)
-    blur_rows = blur_baseline(x_tune, x, {s: z for s, (z, _) in images.items()}, generator=torch.Generator(device=device).manual_seed(args.seed + 1))
+    rows, images = denoise_sweep(model, x_test, sigmas, generator=torch.Generator(device=device).manual_seed(args.seed), batch_size=args.batch_size)
+    # the blur is tuned on train images, then scored on the model's test images and noise
+    noisy = {s: z for s, (z, _) in images.items()}
+    blur_rows = blur_baseline(x_train, x_test, noisy, generator=torch.Generator(device=device).manual_seed(args.seed + 1))
     report |= {
-        "n": n,
+        "n": len(x_test),
         "trained_sigma": cfg.get("train", {}).get("sigma"),
         "rows": [
             {**r.__dict__, "blur_mse": b.mse, "blur_psnr": b.psnr, "blur_kernel": b.blur.kernel_size, "blur_sigma": b.blur.sigma}
@@ -232,15 +238,17 @@ def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report
     g = torch.Generator(device=device).manual_seed(args.seed)
     results = {r.scale: r for r in guidance_sweep(den, clf, scales, timesteps, class_names=names, n_per_class=n_per_class, generator=g, fid=fid_to_test, batch_size=args.batch_size)}
     main = results[float(guidance)]
+    floor = reference_fid(fid_to_test, train, n=n, generator=torch.Generator().manual_seed(args.seed + 1))
     plot = out.with_name(out.stem + "_guidance.png")
-    plot_guidance_sweep([results[float(s)] for s in sorted(set(sweep))], plot, class_names=names, title=f"class accuracy vs. guidance ({n} samples per scale)")
+    shown = [results[float(s)] for s in sorted(set(sweep))]
+    plot_guidance_sweep(shown, plot, class_names=names, fid_floor=floor, title=f"class accuracy and FID vs. guidance ({n} samples per scale, {len(timesteps)} steps)")
     report |= {
         "n": n,
         "guidance": guidance,
         "fid": main.fid,
-        "fid_floor": reference_fid(fid_to_test, train, n=n, generator=torch.Generator().manual_seed(args.seed + 1)),
+        "fid_floor": floor,
         "accuracy": main.accuracy.to_dict(names),
-        "sweep": [{"guidance": s, "fid": results[float(s)].fid, **results[float(s)].accuracy.to_dict(names)} for s in sorted(set(sweep))],
+        "sweep": [{"guidance": r.scale, "fid": r.fid, **r.accuracy.to_dict(names)} for r in shown],
         "sweep_plot": str(plot),
     }
 
@@ -255,7 +263,8 @@ def _print_report(r: dict, names) -> None:
                 f"  k={row['blur_kernel']} s={row['blur_sigma']:g}"
             )
         return
-    print(f"classifier {r['classifier']} (test accuracy {r['classifier_test_accuracy']:.4f}); {r['n']} samples, {r['steps']} steps")
+    acc = r["classifier_test_accuracy"]
+    print(f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, {r['steps']} steps")
     print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
     if r["kind"] == "time":
         print(f"{'class':>12} {'samples':>8} {'share':>6} {'test':>6}")
@@ -274,13 +283,7 @@ def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable
 
     Pass train_classifier=False where `fundiff train classifier` routes to train_classifier_command instead.
     """
-    from fundiff.cli import _Formatter as _CliFormatter
-
-    class _Formatter(_CliFormatter):
-        """Shows defaults, except None ones (their help says in words what None means)."""
-
-        def _get_help_string(self, action):
-            return action.help if action.default is None else super()._get_help_string(action)
+    from fundiff.cli_common import Formatter as _Formatter
 
     commands: dict[str, Callable[[argparse.Namespace], None]] = {}
     if train_classifier:

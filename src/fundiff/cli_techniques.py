@@ -19,39 +19,12 @@ DEFAULT_MODEL = "mnist-class"  # a shipped model's name
 _GUIDANCE_HELP = "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; = 1 + w in the (1 + w) eps_c - w eps_u convention"
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _number(kind: type, *, low: float | None = None, odd: bool = False, what: str = "") -> Callable[[str], int | float]:
-    """An argparse type: ``kind`` (int or float) >= ``low``, optionally odd."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what or kind.__name__}, got {text!r}") from None
-        if value != value or (low is not None and value < low) or (odd and value % 2 == 0):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-_nonneg_int = _number(int, low=0, what="an integer >= 0")
-_pos_int = _number(int, low=1, what="an integer >= 1")
-_odd_int = _number(int, low=1, odd=True, what="an odd integer >= 1")
-_pos_float = _number(float, low=1e-12, what="a number > 0")
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import finite_float as _float
+from fundiff.cli_common import nonneg_int as _nonneg_int
+from fundiff.cli_common import odd_int as _odd_int
+from fundiff.cli_common import positive_float as _pos_float
+from fundiff.cli_common import positive_int as _pos_int
 
 
 # -- shared flags -------------------------------------------------------------------------------------
@@ -165,7 +138,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     _add_common(p, "hybrid", guidance=5.0)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
     p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
-    _add_blur(p, kernel_size=13, sigma=2.0)
+    _add_blur(p, kernel_size=9, sigma=1.5)
     _add_samples(p, 4)
 
     return {"noise": _cmd_noise, "blur": _cmd_blur, "denoise": _cmd_denoise, "generate": _cmd_generate,
@@ -185,7 +158,7 @@ def _load(args: argparse.Namespace):
     except FundiffError:
         if args.model != DEFAULT_MODEL:
             raise
-        raise FundiffError(f"no model {DEFAULT_MODEL!r} ships yet: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick") from None
+        raise FundiffError(f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick") from None
     den = runs.load_denoiser(folder, device=resolve_device(args.device))
     T = den.schedule.T
     if args.steps is not None:

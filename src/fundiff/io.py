@@ -55,7 +55,8 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.2, 1.15 * n_rows + (0.4 if title else 0)), squeeze=False)
+    height = 1.15 * n_rows + (0.5 if title else 0)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.2, height), squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -72,7 +73,7 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
                 ax.set_title(col_labels[j], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height) if title else None)  # keep the title clear of column titles
     return _save_fig(fig, path)
 
 

@@ -203,8 +203,10 @@ def guidance_sweep(
     return results
 
 
-def plot_guidance_sweep(results: Sequence[GuidanceResult], path: str | Path, *, class_names: Sequence[str], title: str = "") -> Path:
-    """Class accuracy (overall and per class) against CFG scale, and FID beside it when measured; a PNG written atomically."""
+def plot_guidance_sweep(
+    results: Sequence[GuidanceResult], path: str | Path, *, class_names: Sequence[str], fid_floor: float | None = None, title: str = ""
+) -> Path:
+    """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured; a PNG written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,7 +224,10 @@ def plot_guidance_sweep(results: Sequence[GuidanceResult], path: str | Path, *, 
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     if with_fid:
-        axes[0][1].plot(scales, [r.fid for r in results], "k-o", lw=2)
+        axes[0][1].plot(scales, [r.fid for r in results], "k-o", lw=2, label="samples")
+        if fid_floor is not None:
+            axes[0][1].axhline(fid_floor, color="gray", ls="--", label="floor: train vs test")
+        axes[0][1].legend(fontsize=7)
         axes[0][1].set_ylabel("FID (classifier features)")
     for a in axes[0]:
         a.set_xlabel("guidance scale s (0: unconditional, 1: conditional)")

@@ -28,9 +28,9 @@ def _as_index(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
 
 
 def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-    """Gather ``values[t]`` (float64) and reshape to broadcast over ``like`` (B, C, H, W)."""
-    out = values.to(like.device)[t.to(like.device)]
-    return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+    """Gather ``values[t]`` (float64, on the CPU) and reshape to broadcast over ``like`` (B, C, H, W)."""
+    out = values[t.cpu()].to(like.dtype)  # gather in float64 on the CPU: MPS has no float64
+    return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.device)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,9 +80,11 @@ class NoiseSchedule:
     def T(self) -> int:
         return len(self.betas)
 
-    def abar_at(self, t: Tensor) -> Tensor:
-        """``abar_t`` (float64) for integer ``t`` in -1..T-1, with ``abar_{-1} = 1``."""
-        t = torch.as_tensor(t, dtype=torch.long)
+    def abar_at(self, t: Tensor | int) -> Tensor:
+        """``abar_t`` (float64, CPU) for integer ``t`` in -1..T-1, with ``abar_{-1} = 1`` (the clean image)."""
+        t = torch.as_tensor(t, dtype=torch.long).cpu()
+        if bool(((t < -1) | (t >= self.T)).any()):
+            raise FundiffError(f"timesteps must lie in -1..{self.T - 1}, got {t.min().item()}..{t.max().item()}")
         padded = torch.cat([torch.ones(1, dtype=torch.float64), self.abar])
         return padded[t + 1]
 
@@ -90,16 +92,16 @@ class NoiseSchedule:
     def q_sample(self, x_0: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
         """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (ERRATA item 1).
 
-        x_0, eps: (B, C, H, W); t: int or (B,) long in 0..T-1. Returns x_t like x_0.
+        x_0, eps: (B, C, H, W); t: int or (B,) long in -1..T-1 (t = -1 returns x_0). Returns x_t like x_0.
         """
         t = _as_index(t, x_0.shape[0], x_0.device)
-        abar_t = _per_sample(self.abar, t, x_0)
+        abar_t = _per_sample(self.abar_at(t), torch.arange(len(t)), x_0)
         return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
         """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2)."""
         t = _as_index(t, x_t.shape[0], x_t.device)
-        abar_t = _per_sample(self.abar, t, x_t)
+        abar_t = _per_sample(self.abar_at(t), torch.arange(len(t)), x_t)
         return (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
 
     # -- reverse process ----------------------------------------------------------------
