@@ -19,10 +19,13 @@ $(VENV)/.installed: pyproject.toml
 
 tour: setup
 	$(FUNDIFF) data fetch mnist
-	$(FUNDIFF) train class --preset quick --out $(OUT)/mnist-class --threads $(THREADS) $(if $(wildcard $(OUT)/mnist-class/state.json),--resume,)
-	$(FUNDIFF) sample --model $(OUT)/mnist-class --n 8 --steps 60 --out $(OUT)/mnist-class-samples.png --threads $(THREADS)
-	$(FUNDIFF) train denoiser --preset quick --out $(OUT)/mnist-denoiser --threads $(THREADS) $(if $(wildcard $(OUT)/mnist-denoiser/state.json),--resume,)
-	$(FUNDIFF) denoise-sweep --model $(OUT)/mnist-denoiser --out $(OUT)/denoise-sweep --threads $(THREADS)
+	@[ -d /usr/share/datasets/fashion-mnist ] || [ "$$(id -u)" != 0 ] || (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1) || true
+	$(FUNDIFF) data fetch fashion-mnist
+	FUNDIFF=$(FUNDIFF) bash scripts/showcase.sh $(OUT)/showcase $(THREADS)
+	$(FUNDIFF) sample --model mnist-class --n 8 --steps 30 --out $(OUT)/mnist-class-samples.png --threads $(THREADS)
+	$(FUNDIFF) denoise-sweep --model mnist-denoiser --out $(OUT)/denoise-sweep --threads $(THREADS)
+	$(FUNDIFF) train class --preset quick --epochs 1 --out $(OUT)/my-mnist-class --threads $(THREADS) $(if $(wildcard $(OUT)/my-mnist-class/state.json),--resume,)
+	$(FUNDIFF) sample --model $(OUT)/my-mnist-class --n 8 --steps 30 --out $(OUT)/my-mnist-class-samples.png --threads $(THREADS)
 	@echo "tour done: pictures in $(OUT)"
 
 test: setup

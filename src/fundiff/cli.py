@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-json", default=None, help="JSON written by `fundiff evaluate` to put in the model card")
     p.add_argument("--command-line", default=None, help="the training command, when the run did not record it")
     p.add_argument("--wall-s", type=float, default=None, help="training wall time, when the run did not record it")
+    p.add_argument("--note", default=None, help="a remark for the model card (e.g. how the machine was shared while training)")
 
     from fundiff import cli_eval, cli_techniques
 
@@ -285,7 +286,7 @@ def _cmd_export(args) -> None:
         raise FundiffError(f"--name may hold letters, digits, '-' and '_' only, got {args.name!r}")
     evaluation = read_json(Path(args.eval_json)) if args.eval_json else None
     dest = Path(args.dest) if args.dest else runs.SHIPPED_DIR
-    out = export_run(runs.resolve(args.model), dest / args.name, evaluation=evaluation, card_extra={"command": args.command_line, "wall_s": args.wall_s})
+    out = export_run(runs.resolve(args.model), dest / args.name, evaluation=evaluation, card_extra={"command": args.command_line, "wall_s": args.wall_s, "note": args.note})
     print(f"exported {args.model} as {args.name} -> {out}")
 
 

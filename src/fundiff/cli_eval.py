@@ -83,7 +83,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, help="class models: CFG scale for FID and per-class accuracy (default: 5)")
     p.add_argument("--sweep", type=_float_list, default=None, help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)")
     p.add_argument("--steps", type=_positive_int, default=50, help="time/class models: strided DDPM steps per sample (at most T)")
-    p.add_argument("--classifier", default=None, help="classifier run folder or shipped name (default: runs/DATASET-classifier, then shipped DATASET-classifier)")
+    p.add_argument("--classifier", default=None, help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped mnist-classifier or fashion-classifier)")
     p.add_argument("--sigmas", type=_float_list, default=None, help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)")
     p.add_argument("--batch-size", type=_positive_int, default=500, help="samples drawn per batch")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling")
@@ -105,8 +105,8 @@ def _find_classifier(name: str | None, dataset: str, device):
         local = Path("runs") / f"{dataset}-classifier"
         if local.is_dir():
             name = str(local)
-        elif f"{dataset}-classifier" in shipped_names():
-            name = f"{dataset}-classifier"
+        elif shipped := [n for n in (f"{dataset}-classifier", f"{dataset.split('-')[0]}-classifier") if n in shipped_names()]:
+            name = shipped[0]  # shipped as mnist-classifier / fashion-classifier
         else:
             raise FundiffError(f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier")
     clf, info = load_classifier(name, device=device)

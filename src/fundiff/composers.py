@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from fundiff.denoisers import Denoiser, Prediction
+from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
 from fundiff.views import GaussianFilter, View, get_view
 
@@ -41,16 +41,12 @@ def _predict_parts(denoiser: Denoiser, xs: Sequence[Tensor], t: Tensor, conds: S
     return [Prediction(e, vi) for e, vi in zip(eps, v)]
 
 
-class _Composer:
-    """Denoiser attributes copied from the wrapped denoiser, and the placeholder ``encode``."""
+class _Composer(DenoiserWrapper):
+    """A wrapper holding one conditioning per part, with the placeholder ``encode``."""
 
     def __init__(self, denoiser: Denoiser, conds: Sequence[Tensor]) -> None:
-        self.denoiser = denoiser
+        super().__init__(denoiser)
         self.conds = tuple(conds)
-        self.schedule = denoiser.schedule
-        self.channels = denoiser.channels
-        self.image_size = denoiser.image_size
-        self.value_range = denoiser.value_range
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Empty (len(prompts), 0) placeholders: the parts' prompts were fixed at construction."""

@@ -46,6 +46,20 @@ class Denoiser(Protocol):
         ...
 
 
+class DenoiserWrapper:
+    """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry and prompts."""
+
+    def __init__(self, denoiser: Denoiser) -> None:
+        self.denoiser = denoiser
+        self.schedule = denoiser.schedule
+        self.channels = denoiser.channels
+        self.image_size = denoiser.image_size
+        self.value_range = denoiser.value_range
+
+    def encode(self, prompts: Sequence[str]) -> Tensor:
+        return self.denoiser.encode(prompts)
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype | None):
     """An autocast context for ``dtype`` (e.g. bfloat16) on ``device``, or a no-op for None/float32."""
     if dtype is None or dtype == torch.float32:

@@ -7,30 +7,21 @@ scale = 1 + w.) The conditional and unconditional passes run as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from fundiff.denoisers import Denoiser, Prediction
+from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 
 
-class CFG:
+class CFG(DenoiserWrapper):
     """Guide ``denoiser`` with scale ``scale`` against the null prompt ""; itself a Denoiser.
 
     The learned variance, if any, is the conditional pass's (as in DeepFloyd IF).
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
-        self.denoiser = denoiser
+        super().__init__(denoiser)
         self.scale = float(scale)
-        self.schedule = denoiser.schedule
-        self.channels = denoiser.channels
-        self.image_size = denoiser.image_size
-        self.value_range = denoiser.value_range
-
-    def encode(self, prompts: Sequence[str]) -> Tensor:
-        return self.denoiser.encode(prompts)
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
         null = self.denoiser.encode([""] * x_t.shape[0]).to(cond.device, cond.dtype)

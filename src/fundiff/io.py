@@ -55,8 +55,8 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
-    height = 1.15 * n_rows + (0.5 if title else 0)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.2, height), squeeze=False)
+    height = 1.3 * n_rows + (0.3 if title else 0)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.05 * n_cols + 0.8, height), squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -72,8 +72,8 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
             if i == 0 and j < len(col_labels):
                 ax.set_title(col_labels[j], fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height) if title else None)  # keep the title clear of column titles
+        fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / height) if title else None)  # keep the title clear of column titles
     return _save_fig(fig, path)
 
 

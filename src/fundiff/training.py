@@ -97,8 +97,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "denoiser": dict(hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)),
-        "time": dict(hidden=64, batch_size=256, epochs=5, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(5,)),
-        "class": dict(hidden=64, batch_size=256, epochs=5, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(5,)),
+        "time": dict(hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(3,)),
+        "class": dict(hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(3,)),
     },
     "tiny": {
         k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10) for k in MODEL_KINDS

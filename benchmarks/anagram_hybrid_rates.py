@@ -1,0 +1,66 @@
+"""How often fundiff's own classifier reads visual anagrams and hybrid images as intended.
+
+    python benchmarks/anagram_hybrid_rates.py --model mnist-class --classifier mnist-classifier --n 50 --threads 2
+
+Anagrams: for each (prompt pair, view), N samples (each its own noise, from one seed); the
+identity view should read as the first prompt and the view as the second. Hybrids: seen
+from afar (the low-pass band) the image should read as the low prompt, seen up close (the
+whole image) as the high prompt. (The high-pass band alone, edges on gray, is far outside
+what the classifier was trained on, so it is not graded.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from fundiff import DEFAULT_SEED
+from fundiff.classify import load_classifier, predict
+from fundiff.prompts import class_index
+from fundiff.runs import load_denoiser
+from fundiff.techniques import anagram_figure, hybrid_figure
+from fundiff.training import resolve_precision
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mnist-class")
+    ap.add_argument("--classifier", default="mnist-classifier")
+    ap.add_argument("--anagrams", default="6:9:rot180,1:7:vflip,3:8:hflip", help="PROMPT1:PROMPT2:VIEW,...")
+    ap.add_argument("--hybrids", default="0:1,8:3,7:1", help="LOW:HIGH,...")
+    ap.add_argument("--n", type=int, default=50, help="samples (seeds) per case")
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    den = load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",))
+    clf, _ = load_classifier(args.classifier, device=device)
+    names = den.class_names
+    print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")
+    print(f"{'anagram':28s} {'view 1 as p1':>12s} {'view 2 as p2':>12s} {'both':>6s}")
+    for case in filter(None, args.anagrams.split(",")):
+        p1, p2, view = case.split(":")
+        fig = anagram_figure(den, [p1, p2], ["identity", view], n=args.n, guidance=args.guidance, seed=args.seed)
+        k1, k2 = class_index(p1, names), class_index(p2, names)
+        ok1 = predict(clf, fig.images["identity"].clamp(0, 1)) == k1
+        ok2 = predict(clf, fig.images[view].clamp(0, 1)) == k2
+        label = f"{names[k1]} / {names[k2]} ({view})"
+        print(f"{label:28s} {float(ok1.float().mean()):>12.2f} {float(ok2.float().mean()):>12.2f} {float((ok1 & ok2).float().mean()):>6.2f}")
+    print(f"{'hybrid (low / high)':28s} {'afar as low':>12s} {'close as high':>13s} {'both':>6s}")
+    for case in filter(None, args.hybrids.split(",")):
+        low, high = case.split(":")
+        fig = hybrid_figure(den, low, high, n=args.n, guidance=args.guidance, seed=args.seed)
+        k_lo, k_hi = class_index(low, names), class_index(high, names)
+        ok_lo = predict(clf, fig.images["lowpass"].clamp(0, 1)) == k_lo  # from afar: the low-pass band
+        ok_hi = predict(clf, fig.images["x_0"].clamp(0, 1)) == k_hi  # up close: the whole image
+        label = f"{names[k_lo]} / {names[k_hi]}"
+        print(f"{label:28s} {float(ok_lo.float().mean()):>12.2f} {float(ok_hi.float().mean()):>13.2f} {float((ok_lo & ok_hi).float().mean()):>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

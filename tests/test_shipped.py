@@ -1,0 +1,43 @@
+"""The models that ship with fundiff: present, small, documented, and loadable by name."""
+
+import json
+
+import pytest
+import torch
+
+from fundiff import runs
+from fundiff.classify import load_classifier
+
+DIFFUSION = {"mnist-denoiser": "denoiser", "mnist-time": "time", "mnist-class": "class", "fashion-class": "class"}
+CLASSIFIERS = {"mnist-classifier": "mnist", "fashion-classifier": "fashion-mnist"}
+
+
+def test_every_shipped_model_is_there_with_a_model_card():
+    assert set(DIFFUSION) | set(CLASSIFIERS) <= set(runs.shipped_names())
+    for name in runs.shipped_names():
+        folder = runs.SHIPPED_DIR / name
+        card = json.loads((folder / "card.json").read_text())
+        for key in ("command", "preset", "dataset", "wall_s", "machine", "evaluation"):
+            assert key in card, (name, key)
+        assert card["command"].startswith("fundiff train"), name
+        assert (folder / "model.safetensors").stat().st_size < 8 * 2**20, name  # small: bf16 weights only
+
+
+@pytest.mark.parametrize("name,kind", sorted(DIFFUSION.items()))
+def test_shipped_diffusion_models_load_by_name(name, kind):
+    model, cfg = runs.load(name)
+    assert model.config.kind == kind and not model.training
+    if kind == "denoiser":
+        x = torch.rand(2, 1, 28, 28)
+        assert model(x).shape == x.shape
+        return
+    den = runs.load_denoiser(name)
+    eps = den(torch.randn(2, 1, 28, 28), torch.tensor([0, 299]), den.encode(["", ""]))
+    assert eps.eps.shape == (2, 1, 28, 28) and torch.isfinite(eps.eps).all()
+
+
+@pytest.mark.parametrize("name,dataset", sorted(CLASSIFIERS.items()))
+def test_shipped_classifiers_load_by_name(name, dataset):
+    clf, info = load_classifier(name)
+    assert info["config"]["train"]["dataset"] == dataset
+    assert clf(torch.rand(3, 1, 28, 28)).shape == (3, 10)
