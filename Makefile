@@ -24,7 +24,7 @@ tour: setup
 	FUNDIFF=$(FUNDIFF) bash scripts/showcase.sh $(OUT)/showcase $(THREADS)
 	$(FUNDIFF) sample --model mnist-class --n 8 --steps 30 --out $(OUT)/mnist-class-samples.png --threads $(THREADS)
 	$(FUNDIFF) denoise-sweep --model mnist-denoiser --out $(OUT)/denoise-sweep --threads $(THREADS)
-	$(FUNDIFF) train class --preset quick --epochs 1 --out $(OUT)/my-mnist-class --threads $(THREADS) $(if $(wildcard $(OUT)/my-mnist-class/state.json),--resume,)
+	$(FUNDIFF) train class --preset quick --out $(OUT)/my-mnist-class --threads $(THREADS) $(if $(wildcard $(OUT)/my-mnist-class/state.json),--resume,)
 	$(FUNDIFF) sample --model $(OUT)/my-mnist-class --n 8 --steps 30 --out $(OUT)/my-mnist-class-samples.png --threads $(THREADS)
 	@echo "tour done: pictures in $(OUT)"
 

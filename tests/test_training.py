@@ -97,3 +97,16 @@ def test_new_run_refuses_to_overwrite_and_resume_refuses_changed_settings(tmp_pa
         training.train(cfg, tmp_path / "r", data=data, progress=False)
     with pytest.raises(FundiffError, match="lr"):
         training.train(replace(cfg, lr=0.5), tmp_path / "r", data=data, progress=False, resume=True)
+
+
+def test_ema_warm_up_forgets_the_random_init_in_a_short_run(tmp_path):
+    data = synthetic_data(48)
+    training.train(tiny_config("class", ema_decay=0.999, epochs=2), tmp_path / "r", data=data, progress=False)
+    w = _weights(tmp_path / "r")
+    torch.manual_seed(tiny_config("class").seed)  # train() initialises the UNet from this seed
+    init = training.UNet(training.UNetConfig(kind="class", hidden=4, image_size=28)).state_dict()
+    k = "e1.0.0.weight"
+    # with a plain 0.999 decay the EMA after 6 steps would be 99.4% the init; with warm-up it follows the model
+    d_model = (w["ema." + k] - w["model." + k]).norm()
+    d_init = (w["ema." + k] - init[k]).norm()
+    assert d_model < d_init

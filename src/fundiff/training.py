@@ -52,7 +52,7 @@ class TrainConfig:
     T: int = 300  # diffusion steps (time / class kinds)
     beta_schedule: str = "linear"  # "linear" (write-up) or "cosine"
     p_uncond: float = 0.1  # probability of dropping the class vector (class kind)
-    ema_decay: float = 0.0  # EMA of weights; 0 disables it
+    ema_decay: float = 0.0  # EMA of weights (decay warmed up as (1 + step) / (10 + step)); 0 disables it
     max_steps: int | None = None  # stop after this many optimizer steps in total (short runs)
     seed: int = DEFAULT_SEED  # seeds data order, noise and sample grids
     precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32"
@@ -343,8 +343,10 @@ def train(
             loss.backward()
             opt.step()
             if ema is not None:
+                # warm-up (1 + s) / (10 + s): early in a short run the EMA must not keep the random init
+                decay = min(cfg.ema_decay, (1 + step) / (10 + step))
                 with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - cfg.ema_decay)
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
                     for b_ema, b_model in zip(ema.buffers(), model.buffers()):
                         b_ema.copy_(b_model)
             step += 1
