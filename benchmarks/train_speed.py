@@ -16,7 +16,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from fundiff.denoisers import autocast_for
 from fundiff.models.unet import UNet, UNetConfig

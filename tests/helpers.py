@@ -2,6 +2,7 @@
 
 import torch
 
+from fundiff import training
 from fundiff.training import TrainConfig
 
 
@@ -20,3 +21,12 @@ def tiny_config(kind: str = "class", **kw) -> TrainConfig:
     base = dict(hidden=4, batch_size=16, epochs=3, lr=1e-3, lr_schedule="exponential", T=20, save_every=2, precision="fp32", preset="tiny")
     base.update(kw)
     return TrainConfig(kind=kind, **base)
+
+
+def tiny_runs(root, data) -> dict:
+    """A tiny (T=20, one epoch) class, time and denoiser run folder under ``root``, by kind."""
+    out = {}
+    for kind in ("class", "time", "denoiser"):
+        training.train(tiny_config(kind, epochs=1, T=20), root / kind, data=data, progress=False)
+        out[kind] = root / kind
+    return out

@@ -1,19 +1,12 @@
 import pytest
-import torch
 
-from fundiff import cli, data, training
-from helpers import synthetic_data, tiny_config
+from fundiff import cli, data
+from helpers import synthetic_data, tiny_runs
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    d = synthetic_data(32)
-    out = {}
-    for kind in ("class", "time", "denoiser"):
-        training.train(tiny_config(kind, epochs=1, T=20), root / kind, data=d, progress=False)
-        out[kind] = root / kind
-    return out
+    return tiny_runs(tmp_path_factory.mktemp("runs"), synthetic_data(32))
 
 
 def _fails(capsys, argv, match):

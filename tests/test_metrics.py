@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fundiff import data, metrics, training
+from fundiff import data, metrics
 from fundiff.classify import ClassifierTrainConfig, train_classifier
 from fundiff.cli_eval import register
 from fundiff.denoisers import UNetDenoiser
@@ -15,7 +15,7 @@ from fundiff.models.classifier import ClassifierConfig
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.timesteps import strided
-from helpers import synthetic_data, tiny_config
+from helpers import synthetic_data, tiny_runs
 
 
 class FlatFeatures(nn.Module):
@@ -178,10 +178,7 @@ def test_draw_samples_is_seeded():
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     d = synthetic_data(32)
-    out = {}
-    for kind in ("class", "time", "denoiser"):
-        training.train(tiny_config(kind, epochs=1, T=20), root / kind, data=d, progress=False)
-        out[kind] = root / kind
+    out = tiny_runs(root, d)
     cfg = ClassifierTrainConfig(max_steps=4, batch_size=16, precision="fp32")
     train_classifier(cfg, root / "clf", data=d, test_data=synthetic_data(16, seed=1), progress=False, model_config=ClassifierConfig(width=4, features=8))
     out["clf"] = root / "clf"

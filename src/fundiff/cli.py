@@ -151,7 +151,6 @@ def _training_figures(cfg, device, class_names, data_dir):
 
 
 def _cmd_train(args, argv: list[str] | None = None) -> None:
-    import torch
 
     from fundiff import data, training
     from fundiff.checkpoints import load_config

@@ -27,9 +27,9 @@ def _as_index(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
     return t.expand(batch) if t.ndim == 0 else t
 
 
-def _per_sample(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-    """Gather ``values[t]`` (float64, on the CPU) and reshape to broadcast over ``like`` (B, C, H, W)."""
-    out = values[t.cpu()].to(like.dtype)  # gather in float64 on the CPU: MPS has no float64
+def _per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """Per-sample ``values`` (B,) float64 on the CPU, cast and reshaped to broadcast over ``like`` (B, C, H, W)."""
+    out = values.to(like.dtype)  # cast on the CPU first: MPS has no float64
     return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.device)
 
 
@@ -95,13 +95,13 @@ class NoiseSchedule:
         x_0, eps: (B, C, H, W); t: int or (B,) long in -1..T-1 (t = -1 returns x_0). Returns x_t like x_0.
         """
         t = _as_index(t, x_0.shape[0], x_0.device)
-        abar_t = _per_sample(self.abar_at(t), torch.arange(len(t)), x_0)
+        abar_t = _per_sample(self.abar_at(t), x_0)
         return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
         """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2)."""
         t = _as_index(t, x_t.shape[0], x_t.device)
-        abar_t = _per_sample(self.abar_at(t), torch.arange(len(t)), x_t)
+        abar_t = _per_sample(self.abar_at(t), x_t)
         return (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
 
     # -- reverse process ----------------------------------------------------------------

@@ -19,9 +19,9 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,6 @@ class TrainConfig:
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
-PRESET_NAMES = ("paper", "quick", "tiny")
 
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
 PRESETS: dict[str, dict[str, dict]] = {
@@ -388,4 +387,4 @@ def run_info(cfg: TrainConfig, device: torch.device) -> dict:
     }
 
 
-__all__ = ["TrainConfig", "PRESETS", "preset_config", "train", "TrainResult", "resolve_device", "resolve_precision", "replace"]
+__all__ = ["TrainConfig", "PRESETS", "preset_config", "train", "TrainResult", "resolve_device", "resolve_precision"]
