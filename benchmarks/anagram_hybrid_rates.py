@@ -17,10 +17,10 @@ import torch
 
 from fundiff import DEFAULT_SEED
 from fundiff.classify import load_classifier, predict
+from fundiff.devices import resolve_precision
 from fundiff.prompts import class_index
 from fundiff.runs import load_denoiser
 from fundiff.techniques import anagram_figure, hybrid_figure
-from fundiff.training import resolve_precision
 
 
 def main() -> None:
@@ -38,7 +38,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    den = load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",))
+    den = load_denoiser(
+        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",)
+    )
     clf, _ = load_classifier(args.classifier, device=device)
     names = den.class_names
     print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")
@@ -50,7 +52,9 @@ def main() -> None:
         ok1 = predict(clf, fig.images["identity"].clamp(0, 1)) == k1
         ok2 = predict(clf, fig.images[view].clamp(0, 1)) == k2
         label = f"{names[k1]} / {names[k2]} ({view})"
-        print(f"{label:28s} {float(ok1.float().mean()):>12.2f} {float(ok2.float().mean()):>12.2f} {float((ok1 & ok2).float().mean()):>6.2f}")
+        print(
+            f"{label:28s} {float(ok1.float().mean()):>12.2f} {float(ok2.float().mean()):>12.2f} {float((ok1 & ok2).float().mean()):>6.2f}"
+        )
     print(f"{'hybrid (low / high)':28s} {'afar as low':>12s} {'close as high':>13s} {'both':>6s}")
     for case in filter(None, args.hybrids.split(",")):
         low, high = case.split(":")
@@ -59,7 +63,9 @@ def main() -> None:
         ok_lo = predict(clf, fig.images["lowpass"].clamp(0, 1)) == k_lo  # from afar: the low-pass band
         ok_hi = predict(clf, fig.images["x_0"].clamp(0, 1)) == k_hi  # up close: the whole image
         label = f"{names[k_lo]} / {names[k_hi]}"
-        print(f"{label:28s} {float(ok_lo.float().mean()):>12.2f} {float(ok_hi.float().mean()):>13.2f} {float((ok_lo & ok_hi).float().mean()):>6.2f}")
+        print(
+            f"{label:28s} {float(ok_lo.float().mean()):>12.2f} {float(ok_hi.float().mean()):>13.2f} {float((ok_lo & ok_hi).float().mean()):>6.2f}"
+        )
 
 
 if __name__ == "__main__":

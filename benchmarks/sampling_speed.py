@@ -14,12 +14,13 @@ import time
 
 import torch
 
-from fundiff import DEFAULT_SEED, timesteps as ts
+from fundiff import DEFAULT_SEED
+from fundiff import timesteps as ts
 from fundiff.classify import load_classifier
+from fundiff.devices import resolve_precision
 from fundiff.guidance import CFG
 from fundiff.metrics import class_accuracy, draw_samples
 from fundiff.runs import load_denoiser
-from fundiff.training import resolve_precision
 
 
 def main() -> None:
@@ -37,14 +38,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    den = load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",))
+    den = load_denoiser(
+        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",)
+    )
     clf, _ = load_classifier(args.classifier, device=device)
     guided = CFG(den, args.guidance)
     names = den.class_names
     prompts100 = [n for n in names for _ in range(10)]
     prompts_acc = [n for n in names for _ in range(args.n_acc)]
     target = torch.arange(len(names)).repeat_interleave(args.n_acc)
-    print(f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(
+        f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
     print(f"{'sampler':8s} {'steps':>5s} {'100 samples (s)':>16s} {'accuracy':>9s}")
     for eta in [None] + ([0.0] if args.ddim else []):
         for steps in [int(s) for s in args.steps.split(",")]:
@@ -54,7 +59,9 @@ def main() -> None:
             t0 = time.perf_counter()
             draw_samples(guided, prompts100, timesteps, generator=torch.Generator().manual_seed(args.seed), eta=eta)
             wall = time.perf_counter() - t0
-            x = draw_samples(guided, prompts_acc, timesteps, generator=torch.Generator().manual_seed(args.seed + 1), eta=eta)
+            x = draw_samples(
+                guided, prompts_acc, timesteps, generator=torch.Generator().manual_seed(args.seed + 1), eta=eta
+            )
             acc = class_accuracy(clf, x, target, num_classes=len(names)).overall
             print(f"{'DDPM' if eta is None else 'DDIM':8s} {steps:>5d} {wall:>16.2f} {acc:>9.3f}")
 

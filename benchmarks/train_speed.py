@@ -31,8 +31,15 @@ class DiffusersNet(torch.nn.Module):
         from diffusers import UNet2DModel
 
         self.net = UNet2DModel(
-            sample_size=28, in_channels=1, out_channels=1, block_out_channels=channels, layers_per_block=1,
-            down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, norm_num_groups=16, num_class_embeds=11,
+            sample_size=28,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=channels,
+            layers_per_block=1,
+            down_block_types=("DownBlock2D",) * 3,
+            up_block_types=("UpBlock2D",) * 3,
+            norm_num_groups=16,
+            num_class_embeds=11,
         )
 
     def forward(self, x, t=None, c=None):
@@ -81,8 +88,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=15, help="timed steps per path")
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' UNet2DModel")
     ap.add_argument("--clock-ghz", type=float, default=None, help="nominal clock (default: /proc/cpuinfo)")
-    ap.add_argument("--peak-fp32-per-cycle", type=float, default=64.0, help="FP32 FLOP/cycle/core (2 AVX-512 FMA units)")
-    ap.add_argument("--peak-bf16-per-cycle", type=float, default=1024.0, help="BF16 FLOP/cycle/core (AMX tiles; use 128 for AVX512-BF16 only)")
+    ap.add_argument(
+        "--peak-fp32-per-cycle", type=float, default=64.0, help="FP32 FLOP/cycle/core (2 AVX-512 FMA units)"
+    )
+    ap.add_argument(
+        "--peak-bf16-per-cycle",
+        type=float,
+        default=1024.0,
+        help="BF16 FLOP/cycle/core (AMX tiles; use 128 for AVX512-BF16 only)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +112,12 @@ def main() -> None:
     paths = [
         ("fundiff UNet, fp32 eager", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), None, False),
         ("fundiff UNet, bf16 autocast", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, False),
-        ("fundiff UNet, bf16 + channels_last (default)", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, True),
+        (
+            "fundiff UNet, bf16 + channels_last (default)",
+            lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)),
+            torch.bfloat16,
+            True,
+        ),
     ]
     if args.kind == "class" and not args.no_diffusers:
         paths += [
@@ -114,7 +133,9 @@ def main() -> None:
         base = base or ips
         achieved = gflop * ips / batch
         peak = peak16 if amp is not None else peak32
-        print(f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {100 * achieved / peak:6.1f}%")
+        print(
+            f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {100 * achieved / peak:6.1f}%"
+        )
 
 
 def _cpu_name() -> str:

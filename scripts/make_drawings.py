@@ -19,17 +19,37 @@ from PIL import Image, ImageDraw
 SIZE, SCALE, WIDTH = 200, 4, 15  # canvas, supersampling factor, stroke width (final pixels)
 
 # Each drawing: a list of strokes; each stroke a polyline of (x, y) points on the 200x200 canvas.
-_arc = lambda cx, cy, r, a0, a1, n=12: [(cx + r * math.cos(math.radians(a0 + (a1 - a0) * i / n)), cy - r * math.sin(math.radians(a0 + (a1 - a0) * i / n))) for i in range(n + 1)]
+_arc = lambda cx, cy, r, a0, a1, n=12: [
+    (cx + r * math.cos(math.radians(a0 + (a1 - a0) * i / n)), cy - r * math.sin(math.radians(a0 + (a1 - a0) * i / n)))
+    for i in range(n + 1)
+]
 DRAWINGS: dict[str, list[list[tuple[float, float]]]] = {
     "two": [_arc(100, 72, 38, 160, -30) + [(62, 160), (148, 158)]],
     "seven": [[(55, 42), (148, 45), (88, 168)]],
     "four": [[(118, 32), (52, 122), (152, 120)], [(122, 62), (119, 172)]],
-    "shirt": [[(78, 38), (48, 50), (22, 88), (46, 104), (62, 90), (62, 170), (138, 170), (138, 90), (154, 104), (178, 88), (152, 50), (122, 38)]
-              + _arc(100, 38, 22, 0, -180)[1:]],
+    "shirt": [
+        [
+            (78, 38),
+            (48, 50),
+            (22, 88),
+            (46, 104),
+            (62, 90),
+            (62, 170),
+            (138, 170),
+            (138, 90),
+            (154, 104),
+            (178, 88),
+            (152, 50),
+            (122, 38),
+        ]
+        + _arc(100, 38, 22, 0, -180)[1:]
+    ],
 }
 
 
-def _wobble(points: list[tuple[float, float]], rng: random.Random, step: float = 6.0, amount: float = 0.8) -> list[tuple[float, float]]:
+def _wobble(
+    points: list[tuple[float, float]], rng: random.Random, step: float = 6.0, amount: float = 0.8
+) -> list[tuple[float, float]]:
     """Resample a polyline every ``step`` px and shift points sideways by a smooth random offset."""
     out: list[tuple[float, float]] = []
     offset = 0.0
@@ -65,4 +85,8 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "src" / "fundiff" / "assets" / "drawings")
+    main(
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parents[1] / "src" / "fundiff" / "assets" / "drawings"
+    )

@@ -18,7 +18,17 @@ def synthetic_data(n: int = 48, seed: int = 0, size: int = 28) -> tuple[torch.Te
 
 
 def tiny_config(kind: str = "class", **kw) -> TrainConfig:
-    base = dict(hidden=4, batch_size=16, epochs=3, lr=1e-3, lr_schedule="exponential", T=20, save_every=2, precision="fp32", preset="tiny")
+    base = dict(
+        hidden=4,
+        batch_size=16,
+        epochs=3,
+        lr=1e-3,
+        lr_schedule="exponential",
+        T=20,
+        save_every=2,
+        precision="fp32",
+        preset="tiny",
+    )
     base.update(kw)
     return TrainConfig(kind=kind, **base)
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from fundiff import atomic, training
 from fundiff import checkpoints as ckpt
 from fundiff.errors import FundiffError
 from fundiff.models import load_model
-from fundiff import training
 from helpers import synthetic_data, tiny_config
 
 
@@ -57,7 +57,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     def boom(*a):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(OSError):
         ckpt.atomic_write_json(p, {"a": 2})
     assert ckpt.read_json(p) == {"a": 1}

@@ -20,10 +20,16 @@ def test_shapes_and_feature_dim():
     f = net.features(x)
     assert f.shape == (3, 128) == (3, net.feature_dim) and (f >= 0).all()  # ReLU outputs
     assert torch.allclose(net.head(f), net(x))  # features are exactly what the last layer sees
-    assert Classifier(ClassifierConfig(image_size=32, features=7)).eval().features(torch.rand(2, 1, 32, 32)).shape == (2, 7)
+    assert Classifier(ClassifierConfig(image_size=32, features=7)).eval().features(torch.rand(2, 1, 32, 32)).shape == (
+        2,
+        7,
+    )
 
 
-@pytest.mark.parametrize("kw, msg", [(dict(kind="class"), "kind 'classifier'"), (dict(image_size=30), "multiple of 4"), (dict(features=0), "positive")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [(dict(kind="class"), "kind 'classifier'"), (dict(image_size=30), "multiple of 4"), (dict(features=0), "positive")],
+)
 def test_bad_config_is_one_line_error(kw, msg):
     with pytest.raises(FundiffError, match=msg):
         ClassifierConfig(**kw)
@@ -35,13 +41,19 @@ def test_tiny_training_learns_and_writes_a_run_folder(tmp_path):
     cfg = ClassifierTrainConfig(epochs=3, batch_size=32, lr=3e-3, warmup_steps=5, precision="fp32", seed=1)
     test = synthetic_data(100, seed=1)
     rng = torch.get_rng_state()
-    res = train_classifier(cfg, tmp_path / "c", data=synthetic_data(640, seed=0), test_data=test, progress=False, model_config=SMALL)
+    res = train_classifier(
+        cfg, tmp_path / "c", data=synthetic_data(640, seed=0), test_data=test, progress=False, model_config=SMALL
+    )
     assert torch.equal(torch.get_rng_state(), rng)  # the seeded init does not touch the global RNG
     assert res.step == 60 and res.test_accuracy > 0.9  # chance is 0.1
     saved = json.loads((tmp_path / "c" / "config.json").read_text())
     assert saved["model"]["kind"] == "classifier" and saved["train"] == cfg.to_dict()
     state = json.loads((tmp_path / "c" / "state.json").read_text())
-    assert state["test_accuracy"] == res.test_accuracy and len(state["test_accuracy_per_epoch"]) == 3 and len(state["test_accuracy_per_class"]) == 10
+    assert (
+        state["test_accuracy"] == res.test_accuracy
+        and len(state["test_accuracy_per_epoch"]) == 3
+        and len(state["test_accuracy_per_class"]) == 10
+    )
 
     net, info = load_classifier(tmp_path / "c")
     assert not net.training and info["test_accuracy"] == res.test_accuracy
@@ -56,9 +68,18 @@ def test_tiny_training_learns_and_writes_a_run_folder(tmp_path):
 def test_an_exported_classifier_loads_with_its_card_accuracy(tmp_path):
     from fundiff.shipping import export_run
 
-    train_classifier(ClassifierTrainConfig(max_steps=3, precision="fp32"), tmp_path / "c", data=synthetic_data(48), test_data=synthetic_data(16, seed=1), progress=False, model_config=SMALL)
+    train_classifier(
+        ClassifierTrainConfig(max_steps=3, precision="fp32"),
+        tmp_path / "c",
+        data=synthetic_data(48),
+        test_data=synthetic_data(16, seed=1),
+        progress=False,
+        model_config=SMALL,
+    )
     metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
-    export_run(tmp_path / "c", tmp_path / "shipped" / "mnist-classifier", evaluation=metrics)  # bf16 weights, no state.json
+    export_run(
+        tmp_path / "c", tmp_path / "shipped" / "mnist-classifier", evaluation=metrics
+    )  # bf16 weights, no state.json
     run, _ = load_classifier(tmp_path / "c")
     shipped, info = load_classifier(tmp_path / "shipped" / "mnist-classifier")
     assert info["test_accuracy"] == metrics["test_accuracy"]
@@ -71,7 +92,14 @@ def test_an_exported_classifier_loads_with_its_card_accuracy(tmp_path):
 def test_training_is_deterministic(tmp_path):
     cfg = ClassifierTrainConfig(batch_size=16, max_steps=4, precision="fp32")
     for name in ("a", "b"):
-        train_classifier(cfg, tmp_path / name, data=synthetic_data(48), test_data=synthetic_data(16, seed=1), progress=False, model_config=SMALL)
+        train_classifier(
+            cfg,
+            tmp_path / name,
+            data=synthetic_data(48),
+            test_data=synthetic_data(16, seed=1),
+            progress=False,
+            model_config=SMALL,
+        )
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -85,7 +113,14 @@ def test_bad_runs_are_one_line_errors(tmp_path):
     fails(tmp_path / "nope", "not found")
     training.train(tiny_config("class", epochs=1), tmp_path / "diffusion", data=synthetic_data(16), progress=False)
     fails(tmp_path / "diffusion", "not a classifier run")
-    train_classifier(ClassifierTrainConfig(max_steps=1, precision="fp32"), tmp_path / "c", data=synthetic_data(16), test_data=synthetic_data(8), progress=False, model_config=SMALL)
+    train_classifier(
+        ClassifierTrainConfig(max_steps=1, precision="fp32"),
+        tmp_path / "c",
+        data=synthetic_data(16),
+        test_data=synthetic_data(8),
+        progress=False,
+        model_config=SMALL,
+    )
     cfg = json.loads((tmp_path / "c" / "config.json").read_text())
     cfg["model"]["width"] = 4  # weights no longer fit the config
     (tmp_path / "c" / "config.json").write_text(json.dumps(cfg))
@@ -94,4 +129,10 @@ def test_bad_runs_are_one_line_errors(tmp_path):
     fails(tmp_path / "c", "corrupt")
     with pytest.raises(FundiffError, match="labels must lie in 0..9"):
         x, y = synthetic_data(16)
-        train_classifier(ClassifierTrainConfig(max_steps=1), tmp_path / "d", data=(x, y + 5), test_data=synthetic_data(8), progress=False)
+        train_classifier(
+            ClassifierTrainConfig(max_steps=1),
+            tmp_path / "d",
+            data=(x, y + 5),
+            test_data=synthetic_data(8),
+            progress=False,
+        )

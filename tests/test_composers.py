@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fundiff import samplers, timesteps as ts
+from fundiff import samplers
+from fundiff import timesteps as ts
 from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Prediction, UNetDenoiser
 from fundiff.errors import FundiffError
@@ -115,9 +116,13 @@ def test_unknown_prompt_is_a_one_line_error():
 
 def test_anagram_and_hybrid_sample_deterministically_with_a_unet():
     den = _tiny_unet()
-    for model in (Anagram.from_prompts(CFG(den, 5.0), ["identity", "rot180"], ["6", "9"]),
-                  Hybrid.from_prompts(CFG(den, 5.0), "0", "1", GaussianFilter(5, 1.0))):
-        run = lambda: samplers.sample_from_noise(model, model.encode(["", ""]), ts.strided(20, steps=4), generator=torch.Generator().manual_seed(7))
+    for model in (
+        Anagram.from_prompts(CFG(den, 5.0), ["identity", "rot180"], ["6", "9"]),
+        Hybrid.from_prompts(CFG(den, 5.0), "0", "1", GaussianFilter(5, 1.0)),
+    ):
+        run = lambda: samplers.sample_from_noise(
+            model, model.encode(["", ""]), ts.strided(20, steps=4), generator=torch.Generator().manual_seed(7)
+        )
         a = run()
         assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all()
         assert torch.equal(a, run())

@@ -17,8 +17,16 @@ from fundiff.errors import FundiffError
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def write_idx(path: Path, kind: str, values: bytes, *, count: int | None = None, magic: int | None = None,
-              rows: int = 28, cols: int = 28) -> Path:
+def write_idx(
+    path: Path,
+    kind: str,
+    values: bytes,
+    *,
+    count: int | None = None,
+    magic: int | None = None,
+    rows: int = 28,
+    cols: int = 28,
+) -> Path:
     """Write an IDX file: big-endian magic, count (and rows, cols for images), then the raw uint8 values."""
     n = len(values) // (rows * cols) if kind == "images" else len(values)
     header = [magic if magic is not None else (2051 if kind == "images" else 2049), n if count is None else count]
@@ -69,8 +77,17 @@ def test_valid_fake_idx_files_pass_structural_checks(tmp_path):
         ("labels", lambda p: write_idx(p, "labels", labels(4) + bytes([11])), "outside 0..9"),
         ("labels", lambda p: (p.write_bytes(b"\x00\x00"), p)[1], "size"),
     ],
-    ids=["img-magic", "lbl-magic", "img-count", "lbl-count", "img-truncated", "lbl-truncated", "img-dims",
-         "label-11", "tiny"],
+    ids=[
+        "img-magic",
+        "lbl-magic",
+        "img-count",
+        "lbl-count",
+        "img-truncated",
+        "lbl-truncated",
+        "img-dims",
+        "label-11",
+        "tiny",
+    ],
 )
 def test_verify_idx_rejects_bad_files(tmp_path, kind, make, expect):
     path = make(tmp_path / "f")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fundiff import edits, timesteps as ts
+from fundiff import edits
+from fundiff import timesteps as ts
 from fundiff.denoisers import Prediction, UNetDenoiser
 from fundiff.errors import FundiffError
 from fundiff.models.unet import UNet, UNetConfig
@@ -116,7 +117,9 @@ def test_inpainting_keeps_every_pixel_outside_the_mask_exactly(method, kw):
     x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
     mask = torch.rand(1, 1, 28, 28, generator=_g(2))  # soft values: binarised at 0.5
     before = (x0.clone(), mask.clone())
-    out = edits.inpaint(den, x0, mask, ts.strided(20, steps=6), cond=den.encode(["", "7"]), generator=_g(3), method=method, **kw)
+    out = edits.inpaint(
+        den, x0, mask, ts.strided(20, steps=6), cond=den.encode(["", "7"]), generator=_g(3), method=method, **kw
+    )
     keep = (mask <= 0.5).expand_as(x0)
     assert torch.equal(out[keep], x0[keep])
     assert not torch.allclose(out[~keep], x0[~keep])  # something new was generated inside
@@ -128,7 +131,9 @@ def test_repaint_with_one_resample_is_the_replace_method():
     x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
     mask = torch.zeros(28, 28)
     mask[:14] = 1
-    run = lambda method: edits.inpaint(den, x0, mask, ts.strided(20, steps=5), cond=den.encode([""]), generator=_g(4), method=method, resample=1)
+    run = lambda method: edits.inpaint(
+        den, x0, mask, ts.strided(20, steps=5), cond=den.encode([""]), generator=_g(4), method=method, resample=1
+    )
     assert torch.equal(run("replace"), run("repaint"))
 
 
@@ -137,7 +142,17 @@ def test_inpaint_same_seed_same_output():
     x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
     mask = torch.zeros(28, 28)
     mask[5:20, 5:20] = 1
-    run = lambda: edits.inpaint(den, x0, mask, ts.strided(20, steps=5), cond=den.encode([""]), generator=_g(4), method="repaint", jump_length=1, resample=2)
+    run = lambda: edits.inpaint(
+        den,
+        x0,
+        mask,
+        ts.strided(20, steps=5),
+        cond=den.encode([""]),
+        generator=_g(4),
+        method="repaint",
+        jump_length=1,
+        resample=2,
+    )
     assert torch.equal(run(), run())
 
 
@@ -151,7 +166,17 @@ def test_mismatched_mask_and_bad_options_are_one_line_errors():
     with pytest.raises(FundiffError, match="replace, repaint"):
         edits.inpaint(den, x0, torch.ones(28, 28), [10, 0], cond=den.encode([""]), generator=_g(), method="blend")
     with pytest.raises(FundiffError, match="jump length"):
-        edits.inpaint(den, x0, torch.ones(28, 28), [10, 5, 0], cond=den.encode([""]), generator=_g(), method="repaint", jump_length=3, resample=2)
+        edits.inpaint(
+            den,
+            x0,
+            torch.ones(28, 28),
+            [10, 5, 0],
+            cond=den.encode([""]),
+            generator=_g(),
+            method="repaint",
+            jump_length=3,
+            resample=2,
+        )
 
 
 def test_repaint_walk_shape():

@@ -20,7 +20,9 @@ def _drawing(size=(300, 200), mode="L", ink=0, paper=255):
 def _check_mnist_like(x, channels=1, size=28):
     assert x.shape == (1, channels, size, size) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1
-    border = torch.cat([x[..., :2, :].flatten(), x[..., -2:, :].flatten(), x[..., :, :2].flatten(), x[..., :, -2:].flatten()])
+    border = torch.cat(
+        [x[..., :2, :].flatten(), x[..., -2:, :].flatten(), x[..., :, :2].flatten(), x[..., :, -2:].flatten()]
+    )
     assert border.mean() < 0.05  # dark background, as MNIST
     assert x.max() > 0.8  # bright strokes
 
@@ -82,7 +84,9 @@ def test_fit_pad_crop_ink(tmp_path):
     boxed = images.load_image(tmp_path / "dot.png", fit="ink")
     ink = boxed[0, 0] > 0.5
     rows, cols = ink.any(1).nonzero()[:, 0], ink.any(0).nonzero()[:, 0]
-    assert 17 <= rows[-1] - rows[0] + 1 <= 21 and abs((rows[0] + rows[-1]) / 2 - 13.5) <= 1  # MNIST's 20 px box, centred
+    assert (
+        17 <= rows[-1] - rows[0] + 1 <= 21 and abs((rows[0] + rows[-1]) / 2 - 13.5) <= 1
+    )  # MNIST's 20 px box, centred
     assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1
 
 
@@ -95,7 +99,11 @@ def test_value_range_and_channels(tmp_path):
 
 def test_unreadable_files_are_one_line_errors(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
-    for path, match in [(tmp_path / "notes.png", "cannot read"), (tmp_path / "missing.png", "not found"), (tmp_path, "folder")]:
+    for path, match in [
+        (tmp_path / "notes.png", "cannot read"),
+        (tmp_path / "missing.png", "not found"),
+        (tmp_path, "folder"),
+    ]:
         with pytest.raises(FundiffError, match=match) as e:
             images.load_image(path)
         assert "\n" not in str(e.value)

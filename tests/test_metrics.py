@@ -58,7 +58,9 @@ def test_fid_pinned_one_dimensional_value():
     # 1-D Gaussians: FID = (m1 - m2)^2 + (s1 - s2)^2. real {-1, 1}: m=0, var=2; fake {1, 5}: m=3, var=8
     real = torch.tensor([-1.0, 1.0]).reshape(2, 1, 1, 1)
     fake = torch.tensor([1.0, 5.0]).reshape(2, 1, 1, 1)
-    assert metrics.fid(FlatFeatures().eval(), real, fake) == pytest.approx(9 + (math.sqrt(2) - math.sqrt(8)) ** 2, rel=1e-6)
+    assert metrics.fid(FlatFeatures().eval(), real, fake) == pytest.approx(
+        9 + (math.sqrt(2) - math.sqrt(8)) ** 2, rel=1e-6
+    )
 
 
 def test_fid_agrees_with_direct_computation():
@@ -136,7 +138,9 @@ def test_blur_baseline_rows():
     g = torch.Generator().manual_seed(4)
     x = torch.rand(6, 1, 28, 28, generator=g)
     noisy = {0.0: x.clone(), 0.5: x + 0.5 * torch.randn(x.shape, generator=g)}
-    rows = metrics.blur_baseline(torch.rand(6, 1, 28, 28, generator=g), x, noisy, generator=torch.Generator().manual_seed(0))
+    rows = metrics.blur_baseline(
+        torch.rand(6, 1, 28, 28, generator=g), x, noisy, generator=torch.Generator().manual_seed(0)
+    )
     assert [r.sigma for r in rows] == [0.0, 0.5]
     assert rows[0].blur.kernel_size == 1 and rows[0].mse == 0 and rows[0].psnr == math.inf
     assert rows[1].blur.kernel_size > 1 and rows[1].mse < float(((noisy[0.5].clamp(0, 1) - x) ** 2).mean())
@@ -154,7 +158,17 @@ def test_guidance_sweep_shares_noise_across_scales_and_leaves_the_generator_alon
     state = g.get_state()
     clf = PixelClassifier().eval()
     meter = metrics.FID(clf, torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
-    res = metrics.guidance_sweep(den, clf, [1.0, 1.0, 3.0], strided(20, steps=3), class_names=den.class_names, n_per_class=2, generator=g, fid=meter, batch_size=7)
+    res = metrics.guidance_sweep(
+        den,
+        clf,
+        [1.0, 1.0, 3.0],
+        strided(20, steps=3),
+        class_names=den.class_names,
+        n_per_class=2,
+        generator=g,
+        fid=meter,
+        batch_size=7,
+    )
     assert torch.equal(g.get_state(), state)
     assert [r.scale for r in res] == [1.0, 1.0, 3.0]
     assert res[0].samples.shape == (20, 1, 28, 28) and 0 <= res[0].samples.min() and res[0].samples.max() <= 1
@@ -180,14 +194,25 @@ def runs(tmp_path_factory):
     d = synthetic_data(32)
     out = tiny_runs(root, d)
     cfg = ClassifierTrainConfig(max_steps=4, batch_size=16, precision="fp32")
-    train_classifier(cfg, root / "clf", data=d, test_data=synthetic_data(16, seed=1), progress=False, model_config=ClassifierConfig(width=4, features=8))
+    train_classifier(
+        cfg,
+        root / "clf",
+        data=d,
+        test_data=synthetic_data(16, seed=1),
+        progress=False,
+        model_config=ClassifierConfig(width=4, features=8),
+    )
     out["clf"] = root / "clf"
     return out
 
 
 @pytest.fixture
 def cli(monkeypatch):
-    monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40 if train else 30, seed=3 if train else 4))
+    monkeypatch.setattr(
+        data,
+        "load_split",
+        lambda name, root=None, train=True: synthetic_data(40 if train else 30, seed=3 if train else 4),
+    )
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cmds = register(sub)
@@ -201,20 +226,56 @@ def cli(monkeypatch):
 
 def test_evaluate_class_model(runs, tmp_path, cli, capsys):
     out = tmp_path / "e.json"
-    cli("evaluate", "--model", str(runs["class"]), "--classifier", str(runs["clf"]), "--n", "20", "--steps", "3", "--guidance", "3", "--sweep", "0,1", "--out", str(out), "--device", "cpu")
+    cli(
+        "evaluate",
+        "--model",
+        str(runs["class"]),
+        "--classifier",
+        str(runs["clf"]),
+        "--n",
+        "20",
+        "--steps",
+        "3",
+        "--guidance",
+        "3",
+        "--sweep",
+        "0,1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
     r = json.loads(out.read_text())
     assert r["kind"] == "class" and r["n"] == 20 and r["guidance"] == 3 and r["steps"] == 3
     assert math.isfinite(r["fid"]) and math.isfinite(r["fid_floor"]) and r["fid_floor"] >= 0
-    assert [row["guidance"] for row in r["sweep"]] == [0, 1] and all(math.isfinite(row["fid"]) for row in r["sweep"]) and set(r["accuracy"]["per_class"]) == set(data.CLASS_NAMES["mnist"])
+    assert (
+        [row["guidance"] for row in r["sweep"]] == [0, 1]
+        and all(math.isfinite(row["fid"]) for row in r["sweep"])
+        and set(r["accuracy"]["per_class"]) == set(data.CLASS_NAMES["mnist"])
+    )
     assert (tmp_path / "e_guidance.png").read_bytes()[:4] == b"\x89PNG"
     assert "FID" in capsys.readouterr().out
 
 
 def test_evaluate_time_model_and_denoiser(runs, tmp_path, cli):
-    cli("evaluate", "--model", str(runs["time"]), "--classifier", str(runs["clf"]), "--n", "6", "--steps", "2", "--out", str(tmp_path / "t.json"))
+    cli(
+        "evaluate",
+        "--model",
+        str(runs["time"]),
+        "--classifier",
+        str(runs["clf"]),
+        "--n",
+        "6",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "t.json"),
+    )
     r = json.loads((tmp_path / "t.json").read_text())
     assert sum(r["class_histogram"].values()) == 6 and math.isfinite(r["fid"])
-    cli("evaluate", "--model", str(runs["denoiser"]), "--n", "8", "--sigmas", "0,0.5", "--out", str(tmp_path / "d.json"))
+    cli(
+        "evaluate", "--model", str(runs["denoiser"]), "--n", "8", "--sigmas", "0,0.5", "--out", str(tmp_path / "d.json")
+    )
     rows = json.loads((tmp_path / "d.json").read_text())["rows"]
     assert [row["sigma"] for row in rows] == [0, 0.5] and rows[0]["blur_kernel"] == 1 and rows[0]["blur_mse"] == 0
 
@@ -254,17 +315,46 @@ def test_evaluate_without_a_classifier_says_how_to_train_one(runs, cli, monkeypa
 
 
 def test_train_classifier_command(tmp_path, cli, capsys):
-    cli("train-classifier", "--max-steps", "2", "--batch-size", "16", "--precision", "fp32", "--no-progress", "--out", str(tmp_path / "c"), "--device", "cpu")
+    cli(
+        "train-classifier",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "c"),
+        "--device",
+        "cpu",
+    )
     assert "test accuracy" in capsys.readouterr().out
     assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["max_steps"] == 2
     # routed from `fundiff train classifier`: unset overrides are None, diffusion-only options are refused
     from fundiff.cli_eval import train_classifier_command
 
-    ns = argparse.Namespace(dataset="mnist", epochs=None, batch_size=None, lr=None, max_steps=1, precision=None, seed=1, out=str(tmp_path / "r"), no_progress=True, device="cpu", data_dir=None, resume=False, hidden=None)
+    ns = argparse.Namespace(
+        dataset="mnist",
+        epochs=None,
+        batch_size=None,
+        lr=None,
+        max_steps=1,
+        precision=None,
+        seed=1,
+        out=str(tmp_path / "r"),
+        no_progress=True,
+        device="cpu",
+        data_dir=None,
+        resume=False,
+        hidden=None,
+    )
     train_classifier_command(ns)
     assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["epochs"] == ClassifierTrainConfig().epochs
     with pytest.raises(FundiffError, match="--resume, --hidden"):
-        train_classifier_command(argparse.Namespace(**{**vars(ns), "resume": True, "hidden": 8, "out": str(tmp_path / "s")}))
+        train_classifier_command(
+            argparse.Namespace(**{**vars(ns), "resume": True, "hidden": 8, "out": str(tmp_path / "s")})
+        )
 
 
 def test_namespace_of_fundiff_train_routes_to_the_classifier(tmp_path, cli):
@@ -272,7 +362,21 @@ def test_namespace_of_fundiff_train_routes_to_the_classifier(tmp_path, cli):
     from fundiff import cli as main_cli
     from fundiff.cli_eval import train_classifier_command
 
-    args = main_cli.build_parser().parse_args(["train", "class", "--max-steps", "1", "--precision", "fp32", "--no-progress", "--out", str(tmp_path / "c"), "--device", "cpu"])
+    args = main_cli.build_parser().parse_args(
+        [
+            "train",
+            "class",
+            "--max-steps",
+            "1",
+            "--precision",
+            "fp32",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "c"),
+            "--device",
+            "cpu",
+        ]
+    )
     args.kind = "classifier"  # what the lead's `classifier` choice will give
     train_classifier_command(args, ["train", "classifier", "--max-steps", "1"])
     assert json.loads((tmp_path / "c" / "state.json").read_text())["step"] == 1

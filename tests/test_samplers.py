@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from fundiff import samplers, timesteps as ts
+from fundiff import samplers
+from fundiff import timesteps as ts
 from fundiff.denoisers import Prediction
+from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.prompts import class_index
-from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
 
 
@@ -35,7 +36,9 @@ def test_sampling_visits_first_and_last_step():
 
 def test_same_seed_same_samples_and_different_seed_differs():
     den = FakeDenoiser(30)
-    run = lambda seed: samplers.sample_from_noise(den, den.encode(["a"] * 3), ts.strided(30, steps=7), generator=torch.Generator().manual_seed(seed))
+    run = lambda seed: samplers.sample_from_noise(
+        den, den.encode(["a"] * 3), ts.strided(30, steps=7), generator=torch.Generator().manual_seed(seed)
+    )
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.allclose(run(1), run(2))
 

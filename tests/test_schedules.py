@@ -31,7 +31,9 @@ def test_linear_schedule_pinned_values():
     assert s.abar[0].item() == pytest.approx(0.9999, abs=1e-12)
     # pinned: abar_{299} of the write-up's schedule (float64)
     assert s.abar[-1].item() == pytest.approx(0.048058428944294, rel=1e-12)
-    assert s.abar[149].item() == pytest.approx(math.prod(1 - (1e-4 + (0.02 - 1e-4) * i / 299) for i in range(150)), rel=1e-12)
+    assert s.abar[149].item() == pytest.approx(
+        math.prod(1 - (1e-4 + (0.02 - 1e-4) * i / 299) for i in range(150)), rel=1e-12
+    )
     assert s.abar.dtype == torch.float64
     assert bool((s.abar[1:] < s.abar[:-1]).all())
 
@@ -135,7 +137,14 @@ def test_final_step_adds_no_noise_and_ddim_eta0_is_deterministic():
 
 def test_ddim_matches_diffusers():
     timesteps = ts_lib.strided(300, steps=10)
-    theirs = diffusers.DDIMScheduler(num_train_timesteps=300, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", clip_sample=False, set_alpha_to_one=True)
+    theirs = diffusers.DDIMScheduler(
+        num_train_timesteps=300,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+    )
     s = NoiseSchedule.linear(300)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     eps = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(6))

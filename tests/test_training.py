@@ -41,7 +41,7 @@ def test_training_reduces_loss_and_lr_schedule_is_the_write_ups(tmp_path):
     assert sum(res.losses[-4:]) < sum(res.losses[:4])
     # ExponentialLR with gamma = 0.1 ** (1 / epochs), stepped per epoch
     assert training._lr_factor(cfg, 0, 0, 16) == 1.0
-    assert training._lr_factor(cfg, 15, 3, 16) == pytest.approx(0.1 ** 0.75)
+    assert training._lr_factor(cfg, 15, 3, 16) == pytest.approx(0.1**0.75)
     model, saved = load_model(tmp_path / "r")
     assert saved["train"]["kind"] == "time" and not model.training
 
@@ -85,7 +85,15 @@ def test_paper_preset_is_the_write_up():
     assert (d.hidden, d.batch_size, d.epochs, d.lr, d.sigma, d.lr_schedule) == (128, 256, 5, 1e-4, 0.5, "constant")
     for kind in ("time", "class"):
         c = training.preset_config("paper", kind)
-        assert (c.hidden, c.batch_size, c.epochs, c.lr, c.lr_schedule, c.T, c.p_uncond) == (64, 128, 20, 1e-3, "exponential", 300, 0.1)
+        assert (c.hidden, c.batch_size, c.epochs, c.lr, c.lr_schedule, c.T, c.p_uncond) == (
+            64,
+            128,
+            20,
+            1e-3,
+            "exponential",
+            300,
+            0.1,
+        )
     assert training.preset_config("paper", "class", epochs=3, lr=None).epochs == 3
 
 

@@ -97,7 +97,9 @@ def test_lowpass_keeps_constants_and_removes_a_checkerboard():
     assert torch.equal(GaussianFilter(kernel_size=1, sigma=1.0).lowpass(board), board)
 
 
-@pytest.mark.parametrize("kw, match", [(dict(kernel_size=4), "odd"), (dict(kernel_size=0), "odd"), (dict(sigma=0.0), "sigma")])
+@pytest.mark.parametrize(
+    "kw, match", [(dict(kernel_size=4), "odd"), (dict(kernel_size=0), "odd"), (dict(sigma=0.0), "sigma")]
+)
 def test_bad_filter_options(kw, match):
     with pytest.raises(FundiffError, match=match):
         GaussianFilter(**kw)

@@ -15,47 +15,16 @@ old one. Every safetensors file records the step it belongs to in its metadata a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
-from safetensors import safe_open
 from torch import Tensor
 
+from fundiff.atomic import atomic_write_bytes, atomic_write_json
 from fundiff.errors import FundiffError
 
 FORMAT = "fundiff-run/1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def atomic_write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
@@ -72,7 +41,9 @@ def read_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FundiffError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the file is corrupt, retrain or restore it") from None
+        raise FundiffError(
+            f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the file is corrupt, retrain or restore it"
+        ) from None
     if not isinstance(obj, dict):
         raise FundiffError(f"{path} does not hold a JSON object; the file is corrupt, retrain or restore it")
     return obj
@@ -88,9 +59,13 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             metadata = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise FundiffError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); it is truncated or corrupt, retrain or restore it") from None
+        raise FundiffError(
+            f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); it is truncated or corrupt, retrain or restore it"
+        ) from None
     if metadata.get("format") != FORMAT:
-        raise FundiffError(f"{path} is not a fundiff checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
+        raise FundiffError(
+            f"{path} is not a fundiff checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
     return tensors, metadata
 
 
@@ -101,7 +76,9 @@ def save_config(run_dir: Path, config: dict) -> None:
 def load_config(run_dir: Path) -> dict:
     cfg = read_json(Path(run_dir) / "config.json")
     if cfg.get("format") != FORMAT:
-        raise FundiffError(f"{run_dir}/config.json is not a fundiff run config (format {cfg.get('format')!r}, expected {FORMAT!r})")
+        raise FundiffError(
+            f"{run_dir}/config.json is not a fundiff run config (format {cfg.get('format')!r}, expected {FORMAT!r})"
+        )
     return cfg
 
 
@@ -135,5 +112,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Tensor]
     state_tensors, s_meta = read_tensors(run_dir / "state.safetensors")
     steps = {int(w_meta.get("step", -1)), int(s_meta.get("step", -1)), int(state.get("step", -2))}
     if len(steps) != 1:
-        raise FundiffError(f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); retrain or restore the folder")
+        raise FundiffError(
+            f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); retrain or restore the folder"
+        )
     return weights, state_tensors, state

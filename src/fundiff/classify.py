@@ -26,9 +26,9 @@ from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
 from fundiff.data import DATASETS
 from fundiff.denoisers import autocast_for
+from fundiff.devices import PRECISIONS, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
 from fundiff.models.classifier import Classifier, ClassifierConfig
-from fundiff.training import PRECISIONS, resolve_device, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,10 @@ class ClassifierTrainConfig:
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
             (self.warmup_steps >= 0 and self.weight_decay >= 0, "warmup steps and weight decay must be >= 0"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
-            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
+            (
+                self.precision in PRECISIONS,
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -80,13 +83,19 @@ def _to_float(images: Tensor, device: torch.device) -> Tensor:
 def predict(classifier: Classifier, images: Tensor, *, batch_size: int = 1000) -> Tensor:
     """Predicted classes (N,) int64 of float images (N,C,H,W) in [0,1]; classifier in eval mode."""
     if classifier.training:
-        raise FundiffError("the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first")
+        raise FundiffError(
+            "the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first"
+        )
     return torch.cat([classifier(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
 
 
-def _test_accuracy(model: Classifier, images: Tensor, labels: Tensor, device: torch.device) -> tuple[float, tuple[float, ...]]:
+def _test_accuracy(
+    model: Classifier, images: Tensor, labels: Tensor, device: torch.device
+) -> tuple[float, tuple[float, ...]]:
     """(overall, per-class) accuracy on uint8 images (N,H,W) with labels (N,)."""
-    pred = torch.cat([predict(model, _to_float(images[i : i + 1000], device)).cpu() for i in range(0, len(images), 1000)])
+    pred = torch.cat(
+        [predict(model, _to_float(images[i : i + 1000], device)).cpu() for i in range(0, len(images), 1000)]
+    )
     hit = (pred == labels.cpu()).float()
     k = model.config.num_classes
     per_class = tuple(float(hit[labels == c].mean()) if (labels == c).any() else float("nan") for c in range(k))
@@ -117,7 +126,9 @@ def train_classifier(
     amp_dtype = resolve_precision(cfg.precision, dev)
     images, labels = data
     if images.ndim != 3 or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
-        raise FundiffError(f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} and {tuple(labels.shape)}")
+        raise FundiffError(
+            f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} and {tuple(labels.shape)}"
+        )
     mcfg = model_config or ClassifierConfig(image_size=images.shape[-1])
     for y in (labels, test_data[1]):
         if len(y) and not 0 <= int(y.min()) <= int(y.max()) < mcfg.num_classes:
@@ -138,7 +149,9 @@ def train_classifier(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=f"train classifier ({cfg.dataset})", unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=total, desc=f"train classifier ({cfg.dataset})", unit="step", file=sys.stderr, dynamic_ncols=True
+        )
     step, losses, history = 0, [], []
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -180,10 +193,18 @@ def train_classifier(
             "n_test": int(len(test_data[1])),
             "wall_s": round(time.perf_counter() - t0, 2),
         }
-        ckpt.save_checkpoint(run_dir, step=step, weights={f"model.{k}": v for k, v in model.state_dict().items()}, state_tensors={}, state=state)
+        ckpt.save_checkpoint(
+            run_dir,
+            step=step,
+            weights={f"model.{k}": v for k, v in model.state_dict().items()},
+            state_tensors={},
+            state=state,
+        )
     if bar is not None:
         bar.close()
-    final = {k: state[k] for k in ("test_accuracy", "test_accuracy_per_class", "test_accuracy_per_epoch", "n_test", "wall_s")}
+    final = {
+        k: state[k] for k in ("test_accuracy", "test_accuracy_per_class", "test_accuracy_per_epoch", "n_test", "wall_s")
+    }
     ckpt.atomic_write_json(run_dir / "metrics.json", {**final, "dataset": cfg.dataset, "steps": step})
     return ClassifierResult(run_dir, step, history[-1], per_class, time.perf_counter() - t0)
 
@@ -200,7 +221,9 @@ def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") ->
     cfg = ckpt.load_config(run_dir)
     kind = cfg.get("model", {}).get("kind") if isinstance(cfg.get("model"), dict) else None
     if kind != "classifier":
-        raise FundiffError(f"{run_dir} is not a classifier run (model kind {kind!r}); train one with `fundiff train classifier`")
+        raise FundiffError(
+            f"{run_dir} is not a classifier run (model kind {kind!r}); train one with `fundiff train classifier`"
+        )
     try:
         net = Classifier(ClassifierConfig(**cfg["model"]))
     except TypeError as e:
@@ -217,7 +240,11 @@ def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") ->
     if (run_dir / "state.json").is_file():
         acc = ckpt.read_json(run_dir / "state.json").get("test_accuracy")
     else:  # exported: no training state, maybe a model card
-        acc = ckpt.read_json(run_dir / "card.json").get("evaluation", {}).get("test_accuracy") if (run_dir / "card.json").is_file() else None
+        acc = (
+            ckpt.read_json(run_dir / "card.json").get("evaluation", {}).get("test_accuracy")
+            if (run_dir / "card.json").is_file()
+            else None
+        )
     return net.to(device).eval(), {"config": cfg, "run_dir": run_dir, "test_accuracy": acc}
 
 

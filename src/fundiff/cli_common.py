@@ -60,7 +60,14 @@ def float_list(text: str) -> tuple[float, ...]:
 
 def add_device_threads(p: argparse.ArgumentParser, *, data: bool = False) -> None:
     """--threads and --device (and --data-dir) as every compute command has them."""
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice, usually all cores)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice, usually all cores)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
     if data:
-        p.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
+        p.add_argument(
+            "--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)"
+        )

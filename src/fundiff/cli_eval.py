@@ -18,23 +18,45 @@ from fundiff import DEFAULT_SEED
 from fundiff.errors import FundiffError
 
 # `fundiff train` options that mean nothing for a classifier (rejected when routed here)
-_DIFFUSION_ONLY = ("resume", "lr_schedule", "hidden", "sigma", "ema_decay", "channels_last", "sample_epochs", "save_every")
+_DIFFUSION_ONLY = (
+    "resume",
+    "lr_schedule",
+    "hidden",
+    "sigma",
+    "ema_decay",
+    "channels_last",
+    "sample_epochs",
+    "save_every",
+)
 
 
 def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff train-classifier`; `fundiff train classifier` has the same dests."""
-    from fundiff.cli_common import add_device_threads as _add_common, positive_int as _positive_int
     from fundiff.classify import ClassifierTrainConfig
-    from fundiff.training import PRECISIONS
+    from fundiff.cli_common import add_device_threads as _add_common
+    from fundiff.cli_common import positive_int as _positive_int
+    from fundiff.devices import PRECISIONS
 
     d = ClassifierTrainConfig()
-    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="train split to learn, test split to score")
-    p.add_argument("--out", default=None, help="run folder (default: runs/DATASET-classifier, where `fundiff evaluate` looks)")
+    p.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=("mnist", "fashion-mnist"),
+        help="train split to learn, test split to score",
+    )
+    p.add_argument(
+        "--out", default=None, help="run folder (default: runs/DATASET-classifier, where `fundiff evaluate` looks)"
+    )
     p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the train split")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="images per optimizer step")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (smoke tests)")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16 autocast where the hardware supports it")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="auto: bf16 autocast where the hardware supports it",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
@@ -53,8 +75,12 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)
-        raise FundiffError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop {'it' if len(given) == 1 else 'them'}")
-    values = {k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")}
+        raise FundiffError(
+            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop {'it' if len(given) == 1 else 'them'}"
+        )
+    values = {
+        k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
+    }
     cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
     out = Path(args.out or f"runs/{cfg.dataset}-classifier")
     device = resolve_device(getattr(args, "device", None))
@@ -75,18 +101,54 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff evaluate`."""
-    from fundiff.cli_common import add_device_threads as _add_common, float_list as _float_list, positive_int as _positive_int
-    from fundiff.training import PRECISIONS
+    from fundiff.cli_common import (
+        add_device_threads as _add_common,
+    )
+    from fundiff.cli_common import (
+        float_list as _float_list,
+    )
+    from fundiff.cli_common import (
+        positive_int as _positive_int,
+    )
+    from fundiff.devices import PRECISIONS
 
     p.add_argument("--model", required=True, help="run folder (or shipped name) of a denoiser, time or class model")
-    p.add_argument("--n", type=_positive_int, default=1000, help="generated samples for FID (class models: N/10 per class, per guidance scale); test images for a denoiser")
-    p.add_argument("--guidance", type=float, default=None, help="class models: CFG scale for FID and per-class accuracy (default: 5)")
-    p.add_argument("--sweep", type=_float_list, default=None, help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)")
-    p.add_argument("--steps", type=_positive_int, default=50, help="time/class models: strided DDPM steps per sample (at most T)")
-    p.add_argument("--classifier", default=None, help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped mnist-classifier or fashion-classifier)")
-    p.add_argument("--sigmas", type=_float_list, default=None, help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)")
+    p.add_argument(
+        "--n",
+        type=_positive_int,
+        default=1000,
+        help="generated samples for FID (class models: N/10 per class, per guidance scale); test images for a denoiser",
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="class models: CFG scale for FID and per-class accuracy (default: 5)",
+    )
+    p.add_argument(
+        "--sweep",
+        type=_float_list,
+        default=None,
+        help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)",
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=50, help="time/class models: strided DDPM steps per sample (at most T)"
+    )
+    p.add_argument(
+        "--classifier",
+        default=None,
+        help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped mnist-classifier or fashion-classifier)",
+    )
+    p.add_argument(
+        "--sigmas",
+        type=_float_list,
+        default=None,
+        help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=500, help="samples drawn per batch")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling"
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
     p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
     _add_common(p, data=True)
@@ -105,14 +167,20 @@ def _find_classifier(name: str | None, dataset: str, device):
         local = Path("runs") / f"{dataset}-classifier"
         if local.is_dir():
             name = str(local)
-        elif shipped := [n for n in (f"{dataset}-classifier", f"{dataset.split('-')[0]}-classifier") if n in shipped_names()]:
+        elif shipped := [
+            n for n in (f"{dataset}-classifier", f"{dataset.split('-')[0]}-classifier") if n in shipped_names()
+        ]:
             name = shipped[0]  # shipped as mnist-classifier / fashion-classifier
         else:
-            raise FundiffError(f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier")
+            raise FundiffError(
+                f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier"
+            )
     clf, info = load_classifier(name, device=device)
     trained_on = info["config"].get("train", {}).get("dataset")
     if trained_on != dataset:
-        raise FundiffError(f"classifier {name} was trained on {trained_on!r} but the model on {dataset!r}; pass a {dataset} classifier")
+        raise FundiffError(
+            f"classifier {name} was trained on {trained_on!r} but the model on {dataset!r}; pass a {dataset} classifier"
+        )
     return clf, name, info
 
 
@@ -122,7 +190,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     from fundiff import data, runs
     from fundiff.checkpoints import atomic_write_json, load_config
-    from fundiff.training import resolve_device, resolve_precision
+    from fundiff.devices import resolve_device, resolve_precision
 
     run_dir = runs.resolve(args.model)
     cfg = load_config(run_dir)
@@ -132,7 +200,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
     dataset = cfg.get("train", {}).get("dataset", "mnist")
     names = data.CLASS_NAMES[dataset]
     if kind != "class" and (args.guidance is not None or args.sweep is not None):
-        raise FundiffError(f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model")
+        raise FundiffError(
+            f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"
+        )
     if kind != "denoiser" and args.sigmas is not None:
         raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
     if kind == "denoiser" and args.classifier is not None:
@@ -146,7 +216,10 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise FundiffError("--sigmas must be >= 0")
     min_n = {"denoiser": 1, "time": 2, "class": len(names)}[kind]
     if args.n < min_n:
-        raise FundiffError(f"--n must be at least {min_n} for a {kind!r} model" + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else ""))
+        raise FundiffError(
+            f"--n must be at least {min_n} for a {kind!r} model"
+            + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else "")
+        )
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else run_dir / "evaluation.json"
     if out.suffix.lower() != ".json":
@@ -167,7 +240,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     if kind == "denoiser":
         n = min(args.n, len(x_test), len(x_train))
-        _evaluate_denoiser(args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device)
+        _evaluate_denoiser(
+            args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device
+        )
     else:
         from fundiff.metrics import FID, class_histogram, draw_samples, reference_fid
 
@@ -189,7 +264,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
             report |= {
                 "n": args.n,
                 "fid": fid_to_test(x),
-                "fid_floor": reference_fid(fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)),
+                "fid_floor": reference_fid(
+                    fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)
+                ),
                 "class_histogram": dict(zip(names, hist)),
                 "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
                 "test_class_fractions": dict(zip(names, test_frac.tolist())),
@@ -210,15 +287,29 @@ def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> N
 
     model, _ = runs.load(run_dir, device=device)
     sigmas = args.sigmas or SWEEP_SIGMAS
-    rows, images = denoise_sweep(model, x_test, sigmas, generator=torch.Generator(device=device).manual_seed(args.seed), batch_size=args.batch_size)
+    rows, images = denoise_sweep(
+        model,
+        x_test,
+        sigmas,
+        generator=torch.Generator(device=device).manual_seed(args.seed),
+        batch_size=args.batch_size,
+    )
     # the blur is tuned on train images, then scored on the model's test images and noise
     noisy = {s: z for s, (z, _) in images.items()}
-    blur_rows = blur_baseline(x_train, x_test, noisy, generator=torch.Generator(device=device).manual_seed(args.seed + 1))
+    blur_rows = blur_baseline(
+        x_train, x_test, noisy, generator=torch.Generator(device=device).manual_seed(args.seed + 1)
+    )
     report |= {
         "n": len(x_test),
         "trained_sigma": cfg.get("train", {}).get("sigma"),
         "rows": [
-            {**r.__dict__, "blur_mse": b.mse, "blur_psnr": b.psnr, "blur_kernel": b.blur.kernel_size, "blur_sigma": b.blur.sigma}
+            {
+                **r.__dict__,
+                "blur_mse": b.mse,
+                "blur_psnr": b.psnr,
+                "blur_kernel": b.blur.kernel_size,
+                "blur_sigma": b.blur.sigma,
+            }
             for r, b in zip(rows, blur_rows)
         ],
     }
@@ -234,14 +325,36 @@ def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report
     sweep = tuple(args.sweep or GUIDANCE_SWEEP)
     scales = sorted(set(sweep) | {guidance})
     n = n_per_class * len(names)
-    print(f"sampling {n} images ({len(timesteps)} steps) at each guidance scale {', '.join(f'{s:g}' for s in scales)}...", file=sys.stderr)
+    print(
+        f"sampling {n} images ({len(timesteps)} steps) at each guidance scale {', '.join(f'{s:g}' for s in scales)}...",
+        file=sys.stderr,
+    )
     g = torch.Generator(device=device).manual_seed(args.seed)
-    results = {r.scale: r for r in guidance_sweep(den, clf, scales, timesteps, class_names=names, n_per_class=n_per_class, generator=g, fid=fid_to_test, batch_size=args.batch_size)}
+    results = {
+        r.scale: r
+        for r in guidance_sweep(
+            den,
+            clf,
+            scales,
+            timesteps,
+            class_names=names,
+            n_per_class=n_per_class,
+            generator=g,
+            fid=fid_to_test,
+            batch_size=args.batch_size,
+        )
+    }
     main = results[float(guidance)]
     floor = reference_fid(fid_to_test, train, n=n, generator=torch.Generator().manual_seed(args.seed + 1))
     plot = out.with_name(out.stem + "_guidance.png")
     shown = [results[float(s)] for s in sorted(set(sweep))]
-    plot_guidance_sweep(shown, plot, class_names=names, fid_floor=floor, title=f"class accuracy and FID vs. guidance ({n} samples per scale, {len(timesteps)} steps)")
+    plot_guidance_sweep(
+        shown,
+        plot,
+        class_names=names,
+        fid_floor=floor,
+        title=f"class accuracy and FID vs. guidance ({n} samples per scale, {len(timesteps)} steps)",
+    )
     report |= {
         "n": n,
         "guidance": guidance,
@@ -264,17 +377,25 @@ def _print_report(r: dict, names) -> None:
             )
         return
     acc = r["classifier_test_accuracy"]
-    print(f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, {r['steps']} steps")
+    print(
+        f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, {r['steps']} steps"
+    )
     print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
     if r["kind"] == "time":
         print(f"{'class':>12} {'samples':>8} {'share':>6} {'test':>6}")
         for k in names:
-            print(f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} {r['test_class_fractions'][k]:>6.3f}")
+            print(
+                f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} {r['test_class_fractions'][k]:>6.3f}"
+            )
         return
     print(f"accuracy at guidance {r['guidance']:g}: {r['accuracy']['overall']:.4f}")
     print(f"{'guidance':>8} " + " ".join(f"{k[:6]:>6}" for k in names) + f" {'all':>6} {'FID':>8}")
     for row in r["sweep"]:
-        print(f"{row['guidance']:>8g} " + " ".join(f"{row['per_class'][k]:>6.3f}" for k in names) + f" {row['overall']:>6.3f} {row['fid']:>8.3f}")
+        print(
+            f"{row['guidance']:>8g} "
+            + " ".join(f"{row['per_class'][k]:>6.3f}" for k in names)
+            + f" {row['overall']:>6.3f} {row['fid']:>8.3f}"
+        )
     print(f"plot: {r['sweep_plot']}")
 
 
@@ -287,7 +408,11 @@ def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable
 
     commands: dict[str, Callable[[argparse.Namespace], None]] = {}
     if train_classifier:
-        p = subparsers.add_parser("train-classifier", help="train the classifier that grades samples (FID features, class accuracy)", formatter_class=_Formatter)
+        p = subparsers.add_parser(
+            "train-classifier",
+            help="train the classifier that grades samples (FID features, class accuracy)",
+            formatter_class=_Formatter,
+        )
         add_train_classifier_options(p)
         commands["train-classifier"] = train_classifier_command
     p = subparsers.add_parser(
@@ -300,4 +425,10 @@ def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable
     return commands | {"evaluate": evaluate_command}
 
 
-__all__ = ["register", "add_train_classifier_options", "train_classifier_command", "add_evaluate_options", "evaluate_command"]
+__all__ = [
+    "register",
+    "add_train_classifier_options",
+    "train_classifier_command",
+    "add_evaluate_options",
+    "evaluate_command",
+]

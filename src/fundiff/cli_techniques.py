@@ -29,14 +29,30 @@ from fundiff.cli_common import positive_int as _pos_int
 
 # -- shared flags -------------------------------------------------------------------------------------
 def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="run folder of a time- or class-conditioned model, or a shipped model name")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="run folder of a time- or class-conditioned model, or a shipped model name",
+    )
     if guidance is not None:
         p.add_argument("--guidance", type=_float, default=guidance, help=_GUIDANCE_HELP)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of all noise in the figure (the write-up re-seeds per figure)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of all noise in the figure (the write-up re-seeds per figure)",
+    )
     p.add_argument("--out", default=f"out/{name}", help="output folder: NAME.png figure(s) and NAME/ with every image")
     steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--stride", type=_pos_int, default=None, help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on T=1000)")
-    steps.add_argument("--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps")
+    steps.add_argument(
+        "--stride",
+        type=_pos_int,
+        default=None,
+        help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on T=1000)",
+    )
+    steps.add_argument(
+        "--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps"
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
     p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
 
@@ -45,17 +61,47 @@ def _add_image(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     from fundiff.images import FITS, INVERTS, drawing_names
 
     shipped = ", ".join(drawing_names()) or "none"
-    p.add_argument("--image", nargs="+" if many else None, default=None, metavar="PATH",
-                   help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test image of the model's dataset")
-    p.add_argument("--index", type=_nonneg_int, default=0, help="which test-split image to use when --image is not given (MNIST test 0 is a 7)")
-    p.add_argument("--fit", choices=FITS, default="pad", help="making --image square: pad with its background, center-crop, or box its ink like MNIST")
-    p.add_argument("--invert", choices=INVERTS, default="auto", help="invert --image (auto: when its border is light, for grayscale models)")
-    p.add_argument("--data-dir", default=None, help="dataset folder for the default test image (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
+    p.add_argument(
+        "--image",
+        nargs="+" if many else None,
+        default=None,
+        metavar="PATH",
+        help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test image of the model's dataset",
+    )
+    p.add_argument(
+        "--index",
+        type=_nonneg_int,
+        default=0,
+        help="which test-split image to use when --image is not given (MNIST test 0 is a 7)",
+    )
+    p.add_argument(
+        "--fit",
+        choices=FITS,
+        default="pad",
+        help="making --image square: pad with its background, center-crop, or box its ink like MNIST",
+    )
+    p.add_argument(
+        "--invert",
+        choices=INVERTS,
+        default="auto",
+        help="invert --image (auto: when its border is light, for grayscale models)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset folder for the default test image (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)",
+    )
 
 
 def _add_noise_levels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--t", type=_nonneg_int, nargs="+", default=None, metavar="T",
-                   help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for T=300)")
+    p.add_argument(
+        "--t",
+        type=_nonneg_int,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for T=300)",
+    )
 
 
 def _add_blur(p: argparse.ArgumentParser, *, kernel_size: int, sigma: float) -> None:
@@ -76,89 +122,166 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
         return subparsers.add_parser(name, help=help, description=description, formatter_class=_Formatter)
 
-    p = add("noise", "the forward process: a test image noised at several t", "Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).")
+    p = add(
+        "noise",
+        "the forward process: a test image noised at several t",
+        "Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).",
+    )
     _add_common(p, "noise", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
 
-    p = add("blur", "classical denoising: Gaussian blur of the noisy images", "Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.")
+    p = add(
+        "blur",
+        "classical denoising: Gaussian blur of the noisy images",
+        "Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.",
+    )
     _add_common(p, "blur", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add("denoise", "one-step and strided iterative denoising, compared with blur",
-            "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; the comparison original | noisy | iterative | one-step | blur.")
+    p = add(
+        "denoise",
+        "one-step and strided iterative denoising, compared with blur",
+        "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; the comparison original | noisy | iterative | one-step | blur.",
+    )
     _add_common(p, "denoise", guidance=1.0)
     _add_image(p)
     _add_noise_levels(p)
-    p.add_argument("--prompt", default="", help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high quality photo' role)")
-    p.add_argument("--i-start", type=_nonneg_int, default=10, help="index into the strided timesteps where iterative denoising starts")
+    p.add_argument(
+        "--prompt",
+        default="",
+        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high quality photo' role)",
+    )
+    p.add_argument(
+        "--i-start",
+        type=_nonneg_int,
+        default=10,
+        help="index into the strided timesteps where iterative denoising starts",
+    )
     p.add_argument("--every", type=_pos_int, default=5, help="show every N-th iterative step")
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add("generate", "sample from pure noise, without and with classifier-free guidance",
-            "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same noise.")
+    p = add(
+        "generate",
+        "sample from pure noise, without and with classifier-free guidance",
+        "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same noise.",
+    )
     _add_common(p, "generate", guidance=5.0)
-    p.add_argument("--prompt", nargs="+", default=None, help="prompts (class names, e.g. 3 or sneaker; '' for none) (default: every class; '' for a time model)")
+    p.add_argument(
+        "--prompt",
+        nargs="+",
+        default=None,
+        help="prompts (class names, e.g. 3 or sneaker; '' for none) (default: every class; '' for a time model)",
+    )
     _add_samples(p, 5)
 
-    p = add("sdedit", "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
-            "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing hand-drawn images (--image).")
+    p = add(
+        "sdedit",
+        "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
+        "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing hand-drawn images (--image).",
+    )
     _add_common(p, "sdedit", guidance=5.0)
     _add_image(p, many=True)
     p.add_argument("--prompt", default="", help="prompt (class name) to edit towards; '' is unconditioned")
-    p.add_argument("--i-start", type=_nonneg_int, nargs="+", default=[1, 3, 5, 7, 10, 20], help="start indices into the strided timesteps (larger: less noise, closer to the input)")
+    p.add_argument(
+        "--i-start",
+        type=_nonneg_int,
+        nargs="+",
+        default=[1, 3, 5, 7, 10, 20],
+        help="start indices into the strided timesteps (larger: less noise, closer to the input)",
+    )
 
-    p = add("inpaint", "inpainting: new content where the mask is 1, the original elsewhere",
-            "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint adds RePaint's resampling (Lugmayr et al. 2022).")
+    p = add(
+        "inpaint",
+        "inpainting: new content where the mask is 1, the original elsewhere",
+        "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint adds RePaint's resampling (Lugmayr et al. 2022).",
+    )
     _add_common(p, "inpaint", guidance=5.0)
     _add_image(p)
     mask = p.add_mutually_exclusive_group()
-    mask.add_argument("--mask", default=None, metavar="PATH", help="mask image, white = fill in (same aspect ratio and --fit as the image)")
-    mask.add_argument("--mask-preset", choices=MASK_PRESETS, default="top-half", help="a preset mask when --mask is not given")
-    p.add_argument("--method", choices=INPAINT_METHODS, default="replace", help="replace: the write-up's method; repaint: with RePaint's jumps back up")
+    mask.add_argument(
+        "--mask",
+        default=None,
+        metavar="PATH",
+        help="mask image, white = fill in (same aspect ratio and --fit as the image)",
+    )
+    mask.add_argument(
+        "--mask-preset", choices=MASK_PRESETS, default="top-half", help="a preset mask when --mask is not given"
+    )
+    p.add_argument(
+        "--method",
+        choices=INPAINT_METHODS,
+        default="replace",
+        help="replace: the write-up's method; repaint: with RePaint's jumps back up",
+    )
     p.add_argument("--jump-length", type=_pos_int, default=5, help="repaint: strided steps to jump back up")
-    p.add_argument("--resample", type=_pos_int, default=5, help="repaint: times each jump point is resampled (1 = replace)")
+    p.add_argument(
+        "--resample", type=_pos_int, default=5, help="repaint: times each jump point is resampled (1 = replace)"
+    )
     p.add_argument("--prompt", default="", help="prompt (class name) for the new content; '' is unconditioned")
     _add_samples(p, 3)
 
     names = view_names()
-    p = add("anagram", "visual anagrams: an image that shows another prompt under a view",
-            "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
-            + "; ".join(f"{v}: {get_view(v).description}" for v in names))
+    p = add(
+        "anagram",
+        "visual anagrams: an image that shows another prompt under a view",
+        "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
+        + "; ".join(f"{v}: {get_view(v).description}" for v in names),
+    )
     _add_common(p, "anagram", guidance=5.0)
     p.add_argument("--prompts", nargs="+", default=["6", "9"], help="one prompt per view; the first is seen as is")
-    p.add_argument("--view", nargs="+", choices=names, default=["rot180"], metavar="VIEW",
-                   help=f"view(s) for prompts 2.. (the first prompt gets identity), or one per prompt; choose from {', '.join(names)}")
+    p.add_argument(
+        "--view",
+        nargs="+",
+        choices=names,
+        default=["rot180"],
+        metavar="VIEW",
+        help=f"view(s) for prompts 2.. (the first prompt gets identity), or one per prompt; choose from {', '.join(names)}",
+    )
     _add_samples(p, 4)
 
-    p = add("hybrid", "hybrid images: low frequencies of one prompt, high of another",
-            "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, high)).")
+    p = add(
+        "hybrid",
+        "hybrid images: low frequencies of one prompt, high of another",
+        "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, high)).",
+    )
     _add_common(p, "hybrid", guidance=5.0)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
     p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
     _add_blur(p, kernel_size=9, sigma=1.5)
     _add_samples(p, 4)
 
-    return {"noise": _cmd_noise, "blur": _cmd_blur, "denoise": _cmd_denoise, "generate": _cmd_generate,
-            "sdedit": _cmd_sdedit, "inpaint": _cmd_inpaint, "anagram": _cmd_anagram, "hybrid": _cmd_hybrid}
+    return {
+        "noise": _cmd_noise,
+        "blur": _cmd_blur,
+        "denoise": _cmd_denoise,
+        "generate": _cmd_generate,
+        "sdedit": _cmd_sdedit,
+        "inpaint": _cmd_inpaint,
+        "anagram": _cmd_anagram,
+        "hybrid": _cmd_hybrid,
+    }
 
 
 # -- loading -------------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
     """(denoiser, timesteps, dataset name) for --model, --device, --stride/--steps."""
-    from fundiff import runs, timesteps as ts_lib
+    from fundiff import runs
+    from fundiff import timesteps as ts_lib
     from fundiff.checkpoints import load_config
+    from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
-    from fundiff.training import resolve_device
 
     try:
         folder = runs.resolve(args.model)
     except FundiffError:
         if args.model != DEFAULT_MODEL:
             raise
-        raise FundiffError(f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick") from None
+        raise FundiffError(
+            f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick"
+        ) from None
     den = runs.load_denoiser(folder, device=resolve_device(args.device))
     T = den.schedule.T
     if args.steps is not None:
@@ -179,7 +302,19 @@ def _inputs(args: argparse.Namespace, den, dataset: str):
     if paths:
         import torch
 
-        return torch.cat([images.load_image(p, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=args.fit, invert=args.invert) for p in paths]).to(den.device)
+        return torch.cat(
+            [
+                images.load_image(
+                    p,
+                    channels=den.channels,
+                    image_size=den.image_size,
+                    value_range=den.value_range,
+                    fit=args.fit,
+                    invert=args.invert,
+                )
+                for p in paths
+            ]
+        ).to(den.device)
     from fundiff import data
 
     x_test, _ = data.load_split(dataset, args.data_dir, train=False)
@@ -187,7 +322,9 @@ def _inputs(args: argparse.Namespace, den, dataset: str):
         raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
     x = x_test[args.index : args.index + 1].unsqueeze(1).float().div(255)
     if x.shape[-1] != den.image_size:
-        raise FundiffError(f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; pass --image")
+        raise FundiffError(
+            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; pass --image"
+        )
     lo, hi = den.value_range
     return (lo + (hi - lo) * x).to(den.device)
 
@@ -216,7 +353,15 @@ def _cmd_blur(args: argparse.Namespace) -> None:
 
     den, _, dataset = _load(args)
     _check_ts(args.t, den.schedule.T)
-    fig = techniques.blur_figure(den, _inputs(args, den, dataset), args.t, kernel_size=args.kernel_size, sigma=args.sigma, out=args.out, seed=args.seed)
+    fig = techniques.blur_figure(
+        den,
+        _inputs(args, den, dataset),
+        args.t,
+        kernel_size=args.kernel_size,
+        sigma=args.sigma,
+        out=args.out,
+        seed=args.seed,
+    )
     _done(fig, args.out)
 
 
@@ -226,9 +371,22 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
     den, timesteps, dataset = _load(args)
     _check_ts(args.t, den.schedule.T)
     x_0 = _inputs(args, den, dataset)
-    one = techniques.one_step_figure(den, x_0, args.t, prompt=args.prompt, guidance=args.guidance, out=args.out, seed=args.seed)
-    it = techniques.iterative_figure(den, x_0, timesteps=timesteps, i_start=args.i_start, every=args.every, prompt=args.prompt, guidance=args.guidance,
-                                     kernel_size=args.kernel_size, sigma=args.sigma, out=args.out, seed=args.seed)
+    one = techniques.one_step_figure(
+        den, x_0, args.t, prompt=args.prompt, guidance=args.guidance, out=args.out, seed=args.seed
+    )
+    it = techniques.iterative_figure(
+        den,
+        x_0,
+        timesteps=timesteps,
+        i_start=args.i_start,
+        every=args.every,
+        prompt=args.prompt,
+        guidance=args.guidance,
+        kernel_size=args.kernel_size,
+        sigma=args.sigma,
+        out=args.out,
+        seed=args.seed,
+    )
     _done(techniques.Figure({}, one.paths + it.paths), args.out)
 
 
@@ -237,7 +395,12 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     den, timesteps, _ = _load(args)
     prompts = args.prompt if args.prompt is not None else (list(den.class_names) if den.kind == "class" else [""])
-    _done(techniques.sampling_figure(den, prompts, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed), args.out)
+    _done(
+        techniques.sampling_figure(
+            den, prompts, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed
+        ),
+        args.out,
+    )
 
 
 def _cmd_sdedit(args: argparse.Namespace) -> None:
@@ -245,9 +408,20 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
 
     den, timesteps, dataset = _load(args)
     if any(i >= len(timesteps) for i in args.i_start):
-        raise FundiffError(f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got {' '.join(map(str, args.i_start))}")
-    fig = techniques.sdedit_figure(den, _inputs(args, den, dataset), i_starts=args.i_start, prompt=args.prompt, guidance=args.guidance,
-                                   timesteps=timesteps, name="handdrawn" if args.image else "sdedit", out=args.out, seed=args.seed)
+        raise FundiffError(
+            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got {' '.join(map(str, args.i_start))}"
+        )
+    fig = techniques.sdedit_figure(
+        den,
+        _inputs(args, den, dataset),
+        i_starts=args.i_start,
+        prompt=args.prompt,
+        guidance=args.guidance,
+        timesteps=timesteps,
+        name="handdrawn" if args.image else "sdedit",
+        out=args.out,
+        seed=args.seed,
+    )
     _done(fig, args.out)
 
 
@@ -258,12 +432,26 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
     x_0 = _inputs(args, den, dataset)
     if args.mask:
         if args.fit == "ink":
-            raise FundiffError("--fit ink depends on the image's content, so a --mask cannot line up with it; use --fit pad or crop")
+            raise FundiffError(
+                "--fit ink depends on the image's content, so a --mask cannot line up with it; use --fit pad or crop"
+            )
         mask = images.load_mask(args.mask, image_size=den.image_size, fit=args.fit, like=args.image)
     else:
         mask = images.mask_preset(args.mask_preset, den.image_size)
-    fig = techniques.inpaint_figure(den, x_0, mask.to(x_0.device), n=args.n, method=args.method, jump_length=args.jump_length, resample=args.resample,
-                                    prompt=args.prompt, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed)
+    fig = techniques.inpaint_figure(
+        den,
+        x_0,
+        mask.to(x_0.device),
+        n=args.n,
+        method=args.method,
+        jump_length=args.jump_length,
+        resample=args.resample,
+        prompt=args.prompt,
+        guidance=args.guidance,
+        timesteps=timesteps,
+        out=args.out,
+        seed=args.seed,
+    )
     _done(fig, args.out)
 
 
@@ -274,15 +462,32 @@ def _cmd_anagram(args: argparse.Namespace) -> None:
     if len(views) == len(prompts) - 1:
         views = ["identity"] + views
     if len(views) != len(prompts):
-        raise FundiffError(f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got {len(views)}")
+        raise FundiffError(
+            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got {len(views)}"
+        )
     den, timesteps, _ = _load(args)
-    _done(techniques.anagram_figure(den, prompts, views, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed), args.out)
+    _done(
+        techniques.anagram_figure(
+            den, prompts, views, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed
+        ),
+        args.out,
+    )
 
 
 def _cmd_hybrid(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
     den, timesteps, _ = _load(args)
-    fig = techniques.hybrid_figure(den, args.low, args.high, kernel_size=args.kernel_size, sigma=args.sigma, n=args.n, guidance=args.guidance,
-                                   timesteps=timesteps, out=args.out, seed=args.seed)
+    fig = techniques.hybrid_figure(
+        den,
+        args.low,
+        args.high,
+        kernel_size=args.kernel_size,
+        sigma=args.sigma,
+        n=args.n,
+        guidance=args.guidance,
+        timesteps=timesteps,
+        out=args.out,
+        seed=args.seed,
+    )
     _done(fig, args.out)

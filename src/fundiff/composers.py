@@ -32,7 +32,9 @@ def _predict_parts(denoiser: Denoiser, xs: Sequence[Tensor], t: Tensor, conds: S
     full = []
     for c in conds:
         if c.shape[0] not in (1, batch):
-            raise FundiffError(f"a part's conditioning has batch size {c.shape[0]}; give 1 (shared) or {batch} (one per image)")
+            raise FundiffError(
+                f"a part's conditioning has batch size {c.shape[0]}; give 1 (shared) or {batch} (one per image)"
+            )
         full.append(c.to(xs[0].device).expand(batch, *c.shape[1:]))
     n = len(xs)
     pred = denoiser(torch.cat(list(xs)), t.repeat(n), torch.cat(full))
@@ -51,7 +53,9 @@ class _Composer(DenoiserWrapper):
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Empty (len(prompts), 0) placeholders: the parts' prompts were fixed at construction."""
         if any(p.strip() for p in prompts):
-            raise FundiffError(f"{type(self).__name__} takes its prompts at construction (from_prompts); sample it with null prompts \"\"")
+            raise FundiffError(
+                f'{type(self).__name__} takes its prompts at construction (from_prompts); sample it with null prompts ""'
+            )
         return torch.zeros(len(prompts), 0, device=self.conds[0].device)
 
 
@@ -68,7 +72,9 @@ class Anagram(_Composer):
     def __init__(self, denoiser: Denoiser, views: Sequence[str | View], conds: Sequence[Tensor]) -> None:
         views = [get_view(v) for v in views]
         if len(views) < 1 or len(views) != len(conds):
-            raise FundiffError(f"an anagram needs one prompt per view and at least one view; got {len(views)} view(s) and {len(conds)} prompt(s)")
+            raise FundiffError(
+                f"an anagram needs one prompt per view and at least one view; got {len(views)} view(s) and {len(conds)} prompt(s)"
+            )
         super().__init__(denoiser, conds)
         self.views = tuple(views)
 
@@ -76,7 +82,9 @@ class Anagram(_Composer):
     def from_prompts(cls, denoiser: Denoiser, views: Sequence[str | View], prompts: Sequence[str]) -> "Anagram":
         """An anagram whose view i shows ``prompts[i]`` (encoded by ``denoiser``)."""
         if len(views) != len(prompts):
-            raise FundiffError(f"an anagram needs one prompt per view; got {len(views)} view(s) and {len(prompts)} prompt(s)")
+            raise FundiffError(
+                f"an anagram needs one prompt per view; got {len(views)} view(s) and {len(prompts)} prompt(s)"
+            )
         return cls(denoiser, views, [denoiser.encode([p]) for p in prompts])
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:

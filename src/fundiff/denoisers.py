@@ -10,13 +10,13 @@ prompts into conditioning; ``""`` is the null prompt of classifier-free guidance
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from fundiff.devices import autocast_for
 from fundiff.errors import FundiffError
 from fundiff.prompts import class_index
 from fundiff.schedules import NoiseSchedule
@@ -58,13 +58,6 @@ class DenoiserWrapper:
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         return self.denoiser.encode(prompts)
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype | None):
-    """An autocast context for ``dtype`` (e.g. bfloat16) on ``device``, or a no-op for None/float32."""
-    if dtype is None or dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class UNetDenoiser:

@@ -35,7 +35,9 @@ def _t_batch(t: int | Tensor, x: Tensor) -> Tensor:
     return t.expand(x.shape[0]) if t.ndim == 0 else t
 
 
-def forward_noise(schedule: NoiseSchedule, x_0: Tensor, ts: Sequence[int], *, generator: torch.Generator | None) -> Tensor:
+def forward_noise(
+    schedule: NoiseSchedule, x_0: Tensor, ts: Sequence[int], *, generator: torch.Generator | None
+) -> Tensor:
     """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) for each t in ``ts`` (ERRATA item 1).
 
     x_0 (B,C,H,W); fresh noise per t. Returns (len(ts), B, C, H, W), like x_0's dtype/device.
@@ -154,7 +156,9 @@ def binary_mask(mask: Tensor, x_0: Tensor) -> Tensor:
     except RuntimeError:
         shape = None
     if shape != x_0.shape:
-        raise FundiffError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x_0.shape)}; give a mask of the images' height and width")
+        raise FundiffError(
+            f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x_0.shape)}; give a mask of the images' height and width"
+        )
     m = mask if mask.dtype == torch.bool else mask > 0.5
     return m.to(x_0.device).expand(x_0.shape)
 
@@ -195,7 +199,14 @@ def inpaint(
 
     x = _randn_like(x_0, generator)
     if walk is None:
-        return samplers.sample(denoiser, x, timesteps, cond=cond, generator=generator, on_step=lambda i, t, t_prev, x_prev, x0_hat: keep_known(x_prev, t_prev))
+        return samplers.sample(
+            denoiser,
+            x,
+            timesteps,
+            cond=cond,
+            generator=generator,
+            on_step=lambda i, t, t_prev, x_prev, x0_hat: keep_known(x_prev, t_prev),
+        )
 
     def t_at(q: int) -> int:  # level q of the walk -> timestep (level 0 is the clean image, t = -1)
         return timesteps[len(timesteps) - q] if q > 0 else -1

@@ -66,7 +66,9 @@ def read_image(path: str | Path, *, background: float = 1.0) -> Tensor:
     except IsADirectoryError:
         raise FundiffError(f"{str(path)!r} is a folder; give an image file (PNG or JPEG)") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-        raise FundiffError(f"cannot read {str(path)!r} as an image ({type(e).__name__}); give a PNG or JPEG file") from None
+        raise FundiffError(
+            f"cannot read {str(path)!r} as an image ({type(e).__name__}); give a PNG or JPEG file"
+        ) from None
 
     if im.mode.startswith("I") or im.mode == "F":
         arr = np.asarray(im).astype(np.float32)
@@ -80,7 +82,9 @@ def read_image(path: str | Path, *, background: float = 1.0) -> Tensor:
             im = Image.alpha_composite(base, im.convert("RGBA"))
         im = im.convert("L" if gray else "RGB")
     except (ValueError, OSError) as e:
-        raise FundiffError(f"cannot convert {str(path)!r} (mode {im.mode}) to grayscale or RGB ({e}); save it as an RGB PNG") from None
+        raise FundiffError(
+            f"cannot convert {str(path)!r} (mode {im.mode}) to grayscale or RGB ({e}); save it as an RGB PNG"
+        ) from None
     arr = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(arr.copy()).reshape(im.size[1], im.size[0], -1).permute(2, 0, 1).contiguous()
 
@@ -134,7 +138,9 @@ def _square(img: Tensor, fit: Fit, background: Tensor) -> Tensor:
 def _resize(img: Tensor, size: int) -> Tensor:
     if img.shape[-1] == size and img.shape[-2] == size:
         return img
-    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(
+        0, 1
+    )
 
 
 def to_model_format(
@@ -173,7 +179,9 @@ def load_image(
     invert: Invert = "auto",
 ) -> Tensor:
     """Read a PNG/JPEG (any size or mode) as (1, channels, image_size, image_size) float32 in ``value_range``."""
-    return to_model_format(read_image(path), channels=channels, image_size=image_size, value_range=value_range, fit=fit, invert=invert)
+    return to_model_format(
+        read_image(path), channels=channels, image_size=image_size, value_range=value_range, fit=fit, invert=invert
+    )
 
 
 def image_size_of(path: str | Path) -> tuple[int, int]:
@@ -186,7 +194,9 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise FundiffError(f"image file {str(path)!r} not found") from None
     except Exception as e:  # PIL raises several types for unreadable files
-        raise FundiffError(f"cannot read {str(path)!r} as an image ({type(e).__name__}); give a PNG or JPEG file") from None
+        raise FundiffError(
+            f"cannot read {str(path)!r} as an image ({type(e).__name__}); give a PNG or JPEG file"
+        ) from None
 
 
 def load_mask(
@@ -208,7 +218,9 @@ def load_mask(
     if like is not None:
         (mw, mh), (iw, ih) = image_size_of(path), image_size_of(like)
         if abs(mw / mh - iw / ih) > 0.01:
-            raise FundiffError(f"mask {str(path)!r} is {mw}x{mh} but image {str(like)!r} is {iw}x{ih}; draw the mask on a canvas of the image's shape")
+            raise FundiffError(
+                f"mask {str(path)!r} is {mw}x{mh} but image {str(like)!r} is {iw}x{ih}; draw the mask on a canvas of the image's shape"
+            )
     img = _to_channels(read_image(path, background=0.0), 1)
     img = _resize(_square(img, fit, torch.zeros(1)), image_size)
     return (img > threshold).float()[None]

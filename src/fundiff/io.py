@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fundiff.checkpoints import atomic_write_bytes
+from fundiff.atomic import atomic_write_bytes
 from fundiff.errors import FundiffError
 
 
@@ -25,7 +25,11 @@ def save_png(image: Tensor, path: str | Path) -> Path:
     arr = to_uint8(image)
     if arr.ndim != 3 or arr.shape[0] not in (1, 3):
         raise FundiffError(f"expected a (C,H,W) image with 1 or 3 channels, got shape {tuple(image.shape)}")
-    pil = Image.fromarray(arr[0].numpy(), "L") if arr.shape[0] == 1 else Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
+    pil = (
+        Image.fromarray(arr[0].numpy(), "L")
+        if arr.shape[0] == 1
+        else Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
+    )
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     atomic_write_bytes(Path(path), buf.getvalue())
@@ -47,7 +51,14 @@ def save_grid(images: Tensor, path: str | Path, *, nrow: int, scale: int = 1) ->
     return save_png(g, path)
 
 
-def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: str | Path, *, col_labels: Sequence[str] = (), title: str = "") -> Path:
+def save_labeled_grid(
+    rows: Sequence[Tensor],
+    row_labels: Sequence[str],
+    path: str | Path,
+    *,
+    col_labels: Sequence[str] = (),
+    title: str = "",
+) -> Path:
     """A figure of image rows (each (N,C,H,W) in [0,1]) with row/column labels, via matplotlib."""
     import matplotlib
 
@@ -77,7 +88,9 @@ def save_labeled_grid(rows: Sequence[Tensor], row_labels: Sequence[str], path: s
     return _save_fig(fig, path)
 
 
-def plot_loss(losses: Sequence[float], path: str | Path, *, title: str = "training loss", steps_per_epoch: int | None = None) -> Path:
+def plot_loss(
+    losses: Sequence[float], path: str | Path, *, title: str = "training loss", steps_per_epoch: int | None = None
+) -> Path:
     """Loss per optimizer step on a log scale (as in the write-up), with a moving average."""
     import matplotlib
 

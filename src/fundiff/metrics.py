@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fundiff.checkpoints import atomic_write_bytes
+from fundiff.atomic import atomic_write_bytes
 from fundiff.classify import predict
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
@@ -35,7 +35,13 @@ BLUR_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 # -- sampling ---------------------------------------------------------------------------------
 def draw_samples(
-    denoiser: Denoiser, prompts: Sequence[str], timesteps: list[int], *, generator: torch.Generator, batch_size: int = 500, eta: float | None = None
+    denoiser: Denoiser,
+    prompts: Sequence[str],
+    timesteps: list[int],
+    *,
+    generator: torch.Generator,
+    batch_size: int = 500,
+    eta: float | None = None,
 ) -> Tensor:
     """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
 
@@ -83,7 +89,9 @@ class FID:
         except ImportError:
             raise FundiffError("FID needs torchmetrics: pip install torchmetrics") from None
         if classifier.training:
-            raise FundiffError("the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first")
+            raise FundiffError(
+                "the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first"
+            )
         if len(real) < 2:
             raise FundiffError(f"FID needs at least 2 images per set, got {len(real)} real images")
         self.device = next(classifier.parameters()).device
@@ -92,7 +100,9 @@ class FID:
             d = classifier.features(real[:1].to(self.device)).shape[-1]
         extractor = _Features(classifier, d)
         # reset() keeps the real statistics and clears the generated ones
-        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False).to(self.device)
+        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False).to(
+            self.device
+        )
         self._update(real, real=True)
 
     @torch.no_grad()
@@ -140,7 +150,11 @@ class ClassAccuracy:
 
     def to_dict(self, class_names: Sequence[str] = ()) -> dict:
         names = list(class_names) or [str(k) for k in range(len(self.per_class))]
-        return {"overall": self.overall, "per_class": dict(zip(names, self.per_class)), "counts": dict(zip(names, self.counts))}
+        return {
+            "overall": self.overall,
+            "per_class": dict(zip(names, self.per_class)),
+            "counts": dict(zip(names, self.counts)),
+        }
 
 
 def accuracy_of(pred: Tensor, target: Tensor, num_classes: int) -> ClassAccuracy:
@@ -153,14 +167,20 @@ def accuracy_of(pred: Tensor, target: Tensor, num_classes: int) -> ClassAccuracy
     return ClassAccuracy(float(hit.mean()) if len(hit) else math.nan, per_class, tuple(counts.tolist()))
 
 
-def class_accuracy(classifier: nn.Module, images: Tensor, target: Tensor, *, num_classes: int, batch_size: int = 1000) -> ClassAccuracy:
+def class_accuracy(
+    classifier: nn.Module, images: Tensor, target: Tensor, *, num_classes: int, batch_size: int = 1000
+) -> ClassAccuracy:
     """Classify images (N,C,H,W) float in [0,1] and score them against target classes (N,) int64."""
     return accuracy_of(predict(classifier, images, batch_size=batch_size), target, num_classes)
 
 
-def class_histogram(classifier: nn.Module, images: Tensor, *, num_classes: int, batch_size: int = 1000) -> tuple[int, ...]:
+def class_histogram(
+    classifier: nn.Module, images: Tensor, *, num_classes: int, batch_size: int = 1000
+) -> tuple[int, ...]:
     """How many of images (N,C,H,W) float in [0,1] the classifier puts in each class."""
-    return tuple(torch.bincount(predict(classifier, images, batch_size=batch_size).cpu(), minlength=num_classes).tolist())
+    return tuple(
+        torch.bincount(predict(classifier, images, batch_size=batch_size).cpu(), minlength=num_classes).tolist()
+    )
 
 
 @dataclass(frozen=True)
@@ -204,7 +224,12 @@ def guidance_sweep(
 
 
 def plot_guidance_sweep(
-    results: Sequence[GuidanceResult], path: str | Path, *, class_names: Sequence[str], fid_floor: float | None = None, title: str = ""
+    results: Sequence[GuidanceResult],
+    path: str | Path,
+    *,
+    class_names: Sequence[str],
+    fid_floor: float | None = None,
+    title: str = "",
 ) -> Path:
     """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured; a PNG written atomically."""
     import matplotlib
@@ -255,7 +280,9 @@ def blur(x: Tensor, b: Blur) -> Tensor:
     return gaussian_blur(x, [b.kernel_size, b.kernel_size], [b.sigma, b.sigma]).clamp(0, 1)
 
 
-def best_blur(clean: Tensor, noisy: Tensor, *, kernels: Sequence[int] = BLUR_KERNELS, sigmas: Sequence[float] = BLUR_SIGMAS) -> tuple[Blur, float]:
+def best_blur(
+    clean: Tensor, noisy: Tensor, *, kernels: Sequence[int] = BLUR_KERNELS, sigmas: Sequence[float] = BLUR_SIGMAS
+) -> tuple[Blur, float]:
     """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE."""
     grid = [Blur(1, 1.0)] if 1 in kernels else []
     grid += [Blur(k, s) for k in kernels if k > 1 for s in sigmas]
@@ -274,7 +301,9 @@ class BlurRow:
     psnr: float  # 10 log10(1 / mse), dB
 
 
-def blur_baseline(x_tune: Tensor, x: Tensor, noisy: dict[float, Tensor], *, generator: torch.Generator) -> list[BlurRow]:
+def blur_baseline(
+    x_tune: Tensor, x: Tensor, noisy: dict[float, Tensor], *, generator: torch.Generator
+) -> list[BlurRow]:
     """The best Gaussian blur per sigma as a classical denoiser, tuned on held-out images.
 
     x_tune (K,C,H,W) and x (N,C,H,W) are clean images in [0,1]; ``noisy[sigma]`` is the

@@ -16,7 +16,9 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"  # models that ship with fundiff
 
 
 def shipped_names() -> list[str]:
-    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file()) if SHIPPED_DIR.is_dir() else []
+    return (
+        sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file()) if SHIPPED_DIR.is_dir() else []
+    )
 
 
 def resolve(model: str | Path) -> Path:
@@ -44,13 +46,21 @@ def load(model: str | Path, *, device: str | torch.device = "cpu", ema: bool = T
 
 
 def load_denoiser(
-    model: str | Path, *, device: str | torch.device = "cpu", autocast_dtype: torch.dtype | None = None, kinds: tuple[str, ...] = ("time", "class")
+    model: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    kinds: tuple[str, ...] = ("time", "class"),
 ) -> UNetDenoiser:
     """A time- or class-conditioned run as a Denoiser with its own noise schedule."""
     net, cfg = load(model, device=device)
     kind = net.config.kind
     if kind not in kinds:
-        raise FundiffError(f"{model} is a {kind!r} model; this command needs a {' or '.join(repr(k) for k in kinds)} model")
+        raise FundiffError(
+            f"{model} is a {kind!r} model; this command needs a {' or '.join(repr(k) for k in kinds)} model"
+        )
     train = cfg.get("train", {})
     schedule = NoiseSchedule.from_name(train.get("beta_schedule", "linear"), int(train.get("T", 300)))
-    return UNetDenoiser(net, schedule, class_names=class_names_of(cfg) if kind == "class" else (), autocast_dtype=autocast_dtype)
+    return UNetDenoiser(
+        net, schedule, class_names=class_names_of(cfg) if kind == "class" else (), autocast_dtype=autocast_dtype
+    )

@@ -55,7 +55,9 @@ def sample(
     return x
 
 
-def noise_like(shape: tuple[int, ...], *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> Tensor:
+def noise_like(
+    shape: tuple[int, ...], *, generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> Tensor:
     """Pure Gaussian noise x_T (float32) from ``generator`` on ``device``."""
     return torch.randn(shape, generator=generator, device=device)
 

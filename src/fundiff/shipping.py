@@ -10,7 +10,14 @@ from fundiff import checkpoints as ckpt
 from fundiff.errors import FundiffError
 
 
-def export_run(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.bfloat16, evaluation: dict | None = None, card_extra: dict | None = None) -> Path:
+def export_run(
+    run_dir: str | Path,
+    dest: str | Path,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    evaluation: dict | None = None,
+    card_extra: dict | None = None,
+) -> Path:
     """Copy ``run_dir``'s weights (EMA when kept; floats cast to ``dtype``) and config to ``dest``.
 
     ``dest`` gets config.json, model.safetensors (keys "model.*") and card.json: the exact
@@ -21,7 +28,11 @@ def export_run(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = to
     state = ckpt.read_json(run_dir / "state.json")
     weights, step = ckpt.load_weights(run_dir)
     prefix = "ema." if any(k.startswith("ema.") for k in weights) else "model."
-    small = {"model." + k[len(prefix):]: (v.to(dtype) if v.is_floating_point() else v) for k, v in weights.items() if k.startswith(prefix)}
+    small = {
+        "model." + k[len(prefix) :]: (v.to(dtype) if v.is_floating_point() else v)
+        for k, v in weights.items()
+        if k.startswith(prefix)
+    }
     if not small:
         raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
     train = cfg.get("train", {})

@@ -110,7 +110,11 @@ def _write(
         for j, img in enumerate(images):
             col = col_labels[j] if j < len(col_labels) else str(j)
             io.save_png(img, folder / f"{_slug(label)}_{_slug(col)}.png")
-    return (io.save_labeled_grid(shown, [label for label, _ in rows], out / f"{name}.png", col_labels=col_labels, title=title),)
+    return (
+        io.save_labeled_grid(
+            shown, [label for label, _ in rows], out / f"{name}.png", col_labels=col_labels, title=title
+        ),
+    )
 
 
 def _noisy(denoiser: Denoiser, x_0: Tensor, ts: Sequence[int], seed: int) -> Tensor:
@@ -123,30 +127,66 @@ def _noise_ts(denoiser: Denoiser, ts: Sequence[int] | None) -> list[int]:
 
 
 # -- 1.1 forward process, 1.2 classical denoising, 1.3 one-step, 1.4 iterative ----------------------
-def noise_figure(denoiser: Denoiser, x_0: Tensor, ts: Sequence[int] | None = None, *, out: str | Path | None = None, seed: int = DEFAULT_SEED) -> Figure:
+def noise_figure(
+    denoiser: Denoiser,
+    x_0: Tensor,
+    ts: Sequence[int] | None = None,
+    *,
+    out: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+) -> Figure:
     """The forward process q(x_t | x_0) (ERRATA item 1) of x_0 (B,C,H,W) at each t in ``ts``."""
     ts = _noise_ts(denoiser, ts)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     rows = [(f"image {b}", torch.cat([x_0[b : b + 1], x_ts[:, b]])) for b in range(x_0.shape[0])]
     cols = ["original"] + [f"t={t}" for t in ts]
-    paths = _write(out, "noise", rows, col_labels=cols, title="forward process q(x_t | x_0)", value_range=denoiser.value_range)
+    paths = _write(
+        out, "noise", rows, col_labels=cols, title="forward process q(x_t | x_0)", value_range=denoiser.value_range
+    )
     return Figure({"x_0": x_0, **{f"t={t}": x_ts[k] for k, t in enumerate(ts)}}, paths)
 
 
 def blur_figure(
-    denoiser: Denoiser, x_0: Tensor, ts: Sequence[int] | None = None, *, kernel_size: int = 5, sigma: float = 1.0, out: str | Path | None = None, seed: int = DEFAULT_SEED
+    denoiser: Denoiser,
+    x_0: Tensor,
+    ts: Sequence[int] | None = None,
+    *,
+    kernel_size: int = 5,
+    sigma: float = 1.0,
+    out: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> Figure:
     """Classical denoising: Gaussian blur of the noisy images of :func:`noise_figure` (same seed, same noise)."""
     ts = _noise_ts(denoiser, ts)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     blurred = torch.stack([edits.gaussian_blur_denoise(x_t, kernel_size, sigma) for x_t in x_ts])
     rows = [row for b in range(x_0.shape[0]) for row in ((f"noisy {b}", x_ts[:, b]), (f"blurred {b}", blurred[:, b]))]
-    paths = _write(out, "blur", rows, col_labels=[f"t={t}" for t in ts], title=f"Gaussian blur (kernel {kernel_size}, σ={sigma:g})", value_range=denoiser.value_range)
-    return Figure({**{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)}, **{f"blurred t={t}": blurred[k] for k, t in enumerate(ts)}}, paths)
+    paths = _write(
+        out,
+        "blur",
+        rows,
+        col_labels=[f"t={t}" for t in ts],
+        title=f"Gaussian blur (kernel {kernel_size}, σ={sigma:g})",
+        value_range=denoiser.value_range,
+    )
+    return Figure(
+        {
+            **{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)},
+            **{f"blurred t={t}": blurred[k] for k, t in enumerate(ts)},
+        },
+        paths,
+    )
 
 
 def one_step_figure(
-    denoiser: Denoiser, x_0: Tensor, ts: Sequence[int] | None = None, *, prompt: str = "", guidance: float = 1.0, out: str | Path | None = None, seed: int = DEFAULT_SEED
+    denoiser: Denoiser,
+    x_0: Tensor,
+    ts: Sequence[int] | None = None,
+    *,
+    prompt: str = "",
+    guidance: float = 1.0,
+    out: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> Figure:
     """One-step denoising x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2) of :func:`noise_figure`'s images."""
     ts = _noise_ts(denoiser, ts)
@@ -155,8 +195,21 @@ def one_step_figure(
     cond = model.encode([prompt] * x_0.shape[0])
     x0_hats = torch.stack([edits.one_step_denoise(model, x_t, t, cond=cond) for t, x_t in zip(ts, x_ts)])
     rows = [row for b in range(x_0.shape[0]) for row in ((f"noisy {b}", x_ts[:, b]), (f"one-step {b}", x0_hats[:, b]))]
-    paths = _write(out, "one_step", rows, col_labels=[f"t={t}" for t in ts], title=f"one-step denoising, prompt {prompt!r}", value_range=denoiser.value_range)
-    return Figure({**{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)}, **{f"one-step t={t}": x0_hats[k] for k, t in enumerate(ts)}}, paths)
+    paths = _write(
+        out,
+        "one_step",
+        rows,
+        col_labels=[f"t={t}" for t in ts],
+        title=f"one-step denoising, prompt {prompt!r}",
+        value_range=denoiser.value_range,
+    )
+    return Figure(
+        {
+            **{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)},
+            **{f"one-step t={t}": x0_hats[k] for k, t in enumerate(ts)},
+        },
+        paths,
+    )
 
 
 def iterative_figure(
@@ -178,7 +231,9 @@ def iterative_figure(
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     t_start = ts_lib.from_start(timesteps, i_start)[0]
     g = _generator(seed, x_0.device)
-    x_t = denoiser.schedule.q_sample(x_0, t_start, torch.randn(x_0.shape, generator=g, device=x_0.device, dtype=x_0.dtype))
+    x_t = denoiser.schedule.q_sample(
+        x_0, t_start, torch.randn(x_0.shape, generator=g, device=x_0.device, dtype=x_0.dtype)
+    )
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     x_iter, seen = edits.iterative_denoise(model, x_t, i_start, timesteps, cond=cond, generator=g, every=every)
@@ -186,11 +241,28 @@ def iterative_figure(
     x_blur = edits.gaussian_blur_denoise(x_t, kernel_size, sigma)
     B, vr = x_0.shape[0], denoiser.value_range
     progress = [(f"image {b}", torch.stack([x[b] for _, x in seen] + [x_iter[b]])) for b in range(B)]
-    paths = _write(out, "iterative", progress, col_labels=[f"t={t}" for t, _ in seen] + ["clean"], title=f"strided iterative denoising from t={t_start}", value_range=vr)
+    paths = _write(
+        out,
+        "iterative",
+        progress,
+        col_labels=[f"t={t}" for t, _ in seen] + ["clean"],
+        title=f"strided iterative denoising from t={t_start}",
+        value_range=vr,
+    )
     compare = [(f"image {b}", torch.stack([x_0[b], x_t[b], x_iter[b], x_one[b], x_blur[b]])) for b in range(B)]
     cols = ["original", f"noisy t={t_start}", "iterative", "one-step", "blurred"]
     paths += _write(out, "denoise_comparison", compare, col_labels=cols, title="denoising compared", value_range=vr)
-    return Figure({"x_0": x_0, "x_t": x_t, "iterative": x_iter, "one-step": x_one, "blurred": x_blur, **{f"t={t}": x for t, x in seen}}, paths)
+    return Figure(
+        {
+            "x_0": x_0,
+            "x_t": x_t,
+            "iterative": x_iter,
+            "one-step": x_one,
+            "blurred": x_blur,
+            **{f"t={t}": x for t, x in seen},
+        },
+        paths,
+    )
 
 
 # -- 1.5 sampling, 1.6 classifier-free guidance --------------------------------------------------------
@@ -212,10 +284,25 @@ def sampling_figure(
     xs = {}
     for s in scales:  # the same x_T for every scale: same generator seed
         model = guided(denoiser, prompts, s)
-        xs[s] = samplers.sample_from_noise(model, model.encode(all_prompts), timesteps, generator=_generator(seed, _device(denoiser)), device=_device(denoiser))
+        xs[s] = samplers.sample_from_noise(
+            model,
+            model.encode(all_prompts),
+            timesteps,
+            generator=_generator(seed, _device(denoiser)),
+            device=_device(denoiser),
+        )
     tag = {s: "no CFG" if s == 1.0 else f"CFG s={s:g}" for s in scales}
-    rows = [(f"{p or 'null prompt'} ({tag[s]})", xs[s][k * n : (k + 1) * n]) for k, p in enumerate(prompts) for s in scales]
-    paths = _write(out, "generate", rows, col_labels=[f"sample {i + 1}" for i in range(n)], title=f"sampling from noise, {len(timesteps)} steps", value_range=denoiser.value_range)
+    rows = [
+        (f"{p or 'null prompt'} ({tag[s]})", xs[s][k * n : (k + 1) * n]) for k, p in enumerate(prompts) for s in scales
+    ]
+    paths = _write(
+        out,
+        "generate",
+        rows,
+        col_labels=[f"sample {i + 1}" for i in range(n)],
+        title=f"sampling from noise, {len(timesteps)} steps",
+        value_range=denoiser.value_range,
+    )
     return Figure({tag[s]: x for s, x in xs.items()}, paths)
 
 
@@ -244,7 +331,14 @@ def sdedit_figure(
     edited = {i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g) for i in i_starts}
     rows = [(f"image {b}", torch.stack([edited[i][b] for i in i_starts] + [x_0[b]])) for b in range(x_0.shape[0])]
     cols = [f"i_start {i} (t={timesteps[i]})" for i in i_starts] + ["original"]
-    paths = _write(out, name, rows, col_labels=cols, title=f"SDEdit, prompt {prompt!r}" + (f", CFG s={guidance:g}" if model is not denoiser else ""), value_range=denoiser.value_range)
+    paths = _write(
+        out,
+        name,
+        rows,
+        col_labels=cols,
+        title=f"SDEdit, prompt {prompt!r}" + (f", CFG s={guidance:g}" if model is not denoiser else ""),
+        value_range=denoiser.value_range,
+    )
     return Figure({f"i_start={i}": x for i, x in edited.items()} | {"x_0": x_0}, paths)
 
 
@@ -267,14 +361,28 @@ def inpaint_figure(
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     model = guided(denoiser, prompt, guidance)
     x_n = x_0[:1].expand(n, *x_0.shape[1:])
-    result = edits.inpaint(model, x_n, mask, timesteps, cond=model.encode([prompt] * n), generator=_generator(seed, x_0.device), method=method, jump_length=jump_length, resample=resample)
+    result = edits.inpaint(
+        model,
+        x_n,
+        mask,
+        timesteps,
+        cond=model.encode([prompt] * n),
+        generator=_generator(seed, x_0.device),
+        method=method,
+        jump_length=jump_length,
+        resample=resample,
+    )
     lo, hi = denoiser.value_range
     m = edits.binary_mask(mask, x_0[:1]).to(x_0.dtype)
     shown_mask = lo + (hi - lo) * m
     hole = torch.where(m.bool(), torch.full_like(x_0[:1], (lo + hi) / 2), x_0[:1])
     row = torch.cat([x_0[:1], shown_mask, hole, result])
     cols = ["original", "mask (white = new)", "hole"] + [f"inpainted {i + 1}" for i in range(n)]
-    title = f"inpainting ({method}" + (f", jump {jump_length}, resample {resample}" if method == "repaint" else "") + f"), prompt {prompt!r}"
+    title = (
+        f"inpainting ({method}"
+        + (f", jump {jump_length}, resample {resample}" if method == "repaint" else "")
+        + f"), prompt {prompt!r}"
+    )
     paths = _write(out, "inpaint", [("image", row)], col_labels=cols, title=title, value_range=denoiser.value_range)
     return Figure({"x_0": x_0[:1], "mask": m, "inpainted": result}, paths)
 
@@ -295,9 +403,22 @@ def anagram_figure(
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     views = [get_view(v) for v in views]
     model = Anagram.from_prompts(guided(denoiser, prompts, guidance), views, prompts)
-    x = samplers.sample_from_noise(model, model.encode([""] * n), timesteps, generator=_generator(seed, _device(denoiser)), device=_device(denoiser))
+    x = samplers.sample_from_noise(
+        model,
+        model.encode([""] * n),
+        timesteps,
+        generator=_generator(seed, _device(denoiser)),
+        device=_device(denoiser),
+    )
     rows = [(f"{v.name}: {p or 'null prompt'}", v.view_image(x, denoiser.value_range)) for v, p in zip(views, prompts)]
-    paths = _write(out, "anagram", rows, col_labels=[f"sample {i + 1}" for i in range(n)], title=f"visual anagrams, CFG s={guidance:g}", value_range=denoiser.value_range)
+    paths = _write(
+        out,
+        "anagram",
+        rows,
+        col_labels=[f"sample {i + 1}" for i in range(n)],
+        title=f"visual anagrams, CFG s={guidance:g}",
+        value_range=denoiser.value_range,
+    )
     return Figure({"x_0": x, **{f"{v.name}": img for (_, img), v in zip(rows, views)}}, paths)
 
 
@@ -323,9 +444,26 @@ def hybrid_figure(
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     filt = GaussianFilter(kernel_size, sigma)
     model = Hybrid.from_prompts(guided(denoiser, [low, high], guidance), low, high, filt)
-    x = samplers.sample_from_noise(model, model.encode([""] * n), timesteps, generator=_generator(seed, _device(denoiser)), device=_device(denoiser))
+    x = samplers.sample_from_noise(
+        model,
+        model.encode([""] * n),
+        timesteps,
+        generator=_generator(seed, _device(denoiser)),
+        device=_device(denoiser),
+    )
     lo, hi = denoiser.value_range
     x_low, x_high = filt.lowpass(x), filt.highpass(x)
-    rows = [("hybrid", x), (f"low-pass: {low or 'null'}", x_low), (f"high-pass: {high or 'null'}", x_high + (lo + hi) / 2)]
-    paths = _write(out, "hybrid", rows, col_labels=[f"sample {i + 1}" for i in range(n)], title=f"hybrid images (kernel {kernel_size}, σ={sigma:g}), CFG s={guidance:g}", value_range=denoiser.value_range)
+    rows = [
+        ("hybrid", x),
+        (f"low-pass: {low or 'null'}", x_low),
+        (f"high-pass: {high or 'null'}", x_high + (lo + hi) / 2),
+    ]
+    paths = _write(
+        out,
+        "hybrid",
+        rows,
+        col_labels=[f"sample {i + 1}" for i in range(n)],
+        title=f"hybrid images (kernel {kernel_size}, σ={sigma:g}), CFG s={guidance:g}",
+        value_range=denoiser.value_range,
+    )
     return Figure({"x_0": x, "lowpass": x_low, "highpass": x_high}, paths)

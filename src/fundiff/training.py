@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
-from fundiff.denoisers import autocast_for
+from fundiff.devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
 from fundiff.models.unet import MODEL_KINDS, UNet, UNetConfig
 from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
@@ -46,7 +46,9 @@ class TrainConfig:
     batch_size: int = 128  # global batch size (split across DDP ranks)
     epochs: int = 20  # passes over the train split
     lr: float = 1e-3  # Adam learning rate
-    lr_schedule: str = "exponential"  # "exponential": gamma = 0.1 ** (1 / epochs) per epoch; "constant"; "cosine": per step to 0
+    lr_schedule: str = (
+        "exponential"  # "exponential": gamma = 0.1 ** (1 / epochs) per epoch; "constant"; "cosine": per step to 0
+    )
     warmup_steps: int = 0  # linear LR warm-up steps (on top of lr_schedule)
     sigma: float = 0.5  # noise level of the one-step denoiser's training data
     T: int = 300  # diffusion steps (time / class kinds)
@@ -63,11 +65,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.kind in MODEL_KINDS, f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}"),
-            (self.hidden >= 1 and self.batch_size >= 1 and self.epochs >= 1, "hidden, batch size and epochs must be >= 1"),
+            (
+                self.hidden >= 1 and self.batch_size >= 1 and self.epochs >= 1,
+                "hidden, batch size and epochs must be >= 1",
+            ),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
-            (self.lr_schedule in LR_SCHEDULES, f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"),
-            (self.beta_schedule in BETA_SCHEDULES, f"unknown beta schedule {self.beta_schedule!r}; choose one of {', '.join(BETA_SCHEDULES)}"),
-            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}",
+            ),
+            (
+                self.beta_schedule in BETA_SCHEDULES,
+                f"unknown beta schedule {self.beta_schedule!r}; choose one of {', '.join(BETA_SCHEDULES)}",
+            ),
+            (
+                self.precision in PRECISIONS,
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
+            ),
             (0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}"),
             (0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
@@ -85,7 +99,6 @@ class TrainConfig:
 
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
-PRECISIONS = ("auto", "bf16", "fp32")
 
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
 PRESETS: dict[str, dict[str, dict]] = {
@@ -95,12 +108,33 @@ PRESETS: dict[str, dict[str, dict]] = {
         "class": dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", sample_epochs=(5, 20)),
     },
     "quick": {
-        "denoiser": dict(hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)),
-        "time": dict(hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(3,)),
-        "class": dict(hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995, sample_epochs=(3,)),
+        "denoiser": dict(
+            hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)
+        ),
+        "time": dict(
+            hidden=64,
+            batch_size=256,
+            epochs=3,
+            lr=2e-3,
+            lr_schedule="cosine",
+            warmup_steps=100,
+            ema_decay=0.995,
+            sample_epochs=(3,),
+        ),
+        "class": dict(
+            hidden=64,
+            batch_size=256,
+            epochs=3,
+            lr=2e-3,
+            lr_schedule="cosine",
+            warmup_steps=100,
+            ema_decay=0.995,
+            sample_epochs=(3,),
+        ),
     },
     "tiny": {
-        k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10) for k in MODEL_KINDS
+        k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10)
+        for k in MODEL_KINDS
     },
 }
 
@@ -117,32 +151,6 @@ def preset_config(preset: str, kind: str, **overrides) -> TrainConfig:
         raise FundiffError(f"unknown training option(s) {', '.join(sorted(unknown))}")
     values = {**PRESETS[preset][kind], **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(kind=kind, preset=preset, **values)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast dtype, or None for fp32. "auto" picks bf16 where the hardware has it."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    return None
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` as given, else CUDA when available, else CPU; a one-line error if unusable."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise FundiffError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FundiffError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 # -- distributed ---------------------------------------------------------------------------
@@ -199,7 +207,9 @@ def _lr_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -> flo
     return warm
 
 
-def _loss(model: nn.Module, cfg: TrainConfig, schedule: NoiseSchedule | None, x0: Tensor, y: Tensor, g: torch.Generator) -> Tensor:
+def _loss(
+    model: nn.Module, cfg: TrainConfig, schedule: NoiseSchedule | None, x0: Tensor, y: Tensor, g: torch.Generator
+) -> Tensor:
     """The kind's training loss on a clean batch x0 (B,1,H,W) in [0,1] with labels y (B,)."""
     eps = torch.randn(x0.shape, generator=g, device=x0.device)
     if cfg.kind == "denoiser":
@@ -264,7 +274,9 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     per_rank_batch = max(1, cfg.batch_size // info.world)
     steps_per_epoch = math.ceil(math.ceil(N / info.world) / per_rank_batch)
-    total_steps = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    total_steps = (
+        steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    )
     g = torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank)
 
     step, losses, wall_before = 0, [], 0.0  # wall_before: training seconds of earlier sessions of this run
@@ -273,7 +285,9 @@ def train(
         saved = ckpt.load_config(run_dir).get("train", {})
         changed = [k for k, v in cfg.to_dict().items() if k not in ("max_steps",) and saved.get(k) != v]
         if changed:
-            raise FundiffError(f"--resume with different settings ({', '.join(changed)}) than {run_dir}/config.json; drop them or start a new run")
+            raise FundiffError(
+                f"--resume with different settings ({', '.join(changed)}) than {run_dir}/config.json; drop them or start a new run"
+            )
         model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
         if ema is not None:
             ema.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("ema.")})
@@ -287,7 +301,9 @@ def train(
         if rng_key in state_tensors and state.get("world") == info.world:
             g.set_state(state_tensors[rng_key])
         else:
-            raise FundiffError(f"cannot resume {run_dir} exactly: it was saved with {state.get('world')} process(es), now {info.world}; resume with the same number")
+            raise FundiffError(
+                f"cannot resume {run_dir} exactly: it was saved with {state.get('world')} process(es), now {info.world}; resume with the same number"
+            )
         step, losses, wall_before = int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
     elif info.main:
         if (run_dir / "state.json").exists():
@@ -310,7 +326,13 @@ def train(
         tensors = {f"optim.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
         tensors |= {f"rng.noise.{r}": s for r, s in enumerate(rngs)}
         wall = wall_before + time.perf_counter() - t_start
-        state = {"epoch": epoch_done, "world": info.world, "losses": losses, "wall_s": round(wall, 2), "optimizer": {"param_groups": sd["param_groups"]}}
+        state = {
+            "epoch": epoch_done,
+            "world": info.world,
+            "losses": losses,
+            "wall_s": round(wall, 2),
+            "optimizer": {"param_groups": sd["param_groups"]},
+        }
         ckpt.save_checkpoint(run_dir, step=step, weights=weights, state_tensors=tensors, state=state)
 
     t_start, images_seen = time.perf_counter(), 0
@@ -318,7 +340,9 @@ def train(
     if progress and info.main:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.kind}", unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=total_steps, initial=step, desc=f"train {cfg.kind}", unit="step", file=sys.stderr, dynamic_ncols=True
+        )
     epoch = step // steps_per_epoch
     model.train()
     while step < total_steps:
@@ -387,4 +411,4 @@ def run_info(cfg: TrainConfig, device: torch.device) -> dict:
     }
 
 
-__all__ = ["TrainConfig", "PRESETS", "preset_config", "train", "TrainResult", "resolve_device", "resolve_precision"]
+__all__ = ["TrainConfig", "PRESETS", "preset_config", "train", "TrainResult"]

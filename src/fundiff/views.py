@@ -114,7 +114,13 @@ for _v in (
     View("vflip", _vflip, _vflip, description="upside down: reverse the rows (the write-up's flip, ERRATA 5)"),
     View("hflip", _hflip, _hflip, description="mirror: reverse the columns"),
     View("rot180", _rot180, _rot180, description="rotate by 180 degrees (a 6 becomes a 9)"),
-    View("negate", _same, _same, sign=-1.0, description="negative image: x0 -> lo + hi - x0 (white on black <-> black on white)"),
+    View(
+        "negate",
+        _same,
+        _same,
+        sign=-1.0,
+        description="negative image: x0 -> lo + hi - x0 (white on black <-> black on white)",
+    ),
 ):
     register_view(_v)
 
@@ -156,7 +162,9 @@ class GaussianFilter:
         from torchvision.transforms.functional import gaussian_blur
 
         if self.kernel_size // 2 >= min(x.shape[-2:]):
-            raise FundiffError(f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; use at most {2 * min(x.shape[-2:]) - 1}")
+            raise FundiffError(
+                f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; use at most {2 * min(x.shape[-2:]) - 1}"
+            )
         return gaussian_blur(x, [self.kernel_size, self.kernel_size], [self.sigma, self.sigma])
 
     def highpass(self, x: Tensor) -> Tensor:

@@ -24,10 +24,12 @@ def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", ema: 
     weights, _ = load_weights(run_dir)
     has_ema = any(k.startswith("ema.") for k in weights)
     prefix = "ema." if ema and has_ema else "model."
-    state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise FundiffError(f"{run_dir}/model.safetensors does not match its config ({len(missing)} missing, {len(unexpected)} unexpected tensors); retrain or restore it")
+        raise FundiffError(
+            f"{run_dir}/model.safetensors does not match its config ({len(missing)} missing, {len(unexpected)} unexpected tensors); retrain or restore it"
+        )
     return model.to(device).eval(), cfg
 
 
