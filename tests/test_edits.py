@@ -111,14 +111,23 @@ def test_sdedit_same_seed_same_output_and_range_checked():
         edits.sdedit(den, x0, 6, steps, cond=den.encode(["", ""]), generator=_g())
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
 @pytest.mark.parametrize("method, kw", [("replace", {}), ("repaint", dict(jump_length=2, resample=3))])
-def test_inpainting_keeps_every_pixel_outside_the_mask_exactly(method, kw):
+def test_inpainting_keeps_every_pixel_outside_the_mask_exactly(method, kw, sampler):
     den = _tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
     mask = torch.rand(1, 1, 28, 28, generator=_g(2))  # soft values: binarised at 0.5
     before = (x0.clone(), mask.clone())
     out = edits.inpaint(
-        den, x0, mask, ts.strided(20, steps=6), cond=den.encode(["", "7"]), generator=_g(3), method=method, **kw
+        den,
+        x0,
+        mask,
+        ts.strided(20, steps=6),
+        cond=den.encode(["", "7"]),
+        generator=_g(3),
+        method=method,
+        sampler=sampler,
+        **kw,
     )
     keep = (mask <= 0.5).expand_as(x0)
     assert torch.equal(out[keep], x0[keep])
@@ -208,3 +217,28 @@ def test_renoise_has_the_forward_marginal():
     assert abs(x_clean.var().item() - (1 - s.abar[80].item())) < 0.02
     with pytest.raises(FundiffError):
         edits.renoise(s, x_t, 80, 30, generator=_g())
+
+
+def test_inpainting_with_an_empty_mask_is_an_error():
+    den = _tiny_unet()
+    x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
+    with pytest.raises(FundiffError, match="selects no pixel"):
+        edits.inpaint(den, x0, torch.full((28, 28), 0.4), [10, 0], cond=den.encode([""]), generator=_g())
+
+
+def test_sdedit_and_iterative_denoising_take_any_sampler():
+    """The same edit with DDIM (eta 0) is deterministic; with DDPM it depends on the generator's noise."""
+    den = _tiny_unet()
+    x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
+    steps = ts.strided(20, steps=6)
+    cond = den.encode(["3", ""])
+
+    def run(sampler, seed):
+        x_t = torch.randn(2, 1, 28, 28, generator=_g(9))
+        it, _ = edits.iterative_denoise(den, x_t, 1, steps, cond=cond, generator=_g(seed), sampler=sampler)
+        return edits.sdedit(den, x0, 2, steps, cond=cond, generator=_g(seed), sampler=sampler), it
+
+    for a, b in zip(run("ddim", 1), run("ddim", 1)):
+        assert torch.equal(a, b)
+    assert not torch.equal(run("ddpm", 1)[1], run("ddpm", 2)[1])
+    assert not torch.equal(run("ddim", 1)[1], run("dpm++", 1)[1])

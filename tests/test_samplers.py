@@ -70,3 +70,77 @@ def test_prompts():
     with pytest.raises(FundiffError, match="'Sneaker'") as e:
         class_index("a dragon", fashion)
     assert "\n" not in str(e.value)
+
+
+# -- named samplers ---------------------------------------------------------------------------------
+def _diffusers_dpmpp(T, timesteps, beta_schedule="linear"):
+    diffusers = pytest.importorskip("diffusers")
+    kw = dict(beta_start=1e-4, beta_end=0.02) if beta_schedule == "linear" else {}
+    sched = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T,
+        beta_schedule=beta_schedule,
+        solver_order=2,
+        algorithm_type="dpmsolver++",
+        solver_type="midpoint",
+        lower_order_final=True,
+        final_sigmas_type="zero",
+        **kw,
+    )
+    sched.set_timesteps(timesteps=timesteps)
+    return sched
+
+
+@pytest.mark.parametrize("steps", [2, 5, 12, 20])
+def test_dpm_solver_pp_matches_diffusers(steps):
+    """DPM-Solver++(2M) on the same model outputs as diffusers' DPMSolverMultistepScheduler."""
+    den = FakeDenoiser(300)
+    timesteps = ts.strided(300, steps=steps)
+    sched = _diffusers_dpmpp(300, timesteps)
+    assert [int(t) for t in sched.timesteps] == timesteps
+    x_T = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    cond = den.encode(["a", "bb", ""])
+    x = x_T.clone()
+    for t in sched.timesteps:
+        eps = den(x, torch.full((3,), int(t)), cond).eps
+        x = sched.step(eps, t, x).prev_sample
+    mine = samplers.sample(den, x_T, timesteps, cond=cond, sampler="dpm++")
+    torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-4)
+
+
+def test_dpm_solver_pp_is_deterministic_and_first_step_is_ddim():
+    den = FakeDenoiser(30)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond = den.encode(["a", "b"])
+    a = samplers.sample(den, x_T, [29, 15], cond=cond, generator=torch.Generator().manual_seed(1), sampler="dpm++")
+    b = samplers.sample(den, x_T, [29, 15], cond=cond, generator=torch.Generator().manual_seed(2), sampler="dpm++")
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # with two steps both are first order, i.e. DDIM with eta = 0
+    ddim = samplers.sample(den, x_T, [29, 15], cond=cond, sampler=samplers.DDIM(eta=0.0))
+    torch.testing.assert_close(a, ddim, rtol=1e-5, atol=1e-5)
+
+
+def test_sampler_by_name_and_bad_options():
+    assert isinstance(samplers.get_sampler("ddpm"), samplers.DDPM)
+    assert samplers.get_sampler("ddim", eta=0.3) == samplers.DDIM(eta=0.3)
+    assert set(samplers.SAMPLERS) >= {"ddpm", "ddim", "dpm++"}
+    with pytest.raises(FundiffError, match="choose one of ddpm, ddim, dpm\\+\\+"):
+        samplers.get_sampler("euler")
+    with pytest.raises(FundiffError, match="takes no eta; eta applies to ddim"):
+        samplers.get_sampler("dpm++", eta=0.5)
+    for bad in (5.0, -0.1, float("nan")):
+        with pytest.raises(FundiffError, match="eta must be in \\[0, 1\\]"):
+            samplers.get_sampler("ddim", eta=bad)
+
+
+def test_ddim_eta_reaches_the_step():
+    """eta = 0 ignores the generator; eta = 1 draws noise from it."""
+    den = FakeDenoiser(30)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond = den.encode(["a", "b"])
+
+    def run(eta, seed):
+        g = torch.Generator().manual_seed(seed)
+        return samplers.sample(den, x_T, [29, 20, 10], cond=cond, generator=g, sampler=samplers.DDIM(eta=eta))
+
+    torch.testing.assert_close(run(0.0, 1), run(0.0, 2), rtol=0, atol=0)
+    assert not torch.allclose(run(1.0, 1), run(1.0, 2))

@@ -72,7 +72,7 @@ def iterative_denoise(
     cond: Tensor,
     generator: torch.Generator | None,
     every: int = 5,
-    eta: float | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
 ) -> tuple[Tensor, list[tuple[int, Tensor]]]:
     """Strided iterative denoising (ERRATA item 3) of x_t at t = timesteps[i_start] down to x_0.
 
@@ -88,7 +88,7 @@ def iterative_denoise(
         if t_prev >= 0 and (i + 1) % every == 0:
             seen.append((t_prev, x_prev))
 
-    x_0 = samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, eta=eta, on_step=record)
+    x_0 = samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, sampler=sampler, on_step=record)
     return x_0, seen
 
 
@@ -100,7 +100,7 @@ def sdedit(
     *,
     cond: Tensor,
     generator: torch.Generator | None,
-    eta: float | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
 ) -> Tensor:
     """SDEdit (Meng et al. 2022): noise x_0 to t = timesteps[i_start] by q(x_t | x_0), then denoise from there.
 
@@ -109,7 +109,7 @@ def sdedit(
     """
     tail = ts_lib.from_start(ts_lib.validate(timesteps, denoiser.schedule.T), i_start)
     x_t = denoiser.schedule.q_sample(x_0, tail[0], _randn_like(x_0, generator))
-    return samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, eta=eta)
+    return samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, sampler=sampler)
 
 
 def repaint_walk(n: int, jump_length: int, resample: int) -> list[int]:
@@ -175,6 +175,7 @@ def inpaint(
     method: InpaintMethod = "replace",
     jump_length: int = 5,
     resample: int = 5,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
 ) -> Tensor:
     """Fill in x_0 (B,C,H,W) where ``mask`` is 1, keeping it exactly where ``mask`` is 0.
 
@@ -183,12 +184,16 @@ def inpaint(
     x_0 itself, so every pixel outside the mask ends exactly equal to x_0.
     "repaint" (Lugmayr et al. 2022, Alg. 1): the same, over :func:`repaint_walk`; going back
     up a level draws x_t'' ~ q(x_t'' | x_t') = N(sqrt(abar_t''/abar_t') x_t', (1 - abar_t''/abar_t') I).
-    With resample=1 it equals "replace" (same noise draws, same result).
+    With resample=1 it equals "replace" (same noise draws, same result). Any ``sampler`` takes the
+    denoising steps; a multistep one restarts after each jump back up (its history no longer applies).
     mask: (H,W), (C,H,W) or (B,C,H,W), 1 = generate new content. Returns (B,C,H,W).
     """
     if method not in INPAINT_METHODS:
         raise FundiffError(f"unknown inpainting method {method!r}; choose one of {', '.join(INPAINT_METHODS)}")
     m = binary_mask(mask, x_0)
+    if not bool(m.any()):
+        raise FundiffError("the mask selects no pixel to fill in; paint (white, > 0.5) the region to generate")
+    sampler = samplers.get_sampler(sampler)
     schedule = denoiser.schedule
     timesteps = ts_lib.validate(timesteps, schedule.T)
     walk = repaint_walk(len(timesteps), jump_length, resample) if method == "repaint" else None
@@ -205,18 +210,20 @@ def inpaint(
             timesteps,
             cond=cond,
             generator=generator,
+            sampler=sampler,
             on_step=lambda i, t, t_prev, x_prev, x0_hat: keep_known(x_prev, t_prev),
         )
 
     def t_at(q: int) -> int:  # level q of the walk -> timestep (level 0 is the clean image, t = -1)
         return timesteps[len(timesteps) - q] if q > 0 else -1
 
+    step = sampler.start(schedule)
     for q, q_next in zip(walk, walk[1:]):
         t, t_next = t_at(q), t_at(q_next)
         if q_next < q:  # denoise one (strided) step, then put the known region back
-            pred = denoiser(x, _t_batch(t, x), cond)
-            x, _ = schedule.p_step(x, pred.eps.to(x.dtype), t, t_next, v=pred.v, generator=generator)
+            x, _ = step(x, denoiser(x, _t_batch(t, x), cond), t, t_next, generator)
             x = keep_known(x, t_next)
-        else:  # jump back up to t_next > t
+        else:  # jump back up to t_next > t, and restart the sampler there
             x = renoise(schedule, x, t, t_next, generator=generator)
+            step = sampler.start(schedule)
     return x

@@ -26,7 +26,7 @@ from fundiff.classify import predict
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
-from fundiff.samplers import sample_from_noise
+from fundiff.samplers import DEFAULT_SAMPLER, Sampler, sample_from_noise
 
 GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
 BLUR_KERNELS: tuple[int, ...] = (1, 3, 5, 7, 9, 11)  # 1 is the identity (no blur)
@@ -41,18 +41,18 @@ def draw_samples(
     *,
     generator: torch.Generator,
     batch_size: int = 500,
-    eta: float | None = None,
+    sampler: str | Sampler = DEFAULT_SAMPLER,
 ) -> Tensor:
     """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
 
-    Pure-noise DDPM (or DDIM with ``eta``) sampling over ``timesteps`` on ``generator``'s
+    Pure-noise sampling with ``sampler`` over ``timesteps`` on ``generator``'s
     device; the generator is advanced, so a fixed seed and batch size give fixed samples.
     """
     lo, hi = denoiser.value_range
     out = []
     for i in range(0, len(prompts), batch_size):
         cond = denoiser.encode(list(prompts[i : i + batch_size]))
-        x = sample_from_noise(denoiser, cond, timesteps, generator=generator, eta=eta, device=generator.device)
+        x = sample_from_noise(denoiser, cond, timesteps, generator=generator, sampler=sampler, device=generator.device)
         out.append(((x - lo) / (hi - lo)).clamp(0, 1))
     return torch.cat(out)
 
@@ -202,6 +202,7 @@ def guidance_sweep(
     generator: torch.Generator,
     fid: FID | None = None,
     batch_size: int = 500,
+    sampler: str | Sampler = DEFAULT_SAMPLER,
 ) -> list[GuidanceResult]:
     """Class accuracy of a class-conditioned model's samples at each CFG scale (Ho & Salimans 2022).
 
@@ -217,7 +218,7 @@ def guidance_sweep(
     for s in scales:
         g = torch.Generator(device=generator.device)
         g.set_state(generator.get_state())
-        x = draw_samples(CFG(denoiser, s), prompts, timesteps, generator=g, batch_size=batch_size)
+        x = draw_samples(CFG(denoiser, s), prompts, timesteps, generator=g, batch_size=batch_size, sampler=sampler)
         acc = class_accuracy(classifier, x, target, num_classes=len(class_names))
         results.append(GuidanceResult(float(s), acc, None if fid is None else fid(x), x))
     return results

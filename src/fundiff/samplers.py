@@ -1,23 +1,150 @@
-"""Samplers: plain functions of (denoiser, x, timesteps, cond, generator).
+"""Samplers: named update rules x_t -> x_t' and one loop, ``sample``, that runs any of them.
 
-``sample`` runs ancestral DDPM steps (Ho et al. 2020, Alg. 2, strided per ERRATA item 3)
-or DDIM steps (Song et al. 2021) over a timestep list (see timesteps.py). Pure-noise
-sampling, strided iterative denoising and SDEdit differ only in the list and the start
-``x``; inpainting adds a per-step hook.
+A sampler turns the denoiser's prediction at ``t`` into the next, less noisy ``x_t'``
+(``t' = -1`` is the clean image, see schedules.py). fundiff has
+
+- ``ddpm``: ancestral posterior steps (Ho et al. 2020, Alg. 2; strided per ERRATA item 3),
+  with the learned variance when the denoiser predicts one;
+- ``ddim``: DDIM (Song et al. 2021, Eq. 12); ``eta`` in [0, 1], 0 is deterministic;
+- ``dpm++``: DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), a deterministic second-order
+  multistep solver for few-step sampling, first-order on its first and last step.
+
+Pure-noise sampling, strided iterative denoising and SDEdit differ only in the timestep
+list and the start ``x``; inpainting adds a per-step hook; RePaint restarts the sampler
+after each jump back up. **Adding a sampler** touches this file only: a class with a
+``name`` and ``start(schedule) -> Step``, and an entry in :data:`SAMPLERS`; the CLI's
+``--sampler`` choices, every edit, technique and the evaluation take it from there.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
 from fundiff import timesteps as ts_lib
-from fundiff.denoisers import Denoiser
+from fundiff.denoisers import Denoiser, Prediction
+from fundiff.errors import FundiffError
+from fundiff.schedules import NoiseSchedule
 
 # on_step(i, t, t_prev, x_prev, x0_hat) -> replacement for x_prev, or None to keep it
 StepHook = Callable[[int, int, int, Tensor, Tensor], Tensor | None]
+
+
+class Step(Protocol):
+    """One update of one descent: (x_t, prediction at t, t, t_prev, generator) -> (x_t', x0_hat)."""
+
+    def __call__(
+        self, x_t: Tensor, pred: Prediction, t: int, t_prev: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+class Sampler(Protocol):
+    """A named update rule. ``start`` gives a fresh :class:`Step` for one descent (multistep state lives there)."""
+
+    name: ClassVar[str]
+
+    def start(self, schedule: NoiseSchedule) -> Step: ...
+
+
+@dataclass(frozen=True)
+class DDPM:
+    """Ancestral DDPM steps (Ho et al. 2020, Alg. 2), strided (ERRATA item 3), learned variance if predicted."""
+
+    name: ClassVar[str] = "ddpm"
+
+    def start(self, schedule: NoiseSchedule) -> Step:
+        def step(x_t, pred, t, t_prev, generator):
+            return schedule.p_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, v=pred.v, generator=generator)
+
+        return step
+
+
+@dataclass(frozen=True)
+class DDIM:
+    """DDIM steps (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 the DDPM posterior variance."""
+
+    eta: float = 0.0
+    name: ClassVar[str] = "ddim"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eta) and 0.0 <= self.eta <= 1.0):
+            raise FundiffError(f"DDIM's eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {self.eta}")
+
+    def start(self, schedule: NoiseSchedule) -> Step:
+        def step(x_t, pred, t, t_prev, generator):
+            return schedule.ddim_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, eta=self.eta, generator=generator)
+
+        return step
+
+
+def _alpha_sigma(schedule: NoiseSchedule, t: int) -> tuple[float, float]:
+    """(alpha_t, sigma_t) = (sqrt(abar_t), sqrt(1 - abar_t)) of the VP process; t = -1 gives (1, 0)."""
+    abar = float(schedule.abar_at(t))
+    return math.sqrt(abar), math.sqrt(1.0 - abar)
+
+
+@dataclass(frozen=True)
+class DPMSolverPP:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2, midpoint form as in diffusers' ``DPMSolverMultistepScheduler``).
+
+    In lambda_t = log(alpha_t / sigma_t), with data prediction D = x0_hat and h = lambda_t' - lambda_t:
+    x_t' = (sigma_t'/sigma_t) x_t - alpha_t' (e^-h - 1) (D_t + (D_t - D_prev) / (2 r)),
+    r = h_prev / h. The first step, and the last (to the clean image, sigma = 0), are first order
+    (which is DDIM with eta = 0). Deterministic: the generator is never used.
+    """
+
+    name: ClassVar[str] = "dpm++"
+
+    def start(self, schedule: NoiseSchedule) -> Step:
+        history: list[tuple[float, Tensor]] = []  # (lambda_t, x0_hat) of the previous step
+
+        def step(x_t, pred, t, t_prev, generator):
+            x0_hat = schedule.x0_from_eps(x_t, t, pred.eps.to(x_t.dtype))
+            alpha_s, sigma_s = _alpha_sigma(schedule, t)
+            alpha_t, sigma_t = _alpha_sigma(schedule, t_prev)
+            lam_s = math.log(alpha_s / sigma_s)
+            if t_prev < 0:  # sigma = 0: the solution at lambda = inf is the data prediction itself
+                history.clear()
+                return x0_hat, x0_hat
+            h = math.log(alpha_t / sigma_t) - lam_s
+            d = x0_hat
+            if history:
+                lam_prev, x0_prev = history[-1]
+                r = (lam_s - lam_prev) / h
+                d = x0_hat + (x0_hat - x0_prev) / (2 * r)
+            history[:] = [(lam_s, x0_hat)]
+            return (sigma_t / sigma_s) * x_t - (alpha_t * math.expm1(-h)) * d, x0_hat
+
+        return step
+
+
+SAMPLERS: dict[str, type] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP)}
+DEFAULT_SAMPLER = "ddpm"
+
+
+def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None = None) -> Sampler:
+    """A sampler by name (``ddpm``, ``ddim``, ``dpm++``), or ``sampler`` itself if it is one.
+
+    ``eta`` applies to samplers that take it (DDIM); giving it to another is an error.
+    """
+    if not isinstance(sampler, str):
+        if eta is not None:
+            raise FundiffError("give eta to the sampler's constructor, not beside a sampler object")
+        return sampler
+    if sampler not in SAMPLERS:
+        raise FundiffError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    cls = SAMPLERS[sampler]
+    if eta is None:
+        return cls()
+    if "eta" not in getattr(cls, "__dataclass_fields__", {}):
+        takes = [n for n, c in SAMPLERS.items() if "eta" in getattr(c, "__dataclass_fields__", {})]
+        raise FundiffError(f"the {sampler} sampler takes no eta; eta applies to {', '.join(takes)}")
+    return cls(eta=eta)
 
 
 @torch.no_grad()
@@ -28,25 +155,21 @@ def sample(
     *,
     cond: Tensor,
     generator: torch.Generator | None = None,
-    eta: float | None = None,
+    sampler: str | Sampler = DEFAULT_SAMPLER,
     on_step: StepHook | None = None,
 ) -> Tensor:
-    """Denoise ``x`` = x_{timesteps[0]} (B,C,H,W) down to x_0 over ``timesteps``.
+    """Denoise ``x`` = x_{timesteps[0]} (B,C,H,W) down to x_0 over ``timesteps`` with ``sampler``.
 
-    eta=None takes ancestral DDPM posterior steps (learned variance used when the
-    denoiser predicts it); a float takes DDIM steps with that eta. Noise comes only from
-    ``generator``. Returns the clean estimate (B,C,H,W), same dtype as ``x``.
+    Noise comes only from ``generator``. ``on_step`` may replace each x_t' (inpainting).
+    Returns the clean estimate (B,C,H,W), same dtype as ``x``.
     """
     schedule = denoiser.schedule
     timesteps = ts_lib.validate(timesteps, schedule.T)
+    step = get_sampler(sampler).start(schedule)
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        pred = denoiser(x, t_batch, cond)
-        if eta is None:
-            x_prev, x0_hat = schedule.p_step(x, pred.eps.to(x.dtype), t, t_prev, v=pred.v, generator=generator)
-        else:
-            x_prev, x0_hat = schedule.ddim_step(x, pred.eps.to(x.dtype), t, t_prev, eta=eta, generator=generator)
+        x_prev, x0_hat = step(x, denoiser(x, t_batch, cond), t, t_prev, generator)
         if on_step is not None:
             replaced = on_step(i, t, t_prev, x_prev, x0_hat)
             if replaced is not None:
@@ -68,7 +191,7 @@ def sample_from_noise(
     timesteps: list[int],
     *,
     generator: torch.Generator | None,
-    eta: float | None = None,
+    sampler: str | Sampler = DEFAULT_SAMPLER,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """Draw x_T ~ N(0, I) for each row of ``cond`` and denoise it (the write-up's i_start = 0).
@@ -77,4 +200,4 @@ def sample_from_noise(
     """
     shape = (cond.shape[0], denoiser.channels, denoiser.image_size, denoiser.image_size)
     x_T = noise_like(shape, generator=generator, device=device)
-    return sample(denoiser, x_T, timesteps, cond=cond, generator=generator, eta=eta)
+    return sample(denoiser, x_T, timesteps, cond=cond, generator=generator, sampler=sampler)

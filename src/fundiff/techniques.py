@@ -217,6 +217,7 @@ def iterative_figure(
     x_0: Tensor,
     *,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     i_start: int = WRITEUP_ITERATIVE_START,
     every: int = WRITEUP_EVERY,
     prompt: str = "",
@@ -236,7 +237,9 @@ def iterative_figure(
     )
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
-    x_iter, seen = edits.iterative_denoise(model, x_t, i_start, timesteps, cond=cond, generator=g, every=every)
+    x_iter, seen = edits.iterative_denoise(
+        model, x_t, i_start, timesteps, cond=cond, generator=g, every=every, sampler=sampler
+    )
     x_one = edits.one_step_denoise(model, x_t, t_start, cond=cond)
     x_blur = edits.gaussian_blur_denoise(x_t, kernel_size, sigma)
     B, vr = x_0.shape[0], denoiser.value_range
@@ -273,6 +276,7 @@ def sampling_figure(
     n: int = 5,
     guidance: float = 5.0,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
@@ -289,6 +293,7 @@ def sampling_figure(
             model.encode(all_prompts),
             timesteps,
             generator=_generator(seed, _device(denoiser)),
+            sampler=sampler,
             device=_device(denoiser),
         )
     tag = {s: "no CFG" if s == 1.0 else f"CFG s={s:g}" for s in scales}
@@ -315,6 +320,7 @@ def sdedit_figure(
     prompt: str = "",
     guidance: float = 5.0,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     name: str = "sdedit",
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
@@ -328,7 +334,7 @@ def sdedit_figure(
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     g = _generator(seed, x_0.device)
-    edited = {i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g) for i in i_starts}
+    edited = {i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g, sampler=sampler) for i in i_starts}
     rows = [(f"image {b}", torch.stack([edited[i][b] for i in i_starts] + [x_0[b]])) for b in range(x_0.shape[0])]
     cols = [f"i_start {i} (t={timesteps[i]})" for i in i_starts] + ["original"]
     paths = _write(
@@ -354,6 +360,7 @@ def inpaint_figure(
     prompt: str = "",
     guidance: float = 5.0,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
@@ -371,6 +378,7 @@ def inpaint_figure(
         method=method,
         jump_length=jump_length,
         resample=resample,
+        sampler=sampler,
     )
     lo, hi = denoiser.value_range
     m = edits.binary_mask(mask, x_0[:1]).to(x_0.dtype)
@@ -396,6 +404,7 @@ def anagram_figure(
     n: int = 4,
     guidance: float = 5.0,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
@@ -408,6 +417,7 @@ def anagram_figure(
         model.encode([""] * n),
         timesteps,
         generator=_generator(seed, _device(denoiser)),
+        sampler=sampler,
         device=_device(denoiser),
     )
     rows = [(f"{v.name}: {p or 'null prompt'}", v.view_image(x, denoiser.value_range)) for v, p in zip(views, prompts)]
@@ -432,6 +442,7 @@ def hybrid_figure(
     n: int = 4,
     guidance: float = 5.0,
     timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
@@ -449,6 +460,7 @@ def hybrid_figure(
         model.encode([""] * n),
         timesteps,
         generator=_generator(seed, _device(denoiser)),
+        sampler=sampler,
         device=_device(denoiser),
     )
     lo, hi = denoiser.value_range
