@@ -1,10 +1,12 @@
-"""Sampling time and class accuracy against the number of steps, for a class-conditioned model.
+"""Sampler x steps: seconds for 100 CFG samples, class accuracy and FID, against 50-step DDPM.
 
-    python benchmarks/sampling_speed.py --model mnist-class --classifier mnist-classifier --threads 2
+    python benchmarks/sampling_speed.py --threads 2 --samplers ddpm,ddim,dpm++ --steps 5,8,10,20
 
-For each step count: 100 samples (10 per class) with CFG (cond + uncond in one batch),
-timed end to end after one warm-up run, then graded by fundiff's classifier on more
-samples (--n-acc per class, same steps). DDPM ancestral steps, and DDIM (eta 0) with --ddim.
+For each sampler and step count: 100 class samples (10 per class) with CFG (cond + uncond in
+one 200-image batch), timed after a warm-up (sampling alone, not start-up); then --n-eval
+samples graded by fundiff's classifier (accuracy) and scored by FID against the test set, in
+the same run as the baseline, DDPM with 50 steps. The process keeps freed memory as the
+``fundiff`` command does (benchmarks/allocator.py measures what that changes).
 """
 
 from __future__ import annotations
@@ -13,57 +15,70 @@ import argparse
 import time
 
 import torch
+from _common import cpu_line
 
-from fundiff import DEFAULT_SEED
+from fundiff import DEFAULT_SEED, data
 from fundiff import timesteps as ts
+from fundiff.checkpoints import load_config
 from fundiff.classify import load_classifier
 from fundiff.devices import resolve_precision
 from fundiff.guidance import CFG
-from fundiff.metrics import class_accuracy, draw_samples
-from fundiff.runs import load_denoiser
+from fundiff.memory import keep_freed_memory
+from fundiff.metrics import FID, class_accuracy, draw_samples, reference_fid
+from fundiff.runs import load_denoiser, resolve
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mnist-class", help="class-conditioned run folder or shipped name")
     ap.add_argument("--classifier", default="mnist-classifier", help="classifier run folder or shipped name")
-    ap.add_argument("--steps", default="10,20,30,50,100,300", help="comma-separated step counts")
+    ap.add_argument("--samplers", default="ddpm,ddim,dpm++", help="comma-separated sampler names")
+    ap.add_argument("--steps", default="5,8,10,20", help="comma-separated step counts")
     ap.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="UNet autocast precision")
-    ap.add_argument("--n-acc", type=int, default=50, help="samples per class for the accuracy column")
-    ap.add_argument("--ddim", action="store_true", help="also DDIM (eta = 0) rows")
+    ap.add_argument("--n-eval", type=int, default=500, help="samples for accuracy and FID (a multiple of 10)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args()
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    den = load_denoiser(
-        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",)
-    )
+    den = load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device))
     clf, _ = load_classifier(args.classifier, device=device)
+    dataset = load_config(resolve(args.model))["train"]["dataset"]
+    x_test, _ = data.load_split(dataset, train=False)
+    fid = FID(clf, data.to_unit_float(x_test))
     guided = CFG(den, args.guidance)
-    names = den.class_names
+    names = den.default_prompts
     prompts100 = [n for n in names for _ in range(10)]
-    prompts_acc = [n for n in names for _ in range(args.n_acc)]
-    target = torch.arange(len(names)).repeat_interleave(args.n_acc)
-    print(
-        f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}"
-    )
-    print(f"{'sampler':8s} {'steps':>5s} {'100 samples (s)':>16s} {'accuracy':>9s}")
-    for eta in [None] + ([0.0] if args.ddim else []):
+    per = args.n_eval // len(names)
+    prompts_eval = [n for n in names for _ in range(per)]
+    target = torch.arange(len(names)).repeat_interleave(per)
+    x_train, _ = data.load_split(dataset, train=True)
+    floor = reference_fid(fid, x_train, n=len(prompts_eval), generator=torch.Generator().manual_seed(args.seed + 1))
+    print(cpu_line())
+    print(f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()}")
+    print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")
+
+    def measure(sampler: str, steps: int) -> tuple[float, float, float]:
+        timesteps = ts.strided(den.schedule.T, steps=steps)
+        draw_samples(guided, prompts100[:10], timesteps[:2], generator=torch.Generator(), sampler=sampler)  # warm-up
+        t0 = time.perf_counter()
+        draw_samples(guided, prompts100, timesteps, generator=torch.Generator().manual_seed(args.seed), sampler=sampler)
+        wall = time.perf_counter() - t0
+        g = torch.Generator().manual_seed(args.seed + 2)
+        x = draw_samples(guided, prompts_eval, timesteps, generator=g, sampler=sampler)
+        return wall, class_accuracy(clf, x, target, num_classes=len(names)).overall, fid(x)
+
+    base = measure("ddpm", 50)
+    print("| sampler | steps | 100 samples (s) | accuracy | FID | FID / DDPM-50 |")
+    print("|---|---|---|---|---|---|")
+    print(f"| ddpm (baseline) | 50 | {base[0]:.2f} | {base[1]:.1%} | {base[2]:.2f} | 1.00 |")
+    for sampler in args.samplers.split(","):
         for steps in [int(s) for s in args.steps.split(",")]:
-            timesteps = ts.strided(den.schedule.T, steps=steps)
-            g = torch.Generator().manual_seed(args.seed)
-            draw_samples(guided, prompts100[:10], timesteps[:2], generator=g, eta=eta)  # warm-up
-            t0 = time.perf_counter()
-            draw_samples(guided, prompts100, timesteps, generator=torch.Generator().manual_seed(args.seed), eta=eta)
-            wall = time.perf_counter() - t0
-            x = draw_samples(
-                guided, prompts_acc, timesteps, generator=torch.Generator().manual_seed(args.seed + 1), eta=eta
-            )
-            acc = class_accuracy(clf, x, target, num_classes=len(names)).overall
-            print(f"{'DDPM' if eta is None else 'DDIM':8s} {steps:>5d} {wall:>16.2f} {acc:>9.3f}")
+            wall, acc, f = measure(sampler, steps)
+            print(f"| {sampler} | {steps} | {wall:.2f} | {acc:.1%} | {f:.2f} | {f / base[2]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
