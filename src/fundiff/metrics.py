@@ -12,7 +12,6 @@ eval mode (BatchNorm).
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fundiff.atomic import atomic_write_bytes
 from fundiff.classify import predict
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
@@ -231,17 +229,21 @@ def plot_guidance_sweep(
     fid_floor: float | None = None,
     title: str = "",
 ) -> Path:
-    """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured; a PNG written atomically."""
-    import matplotlib
+    """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A PNG written atomically.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    from fundiff.io import save_figure
 
     scales = [r.scale for r in results]
     with_fid = all(r.fid is not None for r in results)
-    fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(10 if with_fid else 6, 4), squeeze=False)
+    fig = Figure(figsize=(10 if with_fid else 6, 4))
+    axes = fig.subplots(1, 2 if with_fid else 1, squeeze=False)
     ax = axes[0][0]
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     for k, name in enumerate(class_names):
         ax.plot(scales, [r.accuracy.per_class[k] for r in results], lw=0.8, alpha=0.6, color=cmap(k % 10), label=name)
     ax.plot(scales, [r.accuracy.overall for r in results], "k-o", lw=2, label="all")
@@ -259,11 +261,7 @@ def plot_guidance_sweep(
         a.grid(True, alpha=0.3)
     fig.suptitle(title or "class accuracy vs. classifier-free guidance", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)
 
 
 # -- classical baseline for the one-step denoiser ---------------------------------------------
@@ -323,5 +321,6 @@ def blur_baseline(
 
 __all__ = [
     "GUIDANCE_SWEEP", "draw_samples", "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy",
-    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "Blur", "blur", "best_blur", "BlurRow", "blur_baseline",
+    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "Blur", "blur", "best_blur",
+    "BlurRow", "blur_baseline",
 ]  # fmt: skip
