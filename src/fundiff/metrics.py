@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fundiff.classify import predict
+from fundiff.data import to_unit_float
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
+from fundiff.models.classifier import predict
 from fundiff.samplers import sample_from_noise
+from fundiff.views import GaussianFilter
 
 GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
 BLUR_KERNELS: tuple[int, ...] = (1, 3, 5, 7, 9, 11)  # 1 is the identity (no blur)
@@ -133,7 +135,7 @@ def reference_fid(fid_to_real: FID, train: Tensor, *, n: int, generator: torch.G
         raise FundiffError(f"the reference FID needs 2..{len(train)} train images, got n={n}")
     subset = train[torch.randperm(len(train), generator=generator)[:n].to(train.device)]
     if subset.dtype == torch.uint8:
-        subset = subset.float().div(255)
+        subset = to_unit_float(subset)
     return fid_to_real(subset)
 
 
@@ -265,28 +267,18 @@ def plot_guidance_sweep(
 
 
 # -- classical baseline for the one-step denoiser ---------------------------------------------
-@dataclass(frozen=True)
-class Blur:
-    kernel_size: int  # odd; 1 is the identity
-    sigma: float  # standard deviation of the Gaussian, pixels
-
-
-def blur(x: Tensor, b: Blur) -> Tensor:
-    """Gaussian blur of x (N,C,H,W) float, clamped to [0,1] (reflect padding, torchvision)."""
-    from torchvision.transforms.functional import gaussian_blur
-
-    return gaussian_blur(x, [b.kernel_size, b.kernel_size], [b.sigma, b.sigma]).clamp(0, 1)
-
-
 def best_blur(
     clean: Tensor, noisy: Tensor, *, kernels: Sequence[int] = BLUR_KERNELS, sigmas: Sequence[float] = BLUR_SIGMAS
-) -> tuple[Blur, float]:
-    """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE."""
-    grid = [Blur(1, 1.0)] if 1 in kernels else []
-    grid += [Blur(k, s) for k in kernels if k > 1 for s in sigmas]
+) -> tuple[GaussianFilter, float]:
+    """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE.
+
+    The blurred image is ``GaussianFilter.lowpass(noisy)`` clamped to [0,1] (the images' range).
+    """
+    grid = [GaussianFilter(1, 1.0)] if 1 in kernels else []
+    grid += [GaussianFilter(k, s) for k in kernels if k > 1 for s in sigmas]
     if not grid:
         raise FundiffError("the blur grid is empty; give at least one kernel size")
-    scores = [(float(((blur(noisy, b) - clean) ** 2).mean()), i) for i, b in enumerate(grid)]
+    scores = [(float(((b.lowpass(noisy).clamp(0, 1) - clean) ** 2).mean()), i) for i, b in enumerate(grid)]
     mse, i = min(scores)
     return grid[i], mse
 
@@ -294,7 +286,7 @@ def best_blur(
 @dataclass(frozen=True)
 class BlurRow:
     sigma: float  # noise level of z = x + sigma * eps
-    blur: Blur  # the best blur for this sigma on the tuning images
+    blur: GaussianFilter  # the best blur for this sigma on the tuning images
     mse: float  # MSE of blur(z) against x on the evaluation images, images in [0,1]
     psnr: float  # 10 log10(1 / mse), dB
 
@@ -314,13 +306,13 @@ def blur_baseline(
     for sigma, z in noisy.items():
         z_tune = x_tune + sigma * torch.randn(x_tune.shape, generator=generator, device=x_tune.device)
         b, _ = best_blur(x_tune, z_tune)
-        mse = float(((blur(z, b) - x) ** 2).mean())
+        mse = float(((b.lowpass(z).clamp(0, 1) - x) ** 2).mean())
         rows.append(BlurRow(float(sigma), b, mse, psnr(mse)))
     return rows
 
 
 __all__ = [
     "GUIDANCE_SWEEP", "draw_samples", "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy",
-    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "Blur", "blur", "best_blur",
+    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "best_blur",
     "BlurRow", "blur_baseline",
 ]  # fmt: skip

@@ -27,12 +27,8 @@ def export_run(
     cfg = ckpt.load_config(run_dir)
     state = ckpt.read_json(run_dir / "state.json")
     weights, step = ckpt.load_weights(run_dir)
-    prefix = "ema." if any(k.startswith("ema.") for k in weights) else "model."
-    small = {
-        "model." + k[len(prefix) :]: (v.to(dtype) if v.is_floating_point() else v)
-        for k, v in weights.items()
-        if k.startswith(prefix)
-    }
+    state, is_ema = ckpt.model_state(weights)
+    small = {"model." + k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     if not small:
         raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
     train = cfg.get("train", {})
@@ -48,7 +44,7 @@ def export_run(
         "final_loss": state["losses"][-1] if state.get("losses") else None,
         "wall_s": state.get("wall_s"),
         "machine": cfg.get("machine"),
-        "weights": ("EMA " if prefix == "ema." else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
+        "weights": ("EMA " if is_ema else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
         "evaluation": evaluation or {},
     }
     card.update({k: v for k, v in (card_extra or {}).items() if v is not None})
