@@ -1,8 +1,13 @@
-"""Small fixtures shared by tests: synthetic digit-like data and tiny configs."""
+"""Small fixtures shared by tests: synthetic digit-like data, tiny configs and a tiny random UNet."""
+
+from collections.abc import Sequence
 
 import torch
 
 from fundiff import training
+from fundiff.denoisers import UNetDenoiser
+from fundiff.models.unet import UNet, UNetConfig
+from fundiff.schedules import NoiseSchedule
 from fundiff.training import TrainConfig
 
 
@@ -40,3 +45,15 @@ def tiny_runs(root, data) -> dict:
         training.train(tiny_config(kind, epochs=1, T=20), root / kind, data=data, progress=False)
         out[kind] = root / kind
     return out
+
+
+def tiny_unet(T: int = 20, *, kind: str = "class", class_names: Sequence[str] = (), seed: int = 0) -> UNetDenoiser:
+    """An untrained class (or time) UNet with hidden = 4 on 28x28 images, as a Denoiser over a linear T-step schedule.
+
+    Its weights depend on ``seed`` only: they are drawn inside ``torch.random.fork_rng``, so the global RNG
+    is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = UNet(UNetConfig(kind=kind, hidden=4)).eval()
+    return UNetDenoiser(net, NoiseSchedule.linear(T), class_names=class_names)

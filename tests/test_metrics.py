@@ -9,14 +9,11 @@ from torch import nn
 from fundiff import data, metrics
 from fundiff.classify import ClassifierTrainConfig, train_classifier
 from fundiff.cli_eval import register
-from fundiff.denoisers import UNetDenoiser
 from fundiff.errors import FundiffError
 from fundiff.models.classifier import ClassifierConfig
-from fundiff.models.unet import UNet, UNetConfig
-from fundiff.schedules import NoiseSchedule
 from fundiff.timesteps import strided
 from fundiff.views import GaussianFilter
-from helpers import synthetic_data, tiny_runs
+from helpers import synthetic_data, tiny_runs, tiny_unet
 
 
 class FlatFeatures(nn.Module):
@@ -151,14 +148,8 @@ def test_blur_baseline_rows():
     assert rows[1].blur.kernel_size > 1 and rows[1].mse < float(((noisy[0.5].clamp(0, 1) - x) ** 2).mean())
 
 
-def _tiny_class_denoiser():
-    torch.manual_seed(0)
-    net = UNet(UNetConfig(kind="class", hidden=4)).eval()
-    return UNetDenoiser(net, NoiseSchedule.from_name("linear", 20), class_names=data.CLASS_NAMES["mnist"])
-
-
 def test_guidance_sweep_shares_noise_across_scales_and_leaves_the_generator_alone(tmp_path):
-    den = _tiny_class_denoiser()
+    den = tiny_unet(class_names=data.CLASS_NAMES["mnist"])
     g = torch.Generator().manual_seed(7)
     state = g.get_state()
     clf = PixelClassifier().eval()
@@ -185,7 +176,7 @@ def test_guidance_sweep_shares_noise_across_scales_and_leaves_the_generator_alon
 
 
 def test_draw_samples_is_seeded():
-    den = _tiny_class_denoiser()
+    den = tiny_unet(class_names=data.CLASS_NAMES["mnist"])
     ts = strided(20, steps=2)
     a = metrics.draw_samples(den, ["3", "4", ""], ts, generator=torch.Generator().manual_seed(1), batch_size=2)
     b = metrics.draw_samples(den, ["3", "4", ""], ts, generator=torch.Generator().manual_seed(1), batch_size=2)
