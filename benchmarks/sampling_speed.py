@@ -19,7 +19,8 @@ from fundiff import timesteps as ts
 from fundiff.classify import load_classifier
 from fundiff.devices import resolve_precision
 from fundiff.guidance import CFG
-from fundiff.metrics import class_accuracy, draw_samples
+from fundiff.evaluation import draw_samples
+from fundiff.metrics import class_accuracy
 from fundiff.runs import load_denoiser
 
 

@@ -1,5 +1,5 @@
-"""Measuring samples with a trained classifier (classify.py): FID, class accuracy, class histograms,
-and a classical baseline (best Gaussian blur) for the one-step denoiser.
+"""Metric primitives: FID, class accuracy and histograms with a trained classifier (classify.py),
+PSNR, and a classical baseline (best Gaussian blur) for the one-step denoiser.
 
 FID (Heusel et al. 2017) is computed by torchmetrics' ``FrechetInceptionDistance`` with the
 classifier's penultimate features (models/classifier.py) as the feature extractor, since
@@ -7,7 +7,8 @@ Inception v3 knows nothing about 28x28 digits (and its weights cannot be fetched
 FID is biased upwards at small sample counts, so it is reported beside ``reference_fid``:
 real train images against the same test set at the same count, the floor a perfect model
 would reach. Images are float (N,C,H,W) in [0,1] throughout; the classifier must be in
-eval mode (BatchNorm).
+eval mode (BatchNorm). The procedures that draw samples and sweep settings with these
+metrics are in evaluation.py.
 """
 
 from __future__ import annotations
@@ -15,46 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from fundiff.data import to_unit_float
-from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
-from fundiff.guidance import CFG
 from fundiff.models.classifier import predict
-from fundiff.samplers import sample_from_noise
 from fundiff.views import GaussianFilter
 
-GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
 BLUR_KERNELS: tuple[int, ...] = (1, 3, 5, 7, 9, 11)  # 1 is the identity (no blur)
 BLUR_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-
-
-# -- sampling ---------------------------------------------------------------------------------
-def draw_samples(
-    denoiser: Denoiser,
-    prompts: Sequence[str],
-    timesteps: list[int],
-    *,
-    generator: torch.Generator,
-    batch_size: int = 500,
-    eta: float | None = None,
-) -> Tensor:
-    """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
-
-    Pure-noise DDPM (or DDIM with ``eta``) sampling over ``timesteps`` on ``generator``'s
-    device; the generator is advanced, so a fixed seed and batch size give fixed samples.
-    """
-    lo, hi = denoiser.value_range
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        cond = denoiser.encode(list(prompts[i : i + batch_size]))
-        x = sample_from_noise(denoiser, cond, timesteps, generator=generator, eta=eta, device=generator.device)
-        out.append(((x - lo) / (hi - lo)).clamp(0, 1))
-    return torch.cat(out)
 
 
 # -- FID --------------------------------------------------------------------------------------
@@ -183,87 +155,10 @@ def class_histogram(
     )
 
 
-@dataclass(frozen=True)
-class GuidanceResult:
-    scale: float  # CFG scale s: eps_u + s (eps_c - eps_u)
-    accuracy: ClassAccuracy
-    fid: float | None  # FID of the samples, when guidance_sweep was given an FID
-    samples: Tensor  # (num_classes * n_per_class, C,H,W) in [0,1]; class k in rows k*n_per_class ...
-
-
-def guidance_sweep(
-    denoiser: Denoiser,
-    classifier: nn.Module,
-    scales: Sequence[float],
-    timesteps: list[int],
-    *,
-    class_names: Sequence[str],
-    n_per_class: int,
-    generator: torch.Generator,
-    fid: FID | None = None,
-    batch_size: int = 500,
-) -> list[GuidanceResult]:
-    """Class accuracy of a class-conditioned model's samples at each CFG scale (Ho & Salimans 2022).
-
-    Every scale starts from the same noise: a copy of ``generator``'s state (which is left
-    untouched), so the scales differ only in guidance. With ``fid``, each scale's samples
-    also get their FID (the accuracy / FID trade-off of guidance).
-    """
-    if n_per_class < 1:
-        raise FundiffError(f"need at least one sample per class, got {n_per_class}")
-    prompts = [name for name in class_names for _ in range(n_per_class)]
-    target = torch.arange(len(class_names)).repeat_interleave(n_per_class)
-    results = []
-    for s in scales:
-        g = torch.Generator(device=generator.device)
-        g.set_state(generator.get_state())
-        x = draw_samples(CFG(denoiser, s), prompts, timesteps, generator=g, batch_size=batch_size)
-        acc = class_accuracy(classifier, x, target, num_classes=len(class_names))
-        results.append(GuidanceResult(float(s), acc, None if fid is None else fid(x), x))
-    return results
-
-
-def plot_guidance_sweep(
-    results: Sequence[GuidanceResult],
-    path: str | Path,
-    *,
-    class_names: Sequence[str],
-    fid_floor: float | None = None,
-    title: str = "",
-) -> Path:
-    """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured.
-
-    A PNG written atomically.
-    """
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    from fundiff.io import save_figure
-
-    scales = [r.scale for r in results]
-    with_fid = all(r.fid is not None for r in results)
-    fig = Figure(figsize=(10 if with_fid else 6, 4))
-    axes = fig.subplots(1, 2 if with_fid else 1, squeeze=False)
-    ax = axes[0][0]
-    cmap = colormaps["tab10"]
-    for k, name in enumerate(class_names):
-        ax.plot(scales, [r.accuracy.per_class[k] for r in results], lw=0.8, alpha=0.6, color=cmap(k % 10), label=name)
-    ax.plot(scales, [r.accuracy.overall for r in results], "k-o", lw=2, label="all")
-    ax.set_ylabel("classifier accuracy of samples")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    if with_fid:
-        axes[0][1].plot(scales, [r.fid for r in results], "k-o", lw=2, label="samples")
-        if fid_floor is not None:
-            axes[0][1].axhline(fid_floor, color="gray", ls="--", label="floor: train vs test")
-        axes[0][1].legend(fontsize=7)
-        axes[0][1].set_ylabel("FID (classifier features)")
-    for a in axes[0]:
-        a.set_xlabel("guidance scale s (0: unconditional, 1: conditional)")
-        a.grid(True, alpha=0.3)
-    fig.suptitle(title or "class accuracy vs. classifier-free guidance", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+# -- PSNR -------------------------------------------------------------------------------------
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio 10 log10(1 / mse) in dB of images in [0,1] (peak 1); inf for mse = 0."""
+    return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
 
 # -- classical baseline for the one-step denoiser ---------------------------------------------
@@ -300,8 +195,6 @@ def blur_baseline(
     (N,C,H,W) noisy version of x that the learned denoiser saw (same noise, fair comparison).
     The tuning noise comes from ``generator`` (on x_tune's device).
     """
-    from fundiff.evaluation import psnr
-
     rows = []
     for sigma, z in noisy.items():
         z_tune = x_tune + sigma * torch.randn(x_tune.shape, generator=generator, device=x_tune.device)
@@ -311,8 +204,19 @@ def blur_baseline(
     return rows
 
 
+# moved to evaluation.py (sampling procedures); kept importable from here until cli_eval.py imports them from there
+_MOVED_TO_EVALUATION = ("GUIDANCE_SWEEP", "draw_samples", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_EVALUATION:
+        from fundiff import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "GUIDANCE_SWEEP", "draw_samples", "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy",
-    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "best_blur",
-    "BlurRow", "blur_baseline",
+    "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy", "class_histogram", "psnr",
+    "BLUR_KERNELS", "BLUR_SIGMAS", "best_blur", "BlurRow", "blur_baseline",
 ]  # fmt: skip
