@@ -14,12 +14,13 @@ import time
 
 import torch
 
+from _common import cpu_description
 from fundiff import DEFAULT_SEED
 from fundiff import timesteps as ts
 from fundiff.classify import load_classifier
 from fundiff.devices import resolve_precision
-from fundiff.guidance import CFG
 from fundiff.evaluation import draw_samples
+from fundiff.guidance import CFG
 from fundiff.metrics import class_accuracy
 from fundiff.runs import load_denoiser
 
@@ -48,9 +49,8 @@ def main() -> None:
     prompts100 = [n for n in names for _ in range(10)]
     prompts_acc = [n for n in names for _ in range(args.n_acc)]
     target = torch.arange(len(names)).repeat_interleave(args.n_acc)
-    print(
-        f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}"
-    )
+    print(f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()}")
+    print(f"torch={torch.__version__} cpu={cpu_description()}")
     print(f"{'sampler':8s} {'steps':>5s} {'100 samples (s)':>16s} {'accuracy':>9s}")
     for eta in [None] + ([0.0] if args.ddim else []):
         for steps in [int(s) for s in args.steps.split(",")]:
