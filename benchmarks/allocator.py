@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 
-from _common import cpu_line
+from _common import cpu_description
 
 CHILD = r"""
 import hashlib, json, resource, sys, time
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting (alternating); the table shows the fastest")
     args = ap.parse_args()
-    print(cpu_line())
+    print(cpu_description())
     print(
         f"model={args.model} steps={args.steps} sampler={args.sampler} precision={args.precision} threads={args.threads}"
     )

@@ -15,12 +15,19 @@ import argparse
 
 import torch
 
+from _common import cpu_description
 from fundiff import DEFAULT_SEED
-from fundiff.classify import load_classifier, predict
+from fundiff.classify import load_classifier
 from fundiff.devices import resolve_precision
+from fundiff.models.classifier import predict
 from fundiff.prompts import class_index
 from fundiff.runs import load_denoiser
 from fundiff.techniques import anagram_figure, hybrid_figure
+
+
+def _rate(hits: torch.Tensor) -> float:
+    """Fraction of True in a (N,) bool tensor."""
+    return float(hits.float().mean())
 
 
 def main() -> None:
@@ -44,6 +51,7 @@ def main() -> None:
     clf, _ = load_classifier(args.classifier, device=device)
     names = den.class_names
     print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")
+    print(f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={cpu_description()}")
     print(f"{'anagram':28s} {'view 1 as p1':>12s} {'view 2 as p2':>12s} {'both':>6s}")
     for case in filter(None, args.anagrams.split(",")):
         p1, p2, view = case.split(":")
@@ -52,9 +60,7 @@ def main() -> None:
         ok1 = predict(clf, fig.images["identity"].clamp(0, 1)) == k1
         ok2 = predict(clf, fig.images[view].clamp(0, 1)) == k2
         label = f"{names[k1]} / {names[k2]} ({view})"
-        print(
-            f"{label:28s} {float(ok1.float().mean()):>12.2f} {float(ok2.float().mean()):>12.2f} {float((ok1 & ok2).float().mean()):>6.2f}"
-        )
+        print(f"{label:28s} {_rate(ok1):>12.2f} {_rate(ok2):>12.2f} {_rate(ok1 & ok2):>6.2f}")
     print(f"{'hybrid (low / high)':28s} {'afar as low':>12s} {'close as high':>13s} {'both':>6s}")
     for case in filter(None, args.hybrids.split(",")):
         low, high = case.split(":")
@@ -63,9 +69,7 @@ def main() -> None:
         ok_lo = predict(clf, fig.images["lowpass"].clamp(0, 1)) == k_lo  # from afar: the low-pass band
         ok_hi = predict(clf, fig.images["x_0"].clamp(0, 1)) == k_hi  # up close: the whole image
         label = f"{names[k_lo]} / {names[k_hi]}"
-        print(
-            f"{label:28s} {float(ok_lo.float().mean()):>12.2f} {float(ok_hi.float().mean()):>13.2f} {float((ok_lo & ok_hi).float().mean()):>6.2f}"
-        )
+        print(f"{label:28s} {_rate(ok_lo):>12.2f} {_rate(ok_hi):>13.2f} {_rate(ok_lo & ok_hi):>6.2f}")
 
 
 if __name__ == "__main__":

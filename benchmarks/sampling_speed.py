@@ -15,7 +15,7 @@ import argparse
 import time
 
 import torch
-from _common import cpu_line
+from _common import cpu_description
 
 from fundiff import DEFAULT_SEED, data
 from fundiff import timesteps as ts
@@ -24,7 +24,8 @@ from fundiff.classify import load_classifier
 from fundiff.devices import resolve_precision
 from fundiff.guidance import CFG
 from fundiff.memory import keep_freed_memory
-from fundiff.metrics import FID, class_accuracy, draw_samples, reference_fid
+from fundiff.evaluation import draw_samples
+from fundiff.metrics import FID, class_accuracy, reference_fid
 from fundiff.runs import load_denoiser, resolve
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     target = torch.arange(len(names)).repeat_interleave(per)
     x_train, _ = data.load_split(dataset, train=True)
     floor = reference_fid(fid, x_train, n=len(prompts_eval), generator=torch.Generator().manual_seed(args.seed + 1))
-    print(cpu_line())
+    print(cpu_description())
     print(f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()}")
     print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")
 

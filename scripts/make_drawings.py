@@ -18,11 +18,14 @@ from PIL import Image, ImageDraw
 
 SIZE, SCALE, WIDTH = 200, 4, 15  # canvas, supersampling factor, stroke width (final pixels)
 
+
+def _arc(cx: float, cy: float, r: float, a0: float, a1: float, n: int = 12) -> list[tuple[float, float]]:
+    """n + 1 points on the circle (cx, cy, r) from angle a0 to a1 degrees (counter-clockwise, y down)."""
+    angles = [math.radians(a0 + (a1 - a0) * i / n) for i in range(n + 1)]
+    return [(cx + r * math.cos(a), cy - r * math.sin(a)) for a in angles]
+
+
 # Each drawing: a list of strokes; each stroke a polyline of (x, y) points on the 200x200 canvas.
-_arc = lambda cx, cy, r, a0, a1, n=12: [
-    (cx + r * math.cos(math.radians(a0 + (a1 - a0) * i / n)), cy - r * math.sin(math.radians(a0 + (a1 - a0) * i / n)))
-    for i in range(n + 1)
-]
 DRAWINGS: dict[str, list[list[tuple[float, float]]]] = {
     "two": [_arc(100, 72, 38, 160, -30) + [(62, 160), (148, 158)]],
     "seven": [[(55, 42), (148, 45), (88, 168)]],

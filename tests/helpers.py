@@ -1,8 +1,14 @@
-"""Small fixtures shared by tests: synthetic digit-like data and tiny configs."""
+"""Small fixtures shared by tests: synthetic digit-like data, tiny configs and a tiny random UNet."""
+
+from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from fundiff import training
+from fundiff.denoisers import UNetDenoiser
+from fundiff.models.unet import UNet, UNetConfig
+from fundiff.schedules import NoiseSchedule
 from fundiff.training import TrainConfig
 
 
@@ -40,3 +46,29 @@ def tiny_runs(root, data) -> dict:
         training.train(tiny_config(kind, epochs=1, T=20), root / kind, data=data, progress=False)
         out[kind] = root / kind
     return out
+
+
+def tiny_unet(T: int = 20, *, kind: str = "class", class_names: Sequence[str] = (), seed: int = 0) -> UNetDenoiser:
+    """An untrained class (or time) UNet with hidden = 4 on 28x28 images, as a Denoiser over a linear T-step schedule.
+
+    Its weights depend on ``seed`` only: they are drawn inside ``torch.random.fork_rng``, so the global RNG
+    is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = UNet(UNetConfig(kind=kind, hidden=4)).eval()
+    return UNetDenoiser(net, NoiseSchedule.linear(T), class_names=class_names)
+
+
+class PixelClassifier(nn.Module):
+    """Predicts class round(10 * x[0,0,0]): the test decides every prediction through the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long().clamp(0, 9), 10).float()
+
+    def features(self, x):
+        return x.flatten(1)[:, :8]

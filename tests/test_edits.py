@@ -3,11 +3,11 @@ import torch
 
 from fundiff import edits
 from fundiff import timesteps as ts
-from fundiff.denoisers import Prediction, UNetDenoiser
+from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
-from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.views import GaussianFilter
+from helpers import tiny_unet
 
 
 class GaussianPrior:
@@ -48,11 +48,6 @@ def _g(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def _tiny_unet(T=20):
-    torch.manual_seed(0)
-    return UNetDenoiser(UNet(UNetConfig(kind="class", hidden=4)).eval(), NoiseSchedule.linear(T))
-
-
 def test_forward_noise_is_q_sample_with_fresh_noise_per_t():
     s = NoiseSchedule.linear(50)
     x0 = torch.rand(2, 1, 4, 4, generator=_g(1))
@@ -88,7 +83,9 @@ def test_gaussian_blur_denoise_is_the_lowpass():
 
 
 def test_sdedit_with_later_start_stays_closer_to_the_input():
-    """Less noise (larger i_start) -> closer to x_0, averaged over 32 noise draws, with the exact Gaussian-data denoiser."""
+    """Less noise (larger i_start) -> closer to x_0, averaged over 32 noise draws.
+
+    The denoiser is the exact one for Gaussian data."""
     s = NoiseSchedule.cosine(40)
     den = GaussianPrior(s)
     steps = ts.full(40)
@@ -102,10 +99,13 @@ def test_sdedit_with_later_start_stays_closer_to_the_input():
 
 
 def test_sdedit_same_seed_same_output_and_range_checked():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g())
     steps = ts.strided(20, steps=6)
-    run = lambda seed: edits.sdedit(den, x0, 2, steps, cond=den.encode(["3", ""]), generator=_g(seed))
+
+    def run(seed):
+        return edits.sdedit(den, x0, 2, steps, cond=den.encode(["3", ""]), generator=_g(seed))
+
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
     with pytest.raises(FundiffError, match="i_start"):
         edits.sdedit(den, x0, 6, steps, cond=den.encode(["", ""]), generator=_g())
@@ -114,7 +114,7 @@ def test_sdedit_same_seed_same_output_and_range_checked():
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++"])
 @pytest.mark.parametrize("method, kw", [("replace", {}), ("repaint", dict(jump_length=2, resample=3))])
 def test_inpainting_keeps_every_pixel_outside_the_mask_exactly(method, kw, sampler):
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
     mask = torch.rand(1, 1, 28, 28, generator=_g(2))  # soft values: binarised at 0.5
     before = (x0.clone(), mask.clone())
@@ -136,37 +136,34 @@ def test_inpainting_keeps_every_pixel_outside_the_mask_exactly(method, kw, sampl
 
 
 def test_repaint_with_one_resample_is_the_replace_method():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
     mask = torch.zeros(28, 28)
     mask[:14] = 1
-    run = lambda method: edits.inpaint(
-        den, x0, mask, ts.strided(20, steps=5), cond=den.encode([""]), generator=_g(4), method=method, resample=1
-    )
+
+    def run(method):
+        steps = ts.strided(20, steps=5)
+        return edits.inpaint(den, x0, mask, steps, cond=den.encode([""]), generator=_g(4), method=method, resample=1)
+
     assert torch.equal(run("replace"), run("repaint"))
 
 
 def test_inpaint_same_seed_same_output():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
     mask = torch.zeros(28, 28)
     mask[5:20, 5:20] = 1
-    run = lambda: edits.inpaint(
-        den,
-        x0,
-        mask,
-        ts.strided(20, steps=5),
-        cond=den.encode([""]),
-        generator=_g(4),
-        method="repaint",
-        jump_length=1,
-        resample=2,
-    )
+
+    def run():
+        steps = ts.strided(20, steps=5)
+        kw = dict(method="repaint", jump_length=1, resample=2)
+        return edits.inpaint(den, x0, mask, steps, cond=den.encode([""]), generator=_g(4), **kw)
+
     assert torch.equal(run(), run())
 
 
 def test_mismatched_mask_and_bad_options_are_one_line_errors():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(1, 1, 28, 28)
     for bad in (torch.ones(27, 28), torch.ones(2, 1, 28, 28)):
         with pytest.raises(FundiffError) as e:
@@ -220,7 +217,7 @@ def test_renoise_has_the_forward_marginal():
 
 
 def test_inpainting_with_an_empty_mask_is_an_error():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
     with pytest.raises(FundiffError, match="selects no pixel"):
         edits.inpaint(den, x0, torch.full((28, 28), 0.4), [10, 0], cond=den.encode([""]), generator=_g())
@@ -228,7 +225,7 @@ def test_inpainting_with_an_empty_mask_is_an_error():
 
 def test_sdedit_and_iterative_denoising_take_any_sampler():
     """The same edit with DDIM (eta 0) is deterministic; with DDPM it depends on the generator's noise."""
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
     steps = ts.strided(20, steps=6)
     cond = den.encode(["3", ""])

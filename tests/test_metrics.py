@@ -9,13 +9,10 @@ from torch import nn
 from fundiff import data, metrics
 from fundiff.classify import ClassifierTrainConfig, train_classifier
 from fundiff.cli_eval import register
-from fundiff.denoisers import UNetDenoiser
 from fundiff.errors import FundiffError
 from fundiff.models.classifier import ClassifierConfig
-from fundiff.models.unet import UNet, UNetConfig
-from fundiff.schedules import NoiseSchedule
-from fundiff.timesteps import strided
-from helpers import synthetic_data, tiny_runs
+from fundiff.views import GaussianFilter
+from helpers import PixelClassifier, synthetic_data, tiny_runs
 
 
 class FlatFeatures(nn.Module):
@@ -27,20 +24,6 @@ class FlatFeatures(nn.Module):
 
     def features(self, x):
         return x.flatten(1)
-
-
-class PixelClassifier(nn.Module):
-    """Predicts class round(10 * x[0,0,0]): the test decides every prediction through the image."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        return nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long().clamp(0, 9), 10).float()
-
-    def features(self, x):
-        return x.flatten(1)[:, :8]
 
 
 def _direct_fid(f1: torch.Tensor, f2: torch.Tensor) -> float:
@@ -121,16 +104,25 @@ def test_per_class_accuracy_bookkeeping():
     assert metrics.class_histogram(clf, images, num_classes=10) == (2, 3, 1, 0, 0, 0, 0, 0, 0, 1)
 
 
+def test_psnr_pinned_values():
+    assert metrics.psnr(0.01) == pytest.approx(20.0) and metrics.psnr(1.0) == 0.0
+    assert metrics.psnr(0.0) == math.inf
+
+
+def _blur(x: torch.Tensor, f: GaussianFilter) -> torch.Tensor:
+    return f.lowpass(x).clamp(0, 1)
+
+
 def test_blur_search_finds_the_known_blur():
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    truth = metrics.Blur(5, 1.5)
-    best, mse = metrics.best_blur(metrics.blur(x, truth), x)
+    truth = GaussianFilter(5, 1.5)
+    best, mse = metrics.best_blur(_blur(x, truth), x)
     assert best == truth and mse < 1e-12
     best, mse = metrics.best_blur(x, x)
     assert best.kernel_size == 1 and mse == 0  # nothing to undo: the identity wins
-    target = metrics.blur(x, metrics.Blur(7, 2.2))  # not on the grid: the grid's best by brute force
-    grid = [metrics.Blur(k, s) for k in (3, 5, 7) for s in (1.0, 2.0, 3.0)]
-    brute = min(grid, key=lambda b: float(((metrics.blur(x, b) - target) ** 2).mean()))
+    target = _blur(x, GaussianFilter(7, 2.2))  # not on the grid: the grid's best by brute force
+    grid = [GaussianFilter(k, s) for k in (3, 5, 7) for s in (1.0, 2.0, 3.0)]
+    brute = min(grid, key=lambda b: float(((_blur(x, b) - target) ** 2).mean()))
     assert metrics.best_blur(target, x, kernels=(3, 5, 7), sigmas=(1.0, 2.0, 3.0))[0] == brute
 
 
@@ -144,47 +136,6 @@ def test_blur_baseline_rows():
     assert [r.sigma for r in rows] == [0.0, 0.5]
     assert rows[0].blur.kernel_size == 1 and rows[0].mse == 0 and rows[0].psnr == math.inf
     assert rows[1].blur.kernel_size > 1 and rows[1].mse < float(((noisy[0.5].clamp(0, 1) - x) ** 2).mean())
-
-
-def _tiny_class_denoiser():
-    torch.manual_seed(0)
-    net = UNet(UNetConfig(kind="class", hidden=4)).eval()
-    return UNetDenoiser(net, NoiseSchedule.from_name("linear", 20), class_names=data.CLASS_NAMES["mnist"])
-
-
-def test_guidance_sweep_shares_noise_across_scales_and_leaves_the_generator_alone(tmp_path):
-    den = _tiny_class_denoiser()
-    g = torch.Generator().manual_seed(7)
-    state = g.get_state()
-    clf = PixelClassifier().eval()
-    meter = metrics.FID(clf, torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
-    res = metrics.guidance_sweep(
-        den,
-        clf,
-        [1.0, 1.0, 3.0],
-        strided(20, steps=3),
-        class_names=den.class_names,
-        n_per_class=2,
-        generator=g,
-        fid=meter,
-        batch_size=7,
-    )
-    assert torch.equal(g.get_state(), state)
-    assert [r.scale for r in res] == [1.0, 1.0, 3.0]
-    assert res[0].samples.shape == (20, 1, 28, 28) and 0 <= res[0].samples.min() and res[0].samples.max() <= 1
-    assert torch.equal(res[0].samples, res[1].samples) and not torch.equal(res[0].samples, res[2].samples)
-    assert res[0].accuracy.counts == (2,) * 10
-    assert res[0].fid == pytest.approx(res[1].fid) and res[0].fid == pytest.approx(meter(res[0].samples))
-    path = metrics.plot_guidance_sweep(res, tmp_path / "sweep.png", class_names=den.class_names)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_draw_samples_is_seeded():
-    den = _tiny_class_denoiser()
-    ts = strided(20, steps=2)
-    a = metrics.draw_samples(den, ["3", "4", ""], ts, generator=torch.Generator().manual_seed(1), batch_size=2)
-    b = metrics.draw_samples(den, ["3", "4", ""], ts, generator=torch.Generator().manual_seed(1), batch_size=2)
-    assert a.shape == (3, 1, 28, 28) and torch.equal(a, b)
 
 
 # -- the CLI -------------------------------------------------------------------------------------

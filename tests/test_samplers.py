@@ -36,9 +36,13 @@ def test_sampling_visits_first_and_last_step():
 
 def test_same_seed_same_samples_and_different_seed_differs():
     den = FakeDenoiser(30)
-    run = lambda seed: samplers.sample_from_noise(
-        den, den.encode(["a"] * 3), ts.strided(30, steps=7), generator=torch.Generator().manual_seed(seed)
-    )
+
+    def run(seed):
+        steps = ts.strided(30, steps=7)
+        return samplers.sample_from_noise(
+            den, den.encode(["a"] * 3), steps, generator=torch.Generator().manual_seed(seed)
+        )
+
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.allclose(run(1), run(2))
 
@@ -144,3 +148,87 @@ def test_ddim_eta_reaches_the_step():
 
     torch.testing.assert_close(run(0.0, 1), run(0.0, 2), rtol=0, atol=0)
     assert not torch.allclose(run(1.0, 1), run(1.0, 2))
+
+
+class FixedOutputDenoiser:
+    """eps = 0.1 x_t + a fixed per-timestep table, v = a fixed per-timestep table in [-1, 1] (learned_range)."""
+
+    channels, image_size, value_range = 2, 4, (-1.0, 1.0)
+
+    def __init__(self, schedule: NoiseSchedule, *, learned: bool = True):
+        g = torch.Generator().manual_seed(11)
+        shape = (schedule.T, 1, self.channels, self.image_size, self.image_size)
+        self.schedule, self.learned = schedule, learned
+        self.eps_table = torch.randn(shape, generator=g)
+        self.v_table = torch.randn(shape, generator=g).tanh()
+
+    def encode(self, prompts):
+        return torch.zeros(len(prompts), 1)
+
+    def __call__(self, x_t, t, cond):
+        eps = 0.1 * x_t + self.eps_table[t, 0]
+        return Prediction(eps, self.v_table[t, 0] if self.learned else None)
+
+    def output(self, x_t, t):
+        """The same prediction as one (B, 2C, H, W) tensor: diffusers' layout for learned_range."""
+        pred = self(x_t, torch.full((x_t.shape[0],), t), None)
+        return torch.cat([pred.eps, pred.v], 1) if self.learned else pred.eps
+
+
+def _diffusers():
+    return pytest.importorskip("diffusers")
+
+
+def test_sample_with_learned_variance_matches_diffusers_ddpm_learned_range():
+    """samplers.sample end to end (ancestral steps, Nichol & Dhariwal 2021 Eq. 15 variance) against a loop of
+    diffusers' DDPMScheduler(variance_type="learned_range") steps: same outputs, same generator, same noise."""
+    diffusers = _diffusers()
+    schedule = NoiseSchedule.cosine(100)
+    den = FixedOutputDenoiser(schedule)
+    timesteps = ts.strided(100, stride=9)
+    theirs = diffusers.DDPMScheduler(
+        num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", variance_type="learned_range", clip_sample=False
+    )
+    theirs.set_timesteps(timesteps=timesteps)
+    x_T = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    mine = samplers.sample(den, x_T, timesteps, cond=den.encode([""] * 3), generator=torch.Generator().manual_seed(2))
+    g, x = torch.Generator().manual_seed(2), x_T
+    for t in timesteps:
+        x = theirs.step(den.output(x, t), t, x, generator=g).prev_sample
+    torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-4)
+
+    fixed = samplers.sample(
+        FixedOutputDenoiser(schedule, learned=False), x_T, timesteps, cond=den.encode([""] * 3),
+        generator=torch.Generator().manual_seed(2),
+    )  # fmt: skip
+    assert not torch.allclose(mine, fixed, atol=1e-2)  # the learned variance is used, not ignored
+
+
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_ddim_sample_with_eta_matches_diffusers_ddim(eta):
+    """samplers.sample with DDIM steps (Song et al. 2021, Eq. 12) and eta > 0 against diffusers' DDIMScheduler,
+    its last step to the clean image included; both draw each step's noise from the same generator."""
+    diffusers = _diffusers()
+    schedule = NoiseSchedule.linear(100)
+    den = FixedOutputDenoiser(schedule, learned=False)
+    theirs = diffusers.DDIMScheduler(
+        num_train_timesteps=100, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+        clip_sample=False, set_alpha_to_one=True,
+    )  # fmt: skip
+    theirs.set_timesteps(10)
+    timesteps = theirs.timesteps.tolist()  # t - T // steps, as diffusers' DDIM steps; ends at 0
+    x_T = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    mine = samplers.sample(
+        den,
+        x_T,
+        timesteps,
+        cond=den.encode([""] * 3),
+        generator=torch.Generator().manual_seed(2),
+        sampler=samplers.DDIM(eta=eta),
+    )
+    g, x = torch.Generator().manual_seed(2), x_T
+    for t in timesteps:
+        x = theirs.step(den.output(x, t), t, x, eta=eta, generator=g).prev_sample
+    torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-4)

@@ -7,10 +7,16 @@ from fundiff import timesteps as ts_lib
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
 
-diffusers = pytest.importorskip("diffusers")
+
+@pytest.fixture
+def diffusers():
+    """diffusers, for the tests that compare against its schedulers (the others run without it)."""
+    return pytest.importorskip("diffusers")
 
 
 def _ddpm(T=300, schedule="linear", variance_type="fixed_small", timesteps=None):
+    import diffusers
+
     sched = diffusers.DDPMScheduler(
         num_train_timesteps=T,
         beta_start=1e-4,
@@ -39,14 +45,14 @@ def test_linear_schedule_pinned_values():
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
-def test_abar_matches_diffusers(kind):
+def test_abar_matches_diffusers(kind, diffusers):
     T = 300 if kind == "linear" else 1000
     ours = NoiseSchedule.from_name(kind, T)
     theirs = _ddpm(T, kind)
     torch.testing.assert_close(ours.abar.float(), theirs.alphas_cumprod.float(), rtol=1e-5, atol=1e-7)
 
 
-def test_q_sample_matches_diffusers_add_noise():
+def test_q_sample_matches_diffusers_add_noise(diffusers):
     s = NoiseSchedule.linear(300)
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(4, 1, 28, 28, generator=g) * 2 - 1
@@ -74,6 +80,9 @@ def test_x0_from_eps_inverts_q_sample():
 
 
 def _compare_steps(ours, theirs, timesteps, C=1, learned=False):
+    """Step both schedulers along ``timesteps`` (ending at t = 0, the step to the clean image) with the same
+    model outputs and the same noise; diffusers adds noise only for t > 0, fundiff only for t' >= 0: the same steps."""
+    assert timesteps[-1] == 0
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, C, 8, 8, generator=g)
     for i, t in enumerate(timesteps):
@@ -85,30 +94,22 @@ def _compare_steps(ours, theirs, timesteps, C=1, learned=False):
         seed = 100 + i
         ref = theirs.step(out, t, x, generator=torch.Generator().manual_seed(seed)).prev_sample
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-        # diffusers adds noise whenever t > 0, even on a final strided step to t' = -1;
-        # fundiff never noises the clean image, so compare that step's mean only
-        if t_prev < 0 and t > 0:
-            ref = theirs.step(out, t, x, generator=torch.Generator().manual_seed(seed))
-            mine, _ = ours.p_step(x, eps, t, t_prev, v=v, noise=noise)
-            x0 = ours.x0_from_eps(x, t, eps)
-            torch.testing.assert_close(mine, ours.posterior(x, x0, t, t_prev)[0])
-            return
         mine, _ = ours.p_step(x, eps, t, t_prev, v=v, noise=noise)
         torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
         x = ref
 
 
-def test_p_step_matches_diffusers_stride_1():
+def test_p_step_matches_diffusers_stride_1(diffusers):
     _compare_steps(NoiseSchedule.linear(300), _ddpm(), ts_lib.full(300))
 
 
-def test_p_step_matches_diffusers_custom_strided_timesteps():
+def test_p_step_matches_diffusers_custom_strided_timesteps(diffusers):
     timesteps = ts_lib.strided(300, stride=30)
     assert timesteps[0] == 299 and timesteps[-1] == 0
     _compare_steps(NoiseSchedule.linear(300), _ddpm(timesteps=timesteps), timesteps)
 
 
-def test_p_step_matches_diffusers_learned_range_cosine():
+def test_p_step_matches_diffusers_learned_range_cosine(diffusers):
     timesteps = ts_lib.strided(1000, stride=30)
     theirs = _ddpm(1000, "cosine", variance_type="learned_range", timesteps=timesteps)
     _compare_steps(NoiseSchedule.cosine(1000), theirs, timesteps, C=3, learned=True)
@@ -135,33 +136,54 @@ def test_final_step_adds_no_noise_and_ddim_eta0_is_deterministic():
     torch.testing.assert_close(c, x0)
 
 
-def test_ddim_matches_diffusers():
-    timesteps = ts_lib.strided(300, steps=10)
-    theirs = diffusers.DDIMScheduler(
-        num_train_timesteps=300,
+def _ddim_scheduler(diffusers, T=300):
+    return diffusers.DDIMScheduler(
+        num_train_timesteps=T,
         beta_start=1e-4,
         beta_end=0.02,
         beta_schedule="linear",
         clip_sample=False,
-        set_alpha_to_one=True,
+        set_alpha_to_one=True,  # abar_{-1} = 1: the last step lands on the clean image, as in fundiff
     )
-    s = NoiseSchedule.linear(300)
-    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
-    eps = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_matches_diffusers_every_step_to_the_last(eta, diffusers):
+    """Song et al. 2021, Eq. 12, over diffusers' own 10-step list, its last step (t = 0 -> clean) included;
+    the same model outputs and, for eta > 0, the same noise (diffusers' ``variance_noise``)."""
+    theirs = _ddim_scheduler(diffusers)
     theirs.set_timesteps(10)
-    # diffusers' DDIM uses prev = t - T // steps; compare on its own list of pairs
-    for t in theirs.timesteps.tolist()[:-1]:
-        t_prev = t - 300 // 10
-        ref = theirs.step(eps, t, x, eta=0.0).prev_sample
-        mine, _ = s.ddim_step(x, eps, t, t_prev, eta=0.0)
+    s = NoiseSchedule.linear(300)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 1, 8, 8, generator=g)
+    steps = theirs.timesteps.tolist()
+    assert steps[-1] == 0
+    for t in steps:
+        t_prev = max(t - 300 // 10, -1)  # diffusers' DDIM steps to t - T // steps; below 0 both use abar = 1
+        eps, noise = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
+        ref = theirs.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
+        mine, x0_hat = s.ddim_step(x, eps, t, t_prev, eta=eta, noise=noise)
         torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
-    assert timesteps[0] == 299 and timesteps[-1] == 0 and len(timesteps) == 10
+        x = ref
+    torch.testing.assert_close(mine, x0_hat)  # the last step adds no noise: it returns the clean estimate
+
+
+def test_ddim_with_eta_one_has_the_ddpm_posterior_variance():
+    s = NoiseSchedule.linear(300)
+    t, t_prev = 200, 170
+    x, eps, noise = torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    quiet, _ = s.ddim_step(x, eps, t, t_prev, eta=1.0, noise=torch.zeros_like(noise))
+    noisy, _ = s.ddim_step(x, eps, t, t_prev, eta=1.0, noise=noise)
+    _, var = s.posterior(x, x, t, t_prev)
+    assert (noisy - quiet).item() == pytest.approx(math.sqrt(var.item()), rel=1e-6)
 
 
 def test_timestep_lists_and_validation():
     assert ts_lib.full(300)[0] == 299 and ts_lib.full(300)[-1] == 0 and len(ts_lib.full(300)) == 300
     assert ts_lib.strided(1000, stride=30)[:3] == [999, 969, 939]
     assert ts_lib.strided(300, steps=300) == ts_lib.full(300)
+    ten = ts_lib.strided(300, steps=10)
+    assert ten[0] == 299 and ten[-1] == 0 and len(ten) == 10
     assert ts_lib.from_start(ts_lib.strided(300, stride=30), 2)[0] == 239
     for bad in ([], [5, 5], [300, 1], [3, -1]):
         with pytest.raises(FundiffError):

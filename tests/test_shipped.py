@@ -7,6 +7,7 @@ import torch
 
 from fundiff import runs
 from fundiff.classify import load_classifier
+from fundiff.shipping import strip_paths
 
 DIFFUSION = {"mnist-denoiser": "denoiser", "mnist-time": "time", "mnist-class": "class", "fashion-class": "class"}
 CLASSIFIERS = {"mnist-classifier": "mnist", "fashion-classifier": "fashion-mnist"}
@@ -41,3 +42,9 @@ def test_shipped_classifiers_load_by_name(name, dataset):
     clf, info = load_classifier(name)
     assert info["config"]["train"]["dataset"] == dataset
     assert clf(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_shipped_files_hold_no_absolute_path():
+    for path in sorted(runs.SHIPPED_DIR.glob("*/*.json")):
+        text = path.read_text()
+        assert strip_paths(json.loads(text)) == json.loads(text), f"{path} holds an absolute path"

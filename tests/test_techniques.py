@@ -5,16 +5,8 @@ import torch
 
 from fundiff import images, runs, techniques, training
 from fundiff.cli_techniques import DEFAULT_MODEL, register
-from fundiff.denoisers import UNetDenoiser
 from fundiff.errors import FundiffError
-from fundiff.models.unet import UNet, UNetConfig
-from fundiff.schedules import NoiseSchedule
-from helpers import synthetic_data, tiny_config
-
-
-def _tiny_unet(T=20):
-    torch.manual_seed(0)
-    return UNetDenoiser(UNet(UNetConfig(kind="class", hidden=4)).eval(), NoiseSchedule.linear(T))
+from helpers import synthetic_data, tiny_config, tiny_unet
 
 
 def test_writeup_defaults_map_to_T300():
@@ -31,7 +23,7 @@ def test_writeup_defaults_map_to_T300():
 
 
 def test_noise_blur_and_one_step_figures_share_the_noisy_images(tmp_path):
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = images.load_image("seven")
     a = techniques.noise_figure(den, x0, [2, 9, 16], out=tmp_path)
     b = techniques.blur_figure(den, x0, [2, 9, 16], out=tmp_path)
@@ -45,16 +37,20 @@ def test_noise_blur_and_one_step_figures_share_the_noisy_images(tmp_path):
 
 
 def test_same_seed_same_figure_and_other_seed_differs():
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = images.load_image("two")
-    run = lambda seed: techniques.sdedit_figure(
-        den, x0, i_starts=(3, 10), prompt="2", timesteps=list(range(19, -1, -1)), seed=seed
-    ).images["i_start=3"]
+
+    def run(seed):
+        steps = list(range(19, -1, -1))
+        return techniques.sdedit_figure(den, x0, i_starts=(3, 10), prompt="2", timesteps=steps, seed=seed).images[
+            "i_start=3"
+        ]
+
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
 
 
 def test_every_figure_runs_on_a_tiny_model(tmp_path):
-    den = _tiny_unet()
+    den = tiny_unet()
     x0 = images.load_image("four")
     steps = [19, 12, 6, 0]
     it = techniques.iterative_figure(den, x0, timesteps=steps, i_start=1, every=1, out=tmp_path)
@@ -228,9 +224,13 @@ def test_cli_bad_values_are_rejected_with_the_allowed_list(run_dir, capsys):
 def test_cli_missing_default_model_says_how_to_train_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runs, "SHIPPED_DIR", tmp_path / "no-shipped-models")
-    with pytest.raises(FundiffError, match="fundiff train class --preset quick"):
+    with pytest.raises(FundiffError, match="fundiff train class --preset quick") as e:
         _run(["generate", "--out", str(tmp_path)])
-    assert DEFAULT_MODEL == "mnist-class"
+    assert repr(DEFAULT_MODEL) in str(e.value)
+
+
+def test_cli_default_model_is_a_shipped_model():
+    assert DEFAULT_MODEL in runs.shipped_names()
 
 
 def test_cli_every_flag_has_help():

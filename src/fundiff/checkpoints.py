@@ -104,6 +104,23 @@ def load_weights(run_dir: Path) -> tuple[dict[str, Tensor], int]:
     return tensors, int(meta.get("step", -1))
 
 
+def strip_prefix(weights: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors of ``weights`` whose key starts with ``prefix`` ("model." or "ema."), keyed without it.
+
+    A run's model.safetensors holds both state dicts in one flat file; this takes one back out.
+    """
+    return {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def model_state(weights: dict[str, Tensor], *, ema: bool = True) -> tuple[dict[str, Tensor], bool]:
+    """(state dict, is_ema) of a run's flat weights.
+
+    The EMA copy ("ema.*") when ``ema`` is set and the run kept one, else the raw weights ("model.*").
+    """
+    use_ema = ema and any(k.startswith("ema.") for k in weights)
+    return strip_prefix(weights, "ema." if use_ema else "model."), use_ema
+
+
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
     """(weights, state tensors, state) of a run folder, checked to belong to one step."""
     run_dir = Path(run_dir)

@@ -327,7 +327,7 @@ def _cmd_sample(args) -> None:
         model = CFG(den, 5.0 if args.guidance is None else args.guidance)
     g = torch.Generator(device=device).manual_seed(args.seed)
     x = samplers.sample_from_noise(
-        model, model.encode(prompts), timesteps, generator=g, eta=args.eta, device=device
+        model, model.encode(prompts), timesteps, generator=g, sampler="ddpm" if args.eta is None else samplers.DDIM(eta=args.eta), device=device
     ).clamp(0, 1)
     nrow = args.n if den.kind == "class" else min(args.n, 10)
     if out.suffix.lower() == ".png":

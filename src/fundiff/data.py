@@ -242,7 +242,9 @@ def _check_name(name: str) -> str:
 def fetch(
     name: str, root: str | Path | None = None, *, download: bool = True, fashion_dir: str | Path = FASHION_DEB_DIR
 ) -> Path:
-    """Make `name`'s verified IDX files available at root/<MNIST|FashionMNIST>/raw/ (torchvision layout); return root."""
+    """Make `name`'s verified IDX files available at root/<MNIST|FashionMNIST>/raw/ (torchvision layout).
+
+    Returns root."""
     name = _check_name(name)
     root = Path(root).expanduser() if root is not None else default_data_dir()
     raw = root / _FOLDER[name] / "raw"

@@ -1,16 +1,24 @@
-"""Images in and out: grids, PNG files (written atomically) and loss-curve plots."""
+"""Images in and out: grids, PNG files (written atomically), labeled figures and loss-curve plots.
+
+Plots are built on ``matplotlib.figure.Figure`` directly (no pyplot), so nothing here selects a
+backend or keeps figures alive in a global registry.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from fundiff.atomic import atomic_write_bytes
 from fundiff.errors import FundiffError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -60,14 +68,12 @@ def save_labeled_grid(
     title: str = "",
 ) -> Path:
     """A figure of image rows (each (N,C,H,W) in [0,1]) with row/column labels, via matplotlib."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
     height = 1.3 * n_rows + (0.3 if title else 0)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.05 * n_cols + 0.8, height), squeeze=False)
+    fig = Figure(figsize=(1.05 * n_cols + 0.8, height))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -85,19 +91,17 @@ def save_labeled_grid(
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / height) if title else None)  # keep the title clear of column titles
-    return _save_fig(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss(
     losses: Sequence[float], path: str | Path, *, title: str = "training loss", steps_per_epoch: int | None = None
 ) -> Path:
     """Loss per optimizer step on a log scale (as in the write-up), with a moving average."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ys = torch.tensor(list(losses), dtype=torch.float64)
     ax.plot(range(1, len(ys) + 1), ys.numpy(), lw=0.6, alpha=0.5, label="per step")
     k = max(1, len(ys) // 50)
@@ -111,14 +115,12 @@ def plot_loss(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save_fig(fig, path)
+    return save_figure(fig, path)
 
 
-def _save_fig(fig, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
+    """Render a matplotlib ``Figure`` (built without pyplot) to a PNG at ``path``, atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=dpi)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

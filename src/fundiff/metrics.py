@@ -1,5 +1,5 @@
-"""Measuring samples with a trained classifier (classify.py): FID, class accuracy, class histograms,
-and a classical baseline (best Gaussian blur) for the one-step denoiser.
+"""Metric primitives: FID, class accuracy and histograms with a trained classifier (classify.py),
+PSNR, and a classical baseline (best Gaussian blur) for the one-step denoiser.
 
 FID (Heusel et al. 2017) is computed by torchmetrics' ``FrechetInceptionDistance`` with the
 classifier's penultimate features (models/classifier.py) as the feature extractor, since
@@ -7,54 +7,26 @@ Inception v3 knows nothing about 28x28 digits (and its weights cannot be fetched
 FID is biased upwards at small sample counts, so it is reported beside ``reference_fid``:
 real train images against the same test set at the same count, the floor a perfect model
 would reach. Images are float (N,C,H,W) in [0,1] throughout; the classifier must be in
-eval mode (BatchNorm).
+eval mode (BatchNorm). The procedures that draw samples and sweep settings with these
+metrics are in evaluation.py.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from fundiff.atomic import atomic_write_bytes
-from fundiff.classify import predict
-from fundiff.denoisers import Denoiser
+from fundiff.data import to_unit_float
 from fundiff.errors import FundiffError
-from fundiff.guidance import CFG
-from fundiff.samplers import DEFAULT_SAMPLER, Sampler, sample_from_noise
+from fundiff.models.classifier import predict
+from fundiff.views import GaussianFilter
 
-GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
 BLUR_KERNELS: tuple[int, ...] = (1, 3, 5, 7, 9, 11)  # 1 is the identity (no blur)
 BLUR_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-
-
-# -- sampling ---------------------------------------------------------------------------------
-def draw_samples(
-    denoiser: Denoiser,
-    prompts: Sequence[str],
-    timesteps: list[int],
-    *,
-    generator: torch.Generator,
-    batch_size: int = 500,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
-) -> Tensor:
-    """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
-
-    Pure-noise sampling with ``sampler`` over ``timesteps`` on ``generator``'s
-    device; the generator is advanced, so a fixed seed and batch size give fixed samples.
-    """
-    lo, hi = denoiser.value_range
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        cond = denoiser.encode(list(prompts[i : i + batch_size]))
-        x = sample_from_noise(denoiser, cond, timesteps, generator=generator, sampler=sampler, device=generator.device)
-        out.append(((x - lo) / (hi - lo)).clamp(0, 1))
-    return torch.cat(out)
 
 
 # -- FID --------------------------------------------------------------------------------------
@@ -135,7 +107,7 @@ def reference_fid(fid_to_real: FID, train: Tensor, *, n: int, generator: torch.G
         raise FundiffError(f"the reference FID needs 2..{len(train)} train images, got n={n}")
     subset = train[torch.randperm(len(train), generator=generator)[:n].to(train.device)]
     if subset.dtype == torch.uint8:
-        subset = subset.float().div(255)
+        subset = to_unit_float(subset)
     return fid_to_real(subset)
 
 
@@ -183,113 +155,25 @@ def class_histogram(
     )
 
 
-@dataclass(frozen=True)
-class GuidanceResult:
-    scale: float  # CFG scale s: eps_u + s (eps_c - eps_u)
-    accuracy: ClassAccuracy
-    fid: float | None  # FID of the samples, when guidance_sweep was given an FID
-    samples: Tensor  # (num_classes * n_per_class, C,H,W) in [0,1]; class k in rows k*n_per_class ...
-
-
-def guidance_sweep(
-    denoiser: Denoiser,
-    classifier: nn.Module,
-    scales: Sequence[float],
-    timesteps: list[int],
-    *,
-    class_names: Sequence[str],
-    n_per_class: int,
-    generator: torch.Generator,
-    fid: FID | None = None,
-    batch_size: int = 500,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
-) -> list[GuidanceResult]:
-    """Class accuracy of a class-conditioned model's samples at each CFG scale (Ho & Salimans 2022).
-
-    Every scale starts from the same noise: a copy of ``generator``'s state (which is left
-    untouched), so the scales differ only in guidance. With ``fid``, each scale's samples
-    also get their FID (the accuracy / FID trade-off of guidance).
-    """
-    if n_per_class < 1:
-        raise FundiffError(f"need at least one sample per class, got {n_per_class}")
-    prompts = [name for name in class_names for _ in range(n_per_class)]
-    target = torch.arange(len(class_names)).repeat_interleave(n_per_class)
-    results = []
-    for s in scales:
-        g = torch.Generator(device=generator.device)
-        g.set_state(generator.get_state())
-        x = draw_samples(CFG(denoiser, s), prompts, timesteps, generator=g, batch_size=batch_size, sampler=sampler)
-        acc = class_accuracy(classifier, x, target, num_classes=len(class_names))
-        results.append(GuidanceResult(float(s), acc, None if fid is None else fid(x), x))
-    return results
-
-
-def plot_guidance_sweep(
-    results: Sequence[GuidanceResult],
-    path: str | Path,
-    *,
-    class_names: Sequence[str],
-    fid_floor: float | None = None,
-    title: str = "",
-) -> Path:
-    """Class accuracy (overall and per class) against CFG scale, and FID (with its floor) beside it when measured; a PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scales = [r.scale for r in results]
-    with_fid = all(r.fid is not None for r in results)
-    fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(10 if with_fid else 6, 4), squeeze=False)
-    ax = axes[0][0]
-    cmap = plt.get_cmap("tab10")
-    for k, name in enumerate(class_names):
-        ax.plot(scales, [r.accuracy.per_class[k] for r in results], lw=0.8, alpha=0.6, color=cmap(k % 10), label=name)
-    ax.plot(scales, [r.accuracy.overall for r in results], "k-o", lw=2, label="all")
-    ax.set_ylabel("classifier accuracy of samples")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    if with_fid:
-        axes[0][1].plot(scales, [r.fid for r in results], "k-o", lw=2, label="samples")
-        if fid_floor is not None:
-            axes[0][1].axhline(fid_floor, color="gray", ls="--", label="floor: train vs test")
-        axes[0][1].legend(fontsize=7)
-        axes[0][1].set_ylabel("FID (classifier features)")
-    for a in axes[0]:
-        a.set_xlabel("guidance scale s (0: unconditional, 1: conditional)")
-        a.grid(True, alpha=0.3)
-    fig.suptitle(title or "class accuracy vs. classifier-free guidance", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+# -- PSNR -------------------------------------------------------------------------------------
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio 10 log10(1 / mse) in dB of images in [0,1] (peak 1); inf for mse = 0."""
+    return 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
 
 # -- classical baseline for the one-step denoiser ---------------------------------------------
-@dataclass(frozen=True)
-class Blur:
-    kernel_size: int  # odd; 1 is the identity
-    sigma: float  # standard deviation of the Gaussian, pixels
-
-
-def blur(x: Tensor, b: Blur) -> Tensor:
-    """Gaussian blur of x (N,C,H,W) float, clamped to [0,1] (reflect padding, torchvision)."""
-    from torchvision.transforms.functional import gaussian_blur
-
-    return gaussian_blur(x, [b.kernel_size, b.kernel_size], [b.sigma, b.sigma]).clamp(0, 1)
-
-
 def best_blur(
     clean: Tensor, noisy: Tensor, *, kernels: Sequence[int] = BLUR_KERNELS, sigmas: Sequence[float] = BLUR_SIGMAS
-) -> tuple[Blur, float]:
-    """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE."""
-    grid = [Blur(1, 1.0)] if 1 in kernels else []
-    grid += [Blur(k, s) for k in kernels if k > 1 for s in sigmas]
+) -> tuple[GaussianFilter, float]:
+    """The Gaussian blur of the grid with the lowest MSE from ``noisy`` to ``clean`` (both (N,C,H,W)), and that MSE.
+
+    The blurred image is ``GaussianFilter.lowpass(noisy)`` clamped to [0,1] (the images' range).
+    """
+    grid = [GaussianFilter(1, 1.0)] if 1 in kernels else []
+    grid += [GaussianFilter(k, s) for k in kernels if k > 1 for s in sigmas]
     if not grid:
         raise FundiffError("the blur grid is empty; give at least one kernel size")
-    scores = [(float(((blur(noisy, b) - clean) ** 2).mean()), i) for i, b in enumerate(grid)]
+    scores = [(float(((b.lowpass(noisy).clamp(0, 1) - clean) ** 2).mean()), i) for i, b in enumerate(grid)]
     mse, i = min(scores)
     return grid[i], mse
 
@@ -297,7 +181,7 @@ def best_blur(
 @dataclass(frozen=True)
 class BlurRow:
     sigma: float  # noise level of z = x + sigma * eps
-    blur: Blur  # the best blur for this sigma on the tuning images
+    blur: GaussianFilter  # the best blur for this sigma on the tuning images
     mse: float  # MSE of blur(z) against x on the evaluation images, images in [0,1]
     psnr: float  # 10 log10(1 / mse), dB
 
@@ -311,18 +195,28 @@ def blur_baseline(
     (N,C,H,W) noisy version of x that the learned denoiser saw (same noise, fair comparison).
     The tuning noise comes from ``generator`` (on x_tune's device).
     """
-    from fundiff.evaluation import psnr
-
     rows = []
     for sigma, z in noisy.items():
         z_tune = x_tune + sigma * torch.randn(x_tune.shape, generator=generator, device=x_tune.device)
         b, _ = best_blur(x_tune, z_tune)
-        mse = float(((blur(z, b) - x) ** 2).mean())
+        mse = float(((b.lowpass(z).clamp(0, 1) - x) ** 2).mean())
         rows.append(BlurRow(float(sigma), b, mse, psnr(mse)))
     return rows
 
 
+# moved to evaluation.py (sampling procedures); kept importable from here until cli_eval.py imports them from there
+_MOVED_TO_EVALUATION = ("GUIDANCE_SWEEP", "draw_samples", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_EVALUATION:
+        from fundiff import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "GUIDANCE_SWEEP", "draw_samples", "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy",
-    "class_histogram", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep", "Blur", "blur", "best_blur", "BlurRow", "blur_baseline",
+    "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy", "class_histogram", "psnr",
+    "BLUR_KERNELS", "BLUR_SIGMAS", "best_blur", "BlurRow", "blur_baseline",
 ]  # fmt: skip

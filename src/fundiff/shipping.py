@@ -1,13 +1,43 @@
-"""Exporting a trained run as a small shipped model: EMA weights in bf16 + config + model card."""
+"""Exporting a trained run as a small shipped model: EMA weights in bf16 + config + model card.
+
+Shipped files are committed and read on other machines, so the card and the config keep no
+absolute path of the machine they were made on: each is cut to its last component (a run
+folder to its name, ``--out /tmp/runs/x`` to ``--out x``).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 import torch
 
 from fundiff import checkpoints as ckpt
 from fundiff.errors import FundiffError
+
+# an absolute POSIX path (not the "//" of a URL) or a Windows drive path, up to whitespace or a quote
+_ABS_PATH = re.compile(r"""(?<![\w.:/~-])/[^\s"',;]*|\b[A-Za-z]:\\[^\s"',;]*""")
+
+
+def _last_part(match: re.Match) -> str:
+    path = match.group(0)
+    name = (PurePosixPath(path) if path.startswith("/") else PureWindowsPath(path)).name
+    return name or "."
+
+
+def strip_paths(obj: Any) -> Any:
+    """A copy of a JSON value in which every absolute path, whole or inside a string, is cut to its last component.
+
+    "/work/main/runs/mnist-class" -> "mnist-class"; "fundiff train --out /tmp/runs/q" -> "fundiff train --out q".
+    """
+    if isinstance(obj, str):
+        return _ABS_PATH.sub(_last_part, obj)
+    if isinstance(obj, dict):
+        return {k: strip_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strip_paths(v) for v in obj]
+    return obj
 
 
 def export_run(
@@ -22,17 +52,14 @@ def export_run(
 
     ``dest`` gets config.json, model.safetensors (keys "model.*") and card.json: the exact
     command that trained it, preset, data, wall time, machine and ``evaluation`` numbers.
+    Absolute paths in the card and the config are cut to their last component (strip_paths).
     """
     run_dir, dest = Path(run_dir), Path(dest)
     cfg = ckpt.load_config(run_dir)
     state = ckpt.read_json(run_dir / "state.json")
     weights, step = ckpt.load_weights(run_dir)
-    prefix = "ema." if any(k.startswith("ema.") for k in weights) else "model."
-    small = {
-        "model." + k[len(prefix) :]: (v.to(dtype) if v.is_floating_point() else v)
-        for k, v in weights.items()
-        if k.startswith(prefix)
-    }
+    state, is_ema = ckpt.model_state(weights)
+    small = {"model." + k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     if not small:
         raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
     train = cfg.get("train", {})
@@ -48,11 +75,11 @@ def export_run(
         "final_loss": state["losses"][-1] if state.get("losses") else None,
         "wall_s": state.get("wall_s"),
         "machine": cfg.get("machine"),
-        "weights": ("EMA " if prefix == "ema." else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
+        "weights": ("EMA " if is_ema else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
         "evaluation": evaluation or {},
     }
     card.update({k: v for k, v in (card_extra or {}).items() if v is not None})
     ckpt.atomic_write_tensors(dest / "model.safetensors", small, {"step": str(step)})
-    ckpt.atomic_write_json(dest / "config.json", cfg)
-    ckpt.atomic_write_json(dest / "card.json", card)
+    ckpt.atomic_write_json(dest / "config.json", strip_paths(cfg))
+    ckpt.atomic_write_json(dest / "card.json", strip_paths(card))
     return dest

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from fundiff.checkpoints import load_config, load_weights
+from fundiff.checkpoints import load_config, load_weights, model_state
 from fundiff.errors import FundiffError
 from fundiff.models.unet import UNet, UNetConfig
 
@@ -21,14 +21,12 @@ def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", ema: 
         model = UNet(UNetConfig(**cfg["model"]))
     except (KeyError, TypeError) as e:
         raise FundiffError(f"{run_dir}/config.json has no valid 'model' section ({e}); retrain or restore it") from None
-    weights, _ = load_weights(run_dir)
-    has_ema = any(k.startswith("ema.") for k in weights)
-    prefix = "ema." if ema and has_ema else "model."
-    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    state, _ = model_state(load_weights(run_dir)[0], ema=ema)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise FundiffError(
-            f"{run_dir}/model.safetensors does not match its config ({len(missing)} missing, {len(unexpected)} unexpected tensors); retrain or restore it"
+            f"{run_dir}/model.safetensors does not match its config "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors); retrain or restore it"
         )
     return model.to(device).eval(), cfg
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import Tensor, nn
 
 from fundiff.errors import FundiffError
@@ -76,4 +77,14 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-__all__ = ["Classifier", "ClassifierConfig"]
+@torch.no_grad()
+def predict(classifier: Classifier, images: Tensor, *, batch_size: int = 1000) -> Tensor:
+    """Predicted classes (N,) int64 of float images (N,C,H,W) in [0,1]; classifier in eval mode."""
+    if classifier.training:
+        raise FundiffError(
+            "the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first"
+        )
+    return torch.cat([classifier(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+__all__ = ["Classifier", "ClassifierConfig", "predict"]
