@@ -300,8 +300,7 @@ def _cmd_sample(args) -> None:
     from fundiff import io, runs, samplers
     from fundiff import timesteps as ts
     from fundiff.devices import resolve_device, resolve_precision
-    from fundiff.guidance import CFG
-    from fundiff.prompts import class_index
+    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 
     out = Path(args.out)
     if out.suffix and out.suffix.lower() != ".png":
@@ -312,31 +311,32 @@ def _cmd_sample(args) -> None:
     if args.steps is not None and args.steps > T:
         raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")
     timesteps = ts.full(T) if args.steps is None else ts.strided(T, steps=args.steps)
-    if den.kind == "time":
+    if not den.conditional:
         if args.classes or args.guidance is not None:
             raise FundiffError(
-                "this is a time-conditioned model: it takes no --class or --guidance; use a class-conditioned model for those"
+                "this is an unconditional (time-conditioned) model: it takes no --class or --guidance; "
+                "use a class-conditioned model for those"
             )
         prompts, names, model = [""] * args.n, ["sample"], den
     else:
-        ks = [class_index(str(c), den.class_names) for c in (args.classes or range(den.num_classes))]
-        if any(k is None for k in ks):
+        chosen = [str(c) for c in args.classes] if args.classes else list(den.default_prompts)
+        names = [den.describe_prompt(c) for c in chosen]
+        if not all(names):
             raise FundiffError("--class needs a class index or name, not an empty string")
-        names = [den.class_names[k] for k in ks]
-        prompts = [den.class_names[k] for k in ks for _ in range(args.n)]
-        model = CFG(den, 5.0 if args.guidance is None else args.guidance)
+        prompts = [c for c in chosen for _ in range(args.n)]
+        model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
     g = torch.Generator(device=device).manual_seed(args.seed)
     x = samplers.sample_from_noise(
         model, model.encode(prompts), timesteps, generator=g, eta=args.eta, device=device
     ).clamp(0, 1)
-    nrow = args.n if den.kind == "class" else min(args.n, 10)
+    nrow = args.n if den.conditional else min(args.n, 10)
     if out.suffix.lower() == ".png":
         io.save_grid(x, out, nrow=nrow, scale=2)
         print(f"wrote {out} ({len(x)} samples, {len(timesteps)} steps)")
         return
     out.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(x):
-        label = names[i // args.n] if den.kind == "class" else "sample"
+        label = names[i // args.n] if den.conditional else "sample"
         io.save_png(img, out / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
     io.save_grid(x, out / "grid.png", nrow=nrow, scale=2)
     print(f"wrote {len(x)} samples and grid.png to {out} ({len(timesteps)} steps)")
@@ -359,8 +359,7 @@ def _cmd_denoise_sweep(args) -> None:
     sigmas = args.sigmas or SWEEP_SIGMAS
     if any(s < 0 for s in sigmas):
         raise FundiffError("--sigmas must be >= 0")
-    dataset = cfg.get("train", {}).get("dataset", "mnist")
-    x_test, _ = data.load_split(dataset, args.data_dir, train=False)
+    x_test, _ = data.load_split(runs.dataset_of(cfg), args.data_dir, train=False)
     x = x_test[: max(args.n_eval, args.n_show)].unsqueeze(1).float().div(255).to(device)
     g = torch.Generator(device=device).manual_seed(args.seed)
     rows, images = denoise_sweep(model, x, sigmas, generator=g)

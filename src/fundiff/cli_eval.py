@@ -197,8 +197,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
     kind = cfg.get("model", {}).get("kind") if isinstance(cfg.get("model"), dict) else None
     if kind not in ("denoiser", "time", "class"):
         raise FundiffError(f"{args.model} is a {kind!r} run; evaluate takes a denoiser, time or class model")
-    dataset = cfg.get("train", {}).get("dataset", "mnist")
-    names = data.CLASS_NAMES[dataset]
+    dataset = runs.dataset_of(cfg)
+    names = runs.class_names_of(cfg)
     if kind != "class" and (args.guidance is not None or args.sweep is not None):
         raise FundiffError(
             f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"

@@ -267,10 +267,9 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 # -- loading -------------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
-    """(denoiser, timesteps, dataset name) for --model, --device, --stride/--steps."""
+    """(denoiser, timesteps, model folder) for --model, --device, --stride/--steps."""
     from fundiff import runs
     from fundiff import timesteps as ts_lib
-    from fundiff.checkpoints import load_config
     from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
 
@@ -290,12 +289,12 @@ def _load(args: argparse.Namespace):
         timesteps = ts_lib.strided(T, stride=args.stride)
     else:
         timesteps = default_timesteps(T)
-    dataset = load_config(folder).get("train", {}).get("dataset", "mnist")
-    return den, timesteps, dataset
+    return den, timesteps, folder
 
 
-def _inputs(args: argparse.Namespace, den, dataset: str):
-    """The input images (B,C,H,W) on the model's device, in its value range: --image files or a test image."""
+def _inputs(args: argparse.Namespace, den, folder: Path):
+    """The input images (B,C,H,W) on the model's device, in its value range: --image files or a test image
+    of the dataset the model in ``folder`` was trained on."""
     from fundiff import images
 
     paths = args.image if isinstance(args.image, list) else ([args.image] if args.image else [])
@@ -315,8 +314,10 @@ def _inputs(args: argparse.Namespace, den, dataset: str):
                 for p in paths
             ]
         ).to(den.device)
-    from fundiff import data
+    from fundiff import data, runs
+    from fundiff.checkpoints import load_config
 
+    dataset = runs.dataset_of(load_config(folder))
     x_test, _ = data.load_split(dataset, args.data_dir, train=False)
     if args.index >= len(x_test):
         raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
@@ -343,19 +344,19 @@ def _done(fig, out) -> None:
 def _cmd_noise(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, _, dataset = _load(args)
+    den, _, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
-    _done(techniques.noise_figure(den, _inputs(args, den, dataset), args.t, out=args.out, seed=args.seed), args.out)
+    _done(techniques.noise_figure(den, _inputs(args, den, folder), args.t, out=args.out, seed=args.seed), args.out)
 
 
 def _cmd_blur(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, _, dataset = _load(args)
+    den, _, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
     fig = techniques.blur_figure(
         den,
-        _inputs(args, den, dataset),
+        _inputs(args, den, folder),
         args.t,
         kernel_size=args.kernel_size,
         sigma=args.sigma,
@@ -368,9 +369,9 @@ def _cmd_blur(args: argparse.Namespace) -> None:
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, timesteps, dataset = _load(args)
+    den, timesteps, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
-    x_0 = _inputs(args, den, dataset)
+    x_0 = _inputs(args, den, folder)
     one = techniques.one_step_figure(
         den, x_0, args.t, prompt=args.prompt, guidance=args.guidance, out=args.out, seed=args.seed
     )
@@ -394,7 +395,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
     den, timesteps, _ = _load(args)
-    prompts = args.prompt if args.prompt is not None else (list(den.class_names) if den.kind == "class" else [""])
+    prompts = args.prompt if args.prompt is not None else list(den.default_prompts)
     _done(
         techniques.sampling_figure(
             den, prompts, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed
@@ -406,14 +407,14 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 def _cmd_sdedit(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, timesteps, dataset = _load(args)
+    den, timesteps, folder = _load(args)
     if any(i >= len(timesteps) for i in args.i_start):
         raise FundiffError(
             f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got {' '.join(map(str, args.i_start))}"
         )
     fig = techniques.sdedit_figure(
         den,
-        _inputs(args, den, dataset),
+        _inputs(args, den, folder),
         i_starts=args.i_start,
         prompt=args.prompt,
         guidance=args.guidance,
@@ -428,8 +429,8 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
 def _cmd_inpaint(args: argparse.Namespace) -> None:
     from fundiff import images, techniques
 
-    den, timesteps, dataset = _load(args)
-    x_0 = _inputs(args, den, dataset)
+    den, timesteps, folder = _load(args)
+    x_0 = _inputs(args, den, folder)
     if args.mask:
         if args.fit == "ink":
             raise FundiffError(
