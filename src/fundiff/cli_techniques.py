@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fundiff import DEFAULT_SEED
 from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
 
 DEFAULT_MODEL = "mnist-class"  # a shipped model's name
 _GUIDANCE_HELP = "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; = 1 + w in the (1 + w) eps_c - w eps_u convention"
@@ -109,6 +110,17 @@ def _add_blur(p: argparse.ArgumentParser, *, kernel_size: int, sigma: float) -> 
     p.add_argument("--sigma", type=_pos_float, default=sigma, help="Gaussian standard deviation in pixels")
 
 
+def view_spec(text: str) -> str:
+    """An argparse type: a view spec the registry knows *now* ("vflip", "rot90:1"), checked when parsed."""
+    from fundiff.views import get_view
+
+    try:
+        get_view(text)
+    except FundiffError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _add_samples(p: argparse.ArgumentParser, n: int) -> None:
     p.add_argument("--n", type=_pos_int, default=n, help="number of samples")
 
@@ -117,7 +129,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the Part A subcommands to ``subparsers``; returns {command name: handler(args)}."""
     from fundiff.edits import INPAINT_METHODS
     from fundiff.images import MASK_PRESETS
-    from fundiff.views import get_view, view_names
+    from fundiff.views import describe_views, view_specs
 
     def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
         return subparsers.add_parser(name, help=help, description=description, formatter_class=_Formatter)
@@ -168,7 +180,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "sample from pure noise, without and with classifier-free guidance",
         "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same noise.",
     )
-    _add_common(p, "generate", guidance=5.0)
+    _add_common(p, "generate", guidance=DEFAULT_GUIDANCE)
     p.add_argument(
         "--prompt",
         nargs="+",
@@ -182,7 +194,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
         "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing hand-drawn images (--image).",
     )
-    _add_common(p, "sdedit", guidance=5.0)
+    _add_common(p, "sdedit", guidance=DEFAULT_GUIDANCE)
     _add_image(p, many=True)
     p.add_argument("--prompt", default="", help="prompt (class name) to edit towards; '' is unconditioned")
     p.add_argument(
@@ -198,7 +210,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "inpainting: new content where the mask is 1, the original elsewhere",
         "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint adds RePaint's resampling (Lugmayr et al. 2022).",
     )
-    _add_common(p, "inpaint", guidance=5.0)
+    _add_common(p, "inpaint", guidance=DEFAULT_GUIDANCE)
     _add_image(p)
     mask = p.add_mutually_exclusive_group()
     mask.add_argument(
@@ -223,22 +235,21 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--prompt", default="", help="prompt (class name) for the new content; '' is unconditioned")
     _add_samples(p, 3)
 
-    names = view_names()
     p = add(
         "anagram",
         "visual anagrams: an image that shows another prompt under a view",
-        "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
-        + "; ".join(f"{v}: {get_view(v).description}" for v in names),
+        "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: " + describe_views(),
     )
-    _add_common(p, "anagram", guidance=5.0)
+    _add_common(p, "anagram", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--prompts", nargs="+", default=["6", "9"], help="one prompt per view; the first is seen as is")
     p.add_argument(
         "--view",
         nargs="+",
-        choices=names,
+        type=view_spec,
         default=["rot180"],
         metavar="VIEW",
-        help=f"view(s) for prompts 2.. (the first prompt gets identity), or one per prompt; choose from {', '.join(names)}",
+        help="view(s) for prompts 2.. (the first prompt gets identity), or one per prompt: a registered view "
+        f"({', '.join(view_specs())}; checked when the command runs, so views registered later count too)",
     )
     _add_samples(p, 4)
 
@@ -247,7 +258,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "hybrid images: low frequencies of one prompt, high of another",
         "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, high)).",
     )
-    _add_common(p, "hybrid", guidance=5.0)
+    _add_common(p, "hybrid", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
     p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
     _add_blur(p, kernel_size=9, sigma=1.5)
