@@ -9,10 +9,18 @@ from pathlib import Path
 
 from fundiff import DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import Parser
 from fundiff.cli_common import add_device_threads as _add_common
 from fundiff.cli_common import float_list as _float_list
 from fundiff.cli_common import int_list as _int_list
+from fundiff.cli_common import finite_float as _finite_float
+from fundiff.cli_common import nonneg_float as _nonneg_float
+from fundiff.cli_common import nonneg_float_list as _nonneg_float_list
+from fundiff.cli_common import nonneg_int as _nonneg_int
+from fundiff.cli_common import positive_float as _positive_float
 from fundiff.cli_common import positive_int as _positive_int
+from fundiff.cli_common import seed_int as _seed_int
+from fundiff.cli_common import unit_float as _unit_float
 from fundiff.errors import FundiffError
 
 
@@ -20,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fundiff.devices import PRECISIONS
     from fundiff.training import LR_SCHEDULES, PRESETS
 
-    parser = argparse.ArgumentParser(prog="fundiff", description=__doc__, formatter_class=_Formatter)
+    parser = Parser(prog="fundiff", description=__doc__, formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # data
@@ -61,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
-    p.add_argument("--lr", type=float, default=None, help="override the preset's Adam learning rate")
+    p.add_argument("--lr", type=_positive_float, default=None, help="override the preset's Adam learning rate")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="override the preset's LR schedule")
     p.add_argument("--hidden", type=_positive_int, default=None, help="override the preset's UNet hidden size D")
     p.add_argument(
@@ -71,11 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many optimizer steps in total (short runs)",
     )
     p.add_argument(
-        "--sigma", type=float, default=None, help="training noise level of the one-step denoiser (paper: 0.5)"
+        "--sigma", type=_nonneg_float, default=None, help="training noise level of the one-step denoiser (paper: 0.5)"
     )
     p.add_argument(
         "--ema",
-        type=float,
+        type=_unit_float,
         default=None,
         dest="ema_decay",
         help="EMA decay of the weights (e.g. 0.999); 0 turns it off",
@@ -89,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sample-epochs", type=_int_list, default=None, help="write sample grids after these epochs, e.g. 5,20"
     )
-    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (and at every epoch end)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
+    p.add_argument("--save-every", type=_nonneg_int, default=None, help="checkpoint every N steps (and at every epoch end)")
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
 
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--guidance",
-        type=float,
+        type=_finite_float,
         default=None,
         help="CFG scale: eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (class model default: 5)",
     )
@@ -121,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--eta", type=float, default=None, help="take DDIM steps with this eta instead of DDPM ancestral steps"
     )
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="sampling seed")
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
     p.add_argument("--out", required=True, help="a .png path (one grid) or a folder (a PNG per sample + grid.png)")
     _add_common(p)
 
@@ -134,13 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run folder of a `fundiff train denoiser` run (or shipped name)")
     p.add_argument(
         "--sigmas",
-        type=_float_list,
+        type=_nonneg_float_list,
         default=None,
         help="noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
     )
     p.add_argument("--n-show", type=_positive_int, default=8, help="test images shown per figure")
     p.add_argument("--n-eval", type=_positive_int, default=2000, help="test images used for MSE/PSNR")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="noise seed")
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="noise seed")
     p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
     _add_common(p, data=True)
     # export
@@ -154,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default=None, help="parent folder (default: fundiff's shipped-models folder)")
     p.add_argument("--eval-json", default=None, help="JSON written by `fundiff evaluate` to put in the model card")
     p.add_argument("--command-line", default=None, help="the training command, when the run did not record it")
-    p.add_argument("--wall-s", type=float, default=None, help="training wall time, when the run did not record it")
+    p.add_argument("--wall-s", type=_nonneg_float, default=None, help="training wall time, when the run did not record it")
     p.add_argument(
         "--note", default=None, help="a remark for the model card (e.g. how the machine was shared while training)"
     )

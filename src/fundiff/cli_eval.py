@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
+from fundiff.cli_common import finite_float, nonneg_float_list, positive_float, seed_int
 from fundiff.errors import FundiffError
 
 # `fundiff train` options that mean nothing for a classifier (rejected when routed here)
@@ -49,7 +50,7 @@ def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the train split")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="images per optimizer step")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (smoke tests)")
     p.add_argument(
         "--precision",
@@ -57,7 +58,7 @@ def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
         default=d.precision,
         help="auto: bf16 autocast where the hardware supports it",
     )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
+    p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
 
@@ -121,7 +122,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--guidance",
-        type=float,
+        type=finite_float,
         default=None,
         help="class models: CFG scale for FID and per-class accuracy (default: 5)",
     )
@@ -141,7 +142,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sigmas",
-        type=_float_list,
+        type=nonneg_float_list,
         default=None,
         help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
     )
@@ -149,7 +150,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling"
     )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
+    p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
     p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
     _add_common(p, data=True)
 

@@ -26,6 +26,7 @@ from fundiff.cli_common import nonneg_int as _nonneg_int
 from fundiff.cli_common import odd_int as _odd_int
 from fundiff.cli_common import positive_float as _pos_float
 from fundiff.cli_common import positive_int as _pos_int
+from fundiff.cli_common import seed_int as _seed_int
 
 
 # -- shared flags -------------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
         p.add_argument("--guidance", type=_float, default=guidance, help=_GUIDANCE_HELP)
     p.add_argument(
         "--seed",
-        type=int,
+        type=_seed_int,
         default=DEFAULT_SEED,
         help="seed of all noise in the figure (the write-up re-seeds per figure)",
     )
@@ -217,10 +218,16 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "--mask",
         default=None,
         metavar="PATH",
-        help="mask image, white = fill in (same aspect ratio and --fit as the image)",
+        help="mask image, white = fill in: the image's size (the --image file's, or the model's for the test image), "
+        "made square with the same --fit",
     )
     mask.add_argument(
         "--mask-preset", choices=MASK_PRESETS, default="top-half", help="a preset mask when --mask is not given"
+    )
+    p.add_argument(
+        "--mask-fit",
+        action="store_true",
+        help="accept a --mask of another size or shape than the image: square it with --fit and resize it",
     )
     p.add_argument(
         "--method",
@@ -447,8 +454,11 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
             raise FundiffError(
                 "--fit ink depends on the image's content, so a --mask cannot line up with it; use --fit pad or crop"
             )
-        mask = images.load_mask(args.mask, image_size=den.image_size, fit=args.fit, like=args.image)
+        like = args.image or (den.image_size, den.image_size)  # the test image is image_size square
+        mask = images.load_mask(args.mask, image_size=den.image_size, fit=args.fit, like=like, refit=args.mask_fit)
     else:
+        if args.mask_fit:
+            raise FundiffError("--mask-fit applies to a --mask image; drop it or give --mask PATH")
         mask = images.mask_preset(args.mask_preset, den.image_size)
     fig = techniques.inpaint_figure(
         den,
