@@ -35,7 +35,7 @@ def number(
     odd: bool = False,
     what: str = "",
 ) -> Callable[[str], int | float]:
-    """An argparse type: a finite ``kind`` (int or float) with low <= value <= high, above < value < below, optionally odd.
+    """An argparse type: a finite ``kind`` (int or float), low <= value <= high, above < value < below, maybe odd.
 
     ``what`` ("a number in [0, 1)") is how the error names the allowed values.
     """

@@ -1,4 +1,4 @@
-"""The ``fundiff train-classifier`` and ``fundiff evaluate`` commands (wired in by cli.py via ``register``).
+"""``fundiff evaluate`` (wired in by cli.py via ``register``) and the handler of ``fundiff train classifier``.
 
 ``evaluate`` measures what a model's kind allows: a one-step denoiser gets the sigma sweep
 (MSE / PSNR) beside the best Gaussian blur; a time-conditioned model gets FID, the FID
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
-from fundiff.cli_common import finite_float, nonneg_float_list, positive_float, seed_int
+from fundiff.cli_common import finite_float, nonneg_float_list, seed_int
 from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
 
 # `fundiff train` options that mean nothing for a classifier (rejected when routed here)
 _DIFFUSION_ONLY = (
@@ -31,40 +32,8 @@ _DIFFUSION_ONLY = (
 )
 
 
-def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
-    """The options of `fundiff train-classifier`; `fundiff train classifier` has the same dests."""
-    from fundiff.classify import ClassifierTrainConfig
-    from fundiff.cli_common import add_device_threads as _add_common
-    from fundiff.cli_common import positive_int as _positive_int
-    from fundiff.devices import PRECISIONS
-
-    d = ClassifierTrainConfig()
-    p.add_argument(
-        "--dataset",
-        default="mnist",
-        choices=("mnist", "fashion-mnist"),
-        help="train split to learn, test split to score",
-    )
-    p.add_argument(
-        "--out", default=None, help="run folder (default: runs/DATASET-classifier, where `fundiff evaluate` looks)"
-    )
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the train split")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="images per optimizer step")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (smoke tests)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=d.precision,
-        help="auto: bf16 autocast where the hardware supports it",
-    )
-    p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_common(p, data=True)
-
-
 def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
-    """Train the evaluation classifier from parsed options (also reached as `fundiff train classifier`).
+    """Train the evaluation classifier from the parsed options of `fundiff train classifier`.
 
     Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
     ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
@@ -77,7 +46,8 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)
         raise FundiffError(
-            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop {'it' if len(given) == 1 else 'them'}"
+            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop "
+            f"{'it' if len(given) == 1 else 'them'}"
         )
     values = {
         k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
@@ -88,14 +58,16 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
     test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
     command = "fundiff " + " ".join(sys.argv[1:] if argv is None else argv)
+    progress = not getattr(args, "no_progress", False)
     result = train_classifier(
-        cfg, out, data=train_split, test_data=test_split, device=device, progress=not getattr(args, "no_progress", False),
+        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
         extra_config={**run_info(cfg, device), "command": command},
     )  # fmt: skip
     worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
     names = data.CLASS_NAMES[cfg.dataset]
     print(
-        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy {result.test_accuracy:.4f} "
+        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy "
+        f"{result.test_accuracy:.4f} "
         f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
     )
 
@@ -124,7 +96,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         "--guidance",
         type=finite_float,
         default=None,
-        help="class models: CFG scale for FID and per-class accuracy (default: 5)",
+        help=f"class models: CFG scale for FID and per-class accuracy (default: {DEFAULT_GUIDANCE:g})",
     )
     p.add_argument(
         "--sweep",
@@ -138,7 +110,8 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--classifier",
         default=None,
-        help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped mnist-classifier or fashion-classifier)",
+        help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped "
+        "mnist-classifier or fashion-classifier)",
     )
     p.add_argument(
         "--sigmas",
@@ -150,7 +123,9 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling"
     )
-    p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
+    p.add_argument(
+        "--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset"
+    )
     p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
     _add_common(p, data=True)
 
@@ -174,7 +149,8 @@ def _find_classifier(name: str | None, dataset: str, device):
             name = shipped[0]  # shipped as mnist-classifier / fashion-classifier
         else:
             raise FundiffError(
-                f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier"
+                f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes "
+                f"{local}) or pass --classifier"
             )
     clf, info = load_classifier(name, device=device)
     trained_on = info["config"].get("train", {}).get("dataset")
@@ -322,7 +298,7 @@ def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report
     from fundiff.metrics import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep, reference_fid
 
     n_per_class = args.n // len(names)
-    guidance = 5.0 if args.guidance is None else args.guidance
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     sweep = tuple(args.sweep or GUIDANCE_SWEEP)
     scales = sorted(set(sweep) | {guidance})
     n = n_per_class * len(names)
@@ -373,20 +349,23 @@ def _print_report(r: dict, names) -> None:
         print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10} {'blur MSE':>9} {'blur dB':>8}  best blur")
         for row in r["rows"]:
             print(
-                f"{row['sigma']:>6.2f} {row['mse']:>9.5f} {row['psnr']:>8.2f} {row['mse_noisy']:>10.5f} {row['blur_mse']:>9.5f} {row['blur_psnr']:>8.2f}"
+                f"{row['sigma']:>6.2f} {row['mse']:>9.5f} {row['psnr']:>8.2f} {row['mse_noisy']:>10.5f} "
+                f"{row['blur_mse']:>9.5f} {row['blur_psnr']:>8.2f}"
                 f"  k={row['blur_kernel']} s={row['blur_sigma']:g}"
             )
         return
     acc = r["classifier_test_accuracy"]
     print(
-        f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, {r['steps']} steps"
+        f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, "
+        f"{r['steps']} steps"
     )
     print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
     if r["kind"] == "time":
         print(f"{'class':>12} {'samples':>8} {'share':>6} {'test':>6}")
         for k in names:
             print(
-                f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} {r['test_class_fractions'][k]:>6.3f}"
+                f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} "
+                f"{r['test_class_fractions'][k]:>6.3f}"
             )
         return
     print(f"accuracy at guidance {r['guidance']:g}: {r['accuracy']['overall']:.4f}")
@@ -400,36 +379,22 @@ def _print_report(r: dict, names) -> None:
     print(f"plot: {r['sweep_plot']}")
 
 
-def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable[[argparse.Namespace], None]]:
-    """Add `evaluate` (and `train-classifier`) to ``subparsers``; return {command name: function}.
+def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add ``evaluate`` to ``subparsers``; return {command name: handler(args)}.
 
-    Pass train_classifier=False where `fundiff train classifier` routes to train_classifier_command instead.
+    (The classifier is trained by ``fundiff train classifier``, which routes to :func:`train_classifier_command`.)
     """
     from fundiff.cli_common import Formatter as _Formatter
 
-    commands: dict[str, Callable[[argparse.Namespace], None]] = {}
-    if train_classifier:
-        p = subparsers.add_parser(
-            "train-classifier",
-            help="train the classifier that grades samples (FID features, class accuracy)",
-            formatter_class=_Formatter,
-        )
-        add_train_classifier_options(p)
-        commands["train-classifier"] = train_classifier_command
     p = subparsers.add_parser(
         "evaluate",
-        help="measure a model: FID, class accuracy vs guidance, class histogram, or denoiser MSE/PSNR vs a blur baseline",
+        help="measure a model: FID, class accuracy vs guidance, class histogram, or denoiser MSE/PSNR vs a blur "
+        "baseline",
         formatter_class=_Formatter,
         description=__doc__.split("\n\n", 1)[1],
     )
     add_evaluate_options(p)
-    return commands | {"evaluate": evaluate_command}
+    return {"evaluate": evaluate_command}
 
 
-__all__ = [
-    "register",
-    "add_train_classifier_options",
-    "train_classifier_command",
-    "add_evaluate_options",
-    "evaluate_command",
-]
+__all__ = ["register", "train_classifier_command", "add_evaluate_options", "evaluate_command"]

@@ -13,13 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
-from fundiff.errors import FundiffError
-from fundiff.guidance import DEFAULT_GUIDANCE
-
-DEFAULT_MODEL = "mnist-class"  # a shipped model's name
-_GUIDANCE_HELP = "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; = 1 + w in the (1 + w) eps_c - w eps_u convention"
-
-
 from fundiff.cli_common import Formatter as _Formatter
 from fundiff.cli_common import finite_float as _float
 from fundiff.cli_common import nonneg_int as _nonneg_int
@@ -27,6 +20,14 @@ from fundiff.cli_common import odd_int as _odd_int
 from fundiff.cli_common import positive_float as _pos_float
 from fundiff.cli_common import positive_int as _pos_int
 from fundiff.cli_common import seed_int as _seed_int
+from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
+
+DEFAULT_MODEL = "mnist-class"  # a shipped model's name
+_GUIDANCE_HELP = (
+    "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; "
+    "= 1 + w in the (1 + w) eps_c - w eps_u convention"
+)
 
 
 # -- shared flags -------------------------------------------------------------------------------------
@@ -50,7 +51,8 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
         "--stride",
         type=_pos_int,
         default=None,
-        help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on T=1000)",
+        help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on "
+        "T=1000)",
     )
     steps.add_argument(
         "--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps"
@@ -68,7 +70,8 @@ def _add_image(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         nargs="+" if many else None,
         default=None,
         metavar="PATH",
-        help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test image of the model's dataset",
+        help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test "
+        "image of the model's dataset",
     )
     p.add_argument(
         "--index",
@@ -102,7 +105,8 @@ def _add_noise_levels(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="T",
-        help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for T=300)",
+        help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for "
+        "T=300)",
     )
 
 
@@ -157,7 +161,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = add(
         "denoise",
         "one-step and strided iterative denoising, compared with blur",
-        "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; the comparison original | noisy | iterative | one-step | blur.",
+        "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; "
+        "the comparison original | noisy | iterative | one-step | blur.",
     )
     _add_common(p, "denoise", guidance=1.0)
     _add_image(p)
@@ -165,7 +170,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument(
         "--prompt",
         default="",
-        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high quality photo' role)",
+        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high "
+        "quality photo' role)",
     )
     p.add_argument(
         "--i-start",
@@ -179,7 +185,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = add(
         "generate",
         "sample from pure noise, without and with classifier-free guidance",
-        "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same noise.",
+        "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same "
+        "noise.",
     )
     _add_common(p, "generate", guidance=DEFAULT_GUIDANCE)
     p.add_argument(
@@ -193,7 +200,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = add(
         "sdedit",
         "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
-        "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing hand-drawn images (--image).",
+        "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing "
+        "hand-drawn images (--image).",
     )
     _add_common(p, "sdedit", guidance=DEFAULT_GUIDANCE)
     _add_image(p, many=True)
@@ -209,7 +217,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = add(
         "inpaint",
         "inpainting: new content where the mask is 1, the original elsewhere",
-        "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint adds RePaint's resampling (Lugmayr et al. 2022).",
+        "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint "
+        "adds RePaint's resampling (Lugmayr et al. 2022).",
     )
     _add_common(p, "inpaint", guidance=DEFAULT_GUIDANCE)
     _add_image(p)
@@ -263,7 +272,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = add(
         "hybrid",
         "hybrid images: low frequencies of one prompt, high of another",
-        "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, high)).",
+        "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, "
+        "high)).",
     )
     _add_common(p, "hybrid", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
@@ -297,7 +307,8 @@ def _load(args: argparse.Namespace):
         if args.model != DEFAULT_MODEL:
             raise
         raise FundiffError(
-            f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick"
+            f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass "
+            "--model runs/mnist-class-quick"
         ) from None
     den = runs.load_denoiser(folder, device=resolve_device(args.device))
     T = den.schedule.T
@@ -342,7 +353,8 @@ def _inputs(args: argparse.Namespace, den, folder: Path):
     x = x_test[args.index : args.index + 1].unsqueeze(1).float().div(255)
     if x.shape[-1] != den.image_size:
         raise FundiffError(
-            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; pass --image"
+            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; "
+            "pass --image"
         )
     lo, hi = den.value_range
     return (lo + (hi - lo) * x).to(den.device)
@@ -428,7 +440,8 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
     den, timesteps, folder = _load(args)
     if any(i >= len(timesteps) for i in args.i_start):
         raise FundiffError(
-            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got {' '.join(map(str, args.i_start))}"
+            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
+            f"{' '.join(map(str, args.i_start))}"
         )
     fig = techniques.sdedit_figure(
         den,
@@ -485,7 +498,8 @@ def _cmd_anagram(args: argparse.Namespace) -> None:
         views = ["identity"] + views
     if len(views) != len(prompts):
         raise FundiffError(
-            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got {len(views)}"
+            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got "
+            f"{len(views)}"
         )
     den, timesteps, _ = _load(args)
     _done(
