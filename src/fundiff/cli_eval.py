@@ -163,7 +163,6 @@ def _find_classifier(name: str | None, dataset: str, device):
 
 def evaluate_command(args: argparse.Namespace) -> None:
     """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
-    import torch
 
     from fundiff import data, runs
     from fundiff.checkpoints import atomic_write_json, load_config
@@ -176,27 +175,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise FundiffError(f"{args.model} is a {kind!r} run; evaluate takes a denoiser, time or class model")
     dataset = runs.dataset_of(cfg)
     names = runs.class_names_of(cfg)
-    if kind != "class" and (args.guidance is not None or args.sweep is not None):
-        raise FundiffError(
-            f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"
-        )
-    if kind != "denoiser" and args.sigmas is not None:
-        raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
-    if kind == "denoiser" and args.classifier is not None:
-        raise FundiffError("--classifier does not apply to a one-step denoiser (it is measured by MSE/PSNR)")
-    for s in [args.guidance or 0.0, *(args.sweep or ()), *(args.sigmas or ())]:
-        if not math.isfinite(s):
-            raise FundiffError(f"--guidance, --sweep and --sigmas take finite numbers, got {s}")
-    if args.sweep == ():
-        raise FundiffError("--sweep needs at least one scale, e.g. 0,1,3,5,7")
-    if any(s < 0 for s in args.sigmas or ()):
-        raise FundiffError("--sigmas must be >= 0")
-    min_n = {"denoiser": 1, "time": 2, "class": len(names)}[kind]
-    if args.n < min_n:
-        raise FundiffError(
-            f"--n must be at least {min_n} for a {kind!r} model"
-            + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else "")
-        )
+    _check_options(args, kind, len(names))
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else run_dir / "evaluation.json"
     if out.suffix.lower() != ".json":
@@ -221,7 +200,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
             args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device
         )
     else:
-        from fundiff.metrics import FID, class_histogram, draw_samples, reference_fid
+        from fundiff.metrics import FID
 
         print(f"features of the {len(x_test)} test images (FID's real set)...", file=sys.stderr)
         fid_to_test = FID(clf, _images(x_test, device))
@@ -233,26 +212,60 @@ def evaluate_command(args: argparse.Namespace) -> None:
             "precision": args.precision,
         }
         if kind == "time":
-            print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
-            g = torch.Generator(device=device).manual_seed(args.seed)
-            x = draw_samples(den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size)
-            hist = class_histogram(clf, x, num_classes=len(names))
-            test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
-            report |= {
-                "n": args.n,
-                "fid": fid_to_test(x),
-                "fid_floor": reference_fid(
-                    fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)
-                ),
-                "class_histogram": dict(zip(names, hist)),
-                "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
-                "test_class_fractions": dict(zip(names, test_frac.tolist())),
-            }
+            _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device)
         else:
             _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device)
     atomic_write_json(out, report)
     _print_report(report, names)
     print(f"metrics in {out}")
+
+
+def _check_options(args, kind: str, n_classes: int) -> None:
+    """The evaluate options that do not apply to a model of ``kind``, or are out of range: one-line errors."""
+    if kind != "class" and (args.guidance is not None or args.sweep is not None):
+        raise FundiffError(
+            f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"
+        )
+    if kind != "denoiser" and args.sigmas is not None:
+        raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
+    if kind == "denoiser" and args.classifier is not None:
+        raise FundiffError("--classifier does not apply to a one-step denoiser (it is measured by MSE/PSNR)")
+    for s in [args.guidance or 0.0, *(args.sweep or ()), *(args.sigmas or ())]:
+        if not math.isfinite(s):
+            raise FundiffError(f"--guidance, --sweep and --sigmas take finite numbers, got {s}")
+    if args.sweep == ():
+        raise FundiffError("--sweep needs at least one scale, e.g. 0,1,3,5,7")
+    if any(s < 0 for s in args.sigmas or ()):
+        raise FundiffError("--sigmas must be >= 0")
+    min_n = {"denoiser": 1, "time": 2, "class": n_classes}[kind]
+    if args.n < min_n:
+        raise FundiffError(
+            f"--n must be at least {min_n} for a {kind!r} model"
+            + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else "")
+        )
+
+
+def _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device) -> None:
+    """FID, its floor and the class histogram of ``args.n`` unconditional samples, into ``report``."""
+    import torch
+
+    from fundiff.metrics import class_histogram, draw_samples, reference_fid
+
+    print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    x = draw_samples(den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size)
+    hist = class_histogram(clf, x, num_classes=len(names))
+    test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
+    report |= {
+        "n": args.n,
+        "fid": fid_to_test(x),
+        "fid_floor": reference_fid(
+            fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)
+        ),
+        "class_histogram": dict(zip(names, hist)),
+        "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
+        "test_class_fractions": dict(zip(names, test_frac.tolist())),
+    }
 
 
 def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> None:

@@ -132,37 +132,57 @@ def _add_samples(p: argparse.ArgumentParser, n: int) -> None:
 
 def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the Part A subcommands to ``subparsers``; returns {command name: handler(args)}."""
-    from fundiff.edits import INPAINT_METHODS
-    from fundiff.images import MASK_PRESETS
-    from fundiff.views import describe_views, view_specs
+    commands = {
+        "noise": (_parser_noise, _cmd_noise),
+        "blur": (_parser_blur, _cmd_blur),
+        "denoise": (_parser_denoise, _cmd_denoise),
+        "generate": (_parser_generate, _cmd_generate),
+        "sdedit": (_parser_sdedit, _cmd_sdedit),
+        "inpaint": (_parser_inpaint, _cmd_inpaint),
+        "anagram": (_parser_anagram, _cmd_anagram),
+        "hybrid": (_parser_hybrid, _cmd_hybrid),
+    }
+    for add_parser, _ in commands.values():
+        add_parser(subparsers)
+    return {name: handler for name, (_, handler) in commands.items()}
 
-    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        return subparsers.add_parser(name, help=help, description=description, formatter_class=_Formatter)
 
-    p = add(
+def _parser_noise(subparsers) -> None:
+    """The ``noise`` subcommand's parser."""
+    p = subparsers.add_parser(
         "noise",
-        "the forward process: a test image noised at several t",
-        "Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).",
+        help="the forward process: a test image noised at several t",
+        description="Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).",
+        formatter_class=_Formatter,
     )
     _add_common(p, "noise", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
 
-    p = add(
+
+def _parser_blur(subparsers) -> None:
+    """The ``blur`` subcommand's parser."""
+    p = subparsers.add_parser(
         "blur",
-        "classical denoising: Gaussian blur of the noisy images",
-        "Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.",
+        help="classical denoising: Gaussian blur of the noisy images",
+        description="Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.",
+        formatter_class=_Formatter,
     )
     _add_common(p, "blur", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add(
+
+def _parser_denoise(subparsers) -> None:
+    """The ``denoise`` subcommand's parser."""
+    p = subparsers.add_parser(
         "denoise",
-        "one-step and strided iterative denoising, compared with blur",
-        "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; "
+        help="one-step and strided iterative denoising, compared with blur",
+        description="Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from "
+        "timesteps[--i-start]; "
         "the comparison original | noisy | iterative | one-step | blur.",
+        formatter_class=_Formatter,
     )
     _add_common(p, "denoise", guidance=1.0)
     _add_image(p)
@@ -182,11 +202,16 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--every", type=_pos_int, default=5, help="show every N-th iterative step")
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add(
+
+def _parser_generate(subparsers) -> None:
+    """The ``generate`` subcommand's parser."""
+    p = subparsers.add_parser(
         "generate",
-        "sample from pure noise, without and with classifier-free guidance",
-        "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same "
+        help="sample from pure noise, without and with classifier-free guidance",
+        description="Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, "
+        "from the same "
         "noise.",
+        formatter_class=_Formatter,
     )
     _add_common(p, "generate", guidance=DEFAULT_GUIDANCE)
     p.add_argument(
@@ -197,11 +222,16 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     )
     _add_samples(p, 5)
 
-    p = add(
+
+def _parser_sdedit(subparsers) -> None:
+    """The ``sdedit`` subcommand's parser."""
+    p = subparsers.add_parser(
         "sdedit",
-        "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
-        "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing "
+        help="SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
+        description="Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and "
+        "editing "
         "hand-drawn images (--image).",
+        formatter_class=_Formatter,
     )
     _add_common(p, "sdedit", guidance=DEFAULT_GUIDANCE)
     _add_image(p, many=True)
@@ -214,11 +244,19 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="start indices into the strided timesteps (larger: less noise, closer to the input)",
     )
 
-    p = add(
+
+def _parser_inpaint(subparsers) -> None:
+    """The ``inpaint`` subcommand's parser."""
+    from fundiff.edits import INPAINT_METHODS
+    from fundiff.images import MASK_PRESETS
+
+    p = subparsers.add_parser(
         "inpaint",
-        "inpainting: new content where the mask is 1, the original elsewhere",
-        "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint "
+        help="inpainting: new content where the mask is 1, the original elsewhere",
+        description="Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. "
+        "--method repaint "
         "adds RePaint's resampling (Lugmayr et al. 2022).",
+        formatter_class=_Formatter,
     )
     _add_common(p, "inpaint", guidance=DEFAULT_GUIDANCE)
     _add_image(p)
@@ -251,10 +289,17 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--prompt", default="", help="prompt (class name) for the new content; '' is unconditioned")
     _add_samples(p, 3)
 
-    p = add(
+
+def _parser_anagram(subparsers) -> None:
+    """The ``anagram`` subcommand's parser."""
+    from fundiff.views import describe_views, view_specs
+
+    p = subparsers.add_parser(
         "anagram",
-        "visual anagrams: an image that shows another prompt under a view",
-        "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: " + describe_views(),
+        help="visual anagrams: an image that shows another prompt under a view",
+        description="Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
+        + describe_views(),
+        formatter_class=_Formatter,
     )
     _add_common(p, "anagram", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--prompts", nargs="+", default=["6", "9"], help="one prompt per view; the first is seen as is")
@@ -269,28 +314,22 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     )
     _add_samples(p, 4)
 
-    p = add(
+
+def _parser_hybrid(subparsers) -> None:
+    """The ``hybrid`` subcommand's parser."""
+    p = subparsers.add_parser(
         "hybrid",
-        "hybrid images: low frequencies of one prompt, high of another",
-        "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, "
+        help="hybrid images: low frequencies of one prompt, high of another",
+        description="Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + "
+        "highpass(eps(x_t, "
         "high)).",
+        formatter_class=_Formatter,
     )
     _add_common(p, "hybrid", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
     p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
     _add_blur(p, kernel_size=9, sigma=1.5)
     _add_samples(p, 4)
-
-    return {
-        "noise": _cmd_noise,
-        "blur": _cmd_blur,
-        "denoise": _cmd_denoise,
-        "generate": _cmd_generate,
-        "sdedit": _cmd_sdedit,
-        "inpaint": _cmd_inpaint,
-        "anagram": _cmd_anagram,
-        "hybrid": _cmd_hybrid,
-    }
 
 
 # -- loading -------------------------------------------------------------------------------------------

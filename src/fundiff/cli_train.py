@@ -28,8 +28,7 @@ from fundiff.errors import FundiffError
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add ``train`` to the subparsers ``sub``; returns {command name: handler(args)}."""
-    from fundiff.devices import PRECISIONS
-    from fundiff.training import LR_SCHEDULES, PRESETS
+    from fundiff.training import PRESETS
 
     p = sub.add_parser(
         "train",
@@ -59,6 +58,18 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="run folder (default: runs/DATASET-KIND-PRESET; classifier: runs/DATASET-classifier)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    _add_overrides(p)
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p, data=True)
+    return {"train": _handle_train}
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    """The flags that override a preset's TrainConfig values (None: the preset's)."""
+    from fundiff.devices import PRECISIONS
+    from fundiff.training import LR_SCHEDULES
+
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
     p.add_argument("--lr", type=_positive_float, default=None, help="override the preset's Adam learning rate")
@@ -92,11 +103,6 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument(
         "--save-every", type=_nonneg_int, default=None, help="checkpoint every N steps (and at every epoch end)"
     )
-    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_common(p, data=True)
-
-    return {"train": _handle_train}
 
 
 def _handle_train(args: argparse.Namespace) -> None:
