@@ -25,7 +25,11 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     p = sub.add_parser(
         "sample", help="sample images from a time- or class-conditioned model", formatter_class=_Formatter
     )
-    p.add_argument("--model", required=True, help="run folder (or shipped model name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="shipped model name, or a model folder (./NAME for a local folder named like one)",
+    )
     p.add_argument("--n", type=_positive_int, default=8, help="samples (per class for a class model)")
     p.add_argument(
         "--class",
@@ -33,7 +37,8 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         nargs="+",
         default=None,
         metavar="K",
-        help="classes to sample (index or name, e.g. 3 or sneaker; default: all)",
+        help="classes to sample, as prompts naming them (e.g. 3, seven, sneaker; default: the model's default "
+        "prompts, every class)",
     )
     p.add_argument(
         "--guidance",

@@ -35,7 +35,8 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="run folder of a time- or class-conditioned model, or a shipped model name",
+        help="shipped model name, or the folder of a time- or class-conditioned model (./NAME for a local folder "
+        "named like a shipped model)",
     )
     if guidance is not None:
         p.add_argument("--guidance", type=_float, default=guidance, help=_GUIDANCE_HELP)
