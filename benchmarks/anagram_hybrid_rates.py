@@ -46,10 +46,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     den = load_denoiser(
-        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), kinds=("class",)
+        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), conditional=True
     )
     clf, _ = load_classifier(args.classifier, device=device)
-    names = den.class_names
+    names = den.default_prompts
     print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")
     print(f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={cpu_description()}")
     print(f"{'anagram':28s} {'view 1 as p1':>12s} {'view 2 as p2':>12s} {'both':>6s}")

@@ -145,6 +145,9 @@ def test_help_on_every_command(capsys):
         ["sample", "--help"],
         ["denoise-sweep", "--help"],
         ["data", "fetch", "--help"],
+        ["export", "--help"],
+        ["evaluate", "--help"],
+        ["anagram", "--help"],
     ):
         with pytest.raises(SystemExit) as e:
             cli.main(cmd)
@@ -173,3 +176,103 @@ def test_export_makes_a_small_shipped_model_that_samples_like_the_run(runs, tmp_
     diff = np.abs(np.asarray(Image.open(a), dtype=float) - np.asarray(Image.open(b), dtype=float))
     assert diff.mean() < 8  # bf16 weights: nearly the same picture
     _fails(capsys, ["export", "--model", str(runs["class"]), "--name", "../evil", "--dest", str(tmp_path)], "--name")
+
+
+def _mask(path, size, fill_rows=0):
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", size, 0)
+    if fill_rows:
+        ImageDraw.Draw(im).rectangle([0, 0, size[0] - 1, fill_rows - 1], fill=255)
+    im.save(path)
+    return str(path)
+
+
+def _rejected(capsys, argv, match):
+    """`fundiff ARGV` fails with exit status 2 and a one-line message holding ``match`` (parser or FundiffError)."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "error:" in err and match in err, (argv, err)
+
+
+BAD_FLAGS = [  # (argv, what the one-line message says); all refused before anything is loaded or written
+    (["sample", "--model", "mnist-class", "--guidance", "nan", "--out", "o.png"], "expected a finite number"),
+    (["sample", "--model", "mnist-class", "--guidance", "inf", "--out", "o.png"], "expected a finite number"),
+    (["sample", "--model", "mnist-class", "--seed", "-1", "--out", "o.png"], "--seed: expected an integer in 0.."),
+    (["generate", "--guidance", "nan"], "expected a finite number"),
+    (["evaluate", "--model", "mnist-class", "--guidance", "nan"], "expected a finite number"),
+    (["evaluate", "--model", "mnist-class", "--sweep", "1,nan"], "finite numbers"),
+    (["denoise-sweep", "--model", "mnist-denoiser", "--sigmas", "0.5,-1"], "numbers >= 0"),
+    (["train", "class", "--lr", "0"], "--lr: expected a number > 0"),
+    (["train", "class", "--lr", "nan"], "--lr: expected a number > 0"),
+    (["train", "classifier", "--lr", "-1"], "--lr: expected a number > 0"),
+    (["train", "denoiser", "--sigma", "-0.5"], "--sigma: expected a number >= 0"),
+    (["train", "class", "--save-every", "-1"], "--save-every: expected an integer >= 0"),
+    (["train", "class", "--seed", "-1"], "--seed: expected an integer in 0.."),
+    (["train", "class", "--ema", "1"], "--ema: expected a number in [0, 1)"),
+    (["train", "class", "--ema", "nan"], "--ema: expected a number in [0, 1)"),
+    (["hybrid", "--kernel-size", "4"], "odd"),
+    (["hybrid", "--sigma", "0"], "--sigma: expected a number > 0"),
+    (["anagram", "--view", "rot90:x"], "quarter turns"),
+    (["anagram", "--view", "sideways"], "rot90:K"),
+    (["export", "--model", "mnist-class", "--name", "x", "--wall-s", "-5"], "--wall-s: expected a number >= 0"),
+    (["sample", "--model", "mnist-class", "--threads", "0", "--out", "o.png"], "--threads: expected an integer >= 1"),
+    (["sample", "--model", "mnist-class", "--eta", "5", "--out", "o.png"], "--eta: expected a number in [0, 1]"),
+    (["sdedit", "--eta", "nan"], "--eta: expected a number in [0, 1]"),
+    (["generate", "--sampler", "euler"], "invalid choice: 'euler'"),
+    (["sample", "--model", "mnist-class", "--sampler", "dpm++", "--eta", "0.5", "--out", "o.png"], "takes no eta"),
+    (["generate", "--sampler", "ddpm", "--eta", "0.5"], "takes no eta"),
+]
+
+
+@pytest.mark.parametrize("argv,match", BAD_FLAGS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_FLAGS])
+def test_bad_flags_are_one_line_errors_and_write_nothing(argv, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _rejected(capsys, argv, match)
+    assert not list(tmp_path.iterdir())
+
+
+def test_inpaint_masks_must_fit_the_image_unless_asked(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ["inpaint", "--model", str(runs["class"]), "--steps", "2", "--n", "1", "--out", str(out)]
+    seven = ["--image", "seven"]  # a shipped 200x200 drawing
+    for argv, match in [
+        (seven + ["--mask", _mask(tmp_path / "black.png", (200, 200))], "no pixel to fill"),
+        (seven + ["--mask", _mask(tmp_path / "wide.png", (300, 200), 100)], "is 300x200 but image 'seven' is 200x200"),
+        (seven + ["--mask", _mask(tmp_path / "small.png", (100, 100), 50)], "is 100x100 but image 'seven' is 200x200"),
+        (seven + ["--mask-fit"], "--mask-fit applies to a --mask image"),
+    ]:
+        _rejected(capsys, common + argv, match)
+    assert not out.exists()
+    assert cli.main(common + seven + ["--mask", str(tmp_path / "small.png"), "--mask-fit"]) == 0  # asked to fit
+    assert (out / "inpaint.png").is_file()
+
+
+def test_anagram_with_a_parametric_view(runs, tmp_path):
+    out = tmp_path / "ana"
+    argv = ["anagram", "--model", str(runs["class"]), "--prompts", "6", "9", "--view", "rot90:2", "--steps", "2"]
+    assert cli.main(argv + ["--n", "1", "--out", str(out)]) == 0
+    assert (out / "anagram.png").is_file()
+
+
+def test_train_classifier_is_a_train_kind_not_a_command(capsys):
+    _rejected(capsys, ["train-classifier"], "invalid choice: 'train-classifier'")
+
+
+def test_sample_defaults_to_the_models_own_prompts(tmp_path):
+    """fashion-class has no classes named "0".."9": the default rows are its default_prompts (its class names)."""
+    out = tmp_path / "f"
+    assert cli.main(["sample", "--model", "fashion-class", "--n", "1", "--steps", "2", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 11 and "Ankle_boot_000.png" in names and "T-shirt-top_000.png" in names
+
+
+@pytest.mark.parametrize("sampler", [["--sampler", "ddim", "--eta", "0.5"], ["--sampler", "dpm++"], ["--eta", "0"]])
+def test_every_sampler_reaches_sample_and_the_techniques(runs, tmp_path, sampler):
+    model = ["--model", str(runs["class"]), "--steps", "3"]
+    assert cli.main(["sample", *model, "--n", "1", "--out", str(tmp_path / "s.png"), *sampler]) == 0
+    assert cli.main(["sdedit", *model, "--image", "seven", "--i-start", "1", "--out", str(tmp_path), *sampler]) == 0
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "handdrawn.png").is_file()

@@ -18,15 +18,21 @@ class Analytic:
     """eps = 0.3 x_t + cond * pattern + t / T (pattern breaks every symmetry); v = tanh(x_t) / 2 if with_v."""
 
     channels, image_size, value_range = 1, H, (0.0, 1.0)
+    device, conditional, default_prompts = torch.device("cpu"), True, ("a",)
 
     def __init__(self, with_v=False, T=20):
         self.schedule = NoiseSchedule.linear(T)
         self.pattern = torch.arange(H * H, dtype=torch.float32).reshape(1, 1, H, H) / (H * H)
         self.with_v = with_v
         self.calls = []
+        self.encoded = []  # every prompt list encode was called with
 
     def encode(self, prompts):
+        self.encoded.append(list(prompts))
         return torch.tensor([[0.0] if p == "" else [float(len(p))] for p in prompts])
+
+    def describe_prompt(self, prompt):
+        return prompt
 
     def f(self, x_t, t, cond):
         eps = 0.3 * x_t + cond.reshape(-1, 1, 1, 1) * self.pattern + t.reshape(-1, 1, 1, 1) / self.schedule.T
@@ -45,7 +51,8 @@ def test_anagram_equals_hand_computed_mean_of_inverse_viewed_estimates():
     den = Analytic(with_v=True)
     x, t = _x(), torch.tensor([3, 17])
     c1, c2, c3 = den.encode(["a"]), den.encode(["bbb"]), den.encode(["cc"])
-    got = Anagram(den, ["identity", "vflip", "negate"], [c1, c2, c3])(x, t, den.encode(["", ""]))
+    anagram = Anagram(den, ["identity", "vflip", "negate"], [c1, c2, c3])
+    got = anagram(x, t, anagram.encode(["", ""]))
     sqrt_abar = den.schedule.abar_at(t).float().sqrt().reshape(-1, 1, 1, 1)
     e1, v1 = den.f(x, t, c1.expand(2, 1))
     e2, v2 = den.f(x.flip(-2), t, c2.expand(2, 1))
@@ -60,7 +67,7 @@ def test_anagram_of_identity_is_the_denoiser_and_input_is_not_mutated():
     x, t = _x(), torch.tensor([5, 5])
     before = x.clone()
     cond = den.encode(["ab"])
-    got = Anagram(den, ["identity"], [cond])(x, t, den.encode(["", ""]))
+    got = Anagram(den, ["identity"], [cond])(x, t, None)
     torch.testing.assert_close(got.eps, den.f(x, t, cond.expand(2, 1))[0])
     assert got.v is None and torch.equal(x, before)
 
@@ -120,9 +127,45 @@ def test_anagram_and_hybrid_sample_deterministically_with_a_unet():
         Anagram.from_prompts(CFG(den, 5.0), ["identity", "rot180"], ["6", "9"]),
         Hybrid.from_prompts(CFG(den, 5.0), "0", "1", GaussianFilter(5, 1.0)),
     ):
-        run = lambda: samplers.sample_from_noise(
-            model, model.encode(["", ""]), ts.strided(20, steps=4), generator=torch.Generator().manual_seed(7)
-        )
+
+        def run(model=model, seed=7):
+            g = torch.Generator().manual_seed(seed)
+            return samplers.sample_from_noise(model, model.encode(["", ""]), ts.strided(20, steps=4), generator=g)
+
         a = run()
         assert a.shape == (2, 1, 28, 28) and torch.isfinite(a).all()
-        assert torch.equal(a, run())
+        assert torch.equal(a, run()) and not torch.equal(a, run(seed=8))
+
+
+def test_cfg_of_a_composer_is_refused_and_composers_refuse_call_time_prompts():
+    den = Analytic()
+    f = GaussianFilter(kernel_size=3, sigma=1.0)
+    anagram = Anagram.from_prompts(den, ["identity", "rot180"], ["a", "bb"])
+    hybrid = Hybrid.from_prompts(den, "a", "bb", f)
+    for composer, name in ((anagram, "Anagram"), (hybrid, "Hybrid")):
+        assert composer.conditional is False
+        with pytest.raises(FundiffError, match=rf"wrap the base model instead: {name}\(CFG\(den, s\)") as e:
+            CFG(composer, 5.0)
+        assert "\n" not in str(e.value)
+        with pytest.raises(FundiffError, match="takes its prompts at construction"):
+            composer(_x(), torch.tensor([1, 1]), den.encode(["a", "a"]))  # would be ignored: refused
+        got = composer(_x(), torch.tensor([1, 1]), composer.encode(["", ""]))  # the (B, 0) placeholder is fine
+        torch.testing.assert_close(got.eps, composer(_x(), torch.tensor([1, 1]), None).eps)
+
+
+def test_cfg_encodes_the_null_prompt_once_per_sampling():
+    den = Analytic()
+    model = CFG(den, 3.0)
+    cond = model.encode(["a", "bb", "a"])
+    den.encoded.clear()
+    samplers.sample_from_noise(model, cond, ts.strided(20, steps=5), generator=torch.Generator().manual_seed(0))
+    assert den.encoded == [[""]]  # once, not once per step (5 steps)
+    assert den.calls == [6] * 5  # and each step is one batched cond + uncond pass
+
+
+def test_cfg_of_an_unconditional_model_is_refused():
+    torch.manual_seed(0)
+    time_model = UNetDenoiser(UNet(UNetConfig(kind="time", hidden=4)).eval(), NoiseSchedule.linear(20))
+    assert time_model.conditional is False and time_model.default_prompts == ("",)
+    with pytest.raises(FundiffError, match="unconditional model"):
+        CFG(time_model, 5.0)

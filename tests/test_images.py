@@ -122,6 +122,17 @@ def test_masks_are_binary_and_checked(tmp_path):
     with pytest.raises(FundiffError, match="draw the mask on a canvas") as e:
         images.load_mask(tmp_path / "m.png", like=tmp_path / "wide.png")
     assert "\n" not in str(e.value)
+    with pytest.raises(FundiffError, match="200x200 but the image is 28x28"):  # same shape, other size
+        images.load_mask(tmp_path / "m.png", like=(28, 28))
+    assert torch.equal(images.load_mask(tmp_path / "m.png", like=(28, 28), refit=True), mask)  # asked to fit
+    assert torch.equal(images.load_mask(tmp_path / "m.png", like=(200, 200)), mask)
+    fitted = images.load_mask(tmp_path / "m.png", like=tmp_path / "wide.png", refit=True)
+    assert fitted.shape == (1, 1, 28, 28) and 0 < fitted.mean() < 1
+    for fill in (0, 100):  # black, or too dark to count after binarisation
+        Image.new("L", (28, 28), fill).save(tmp_path / "empty.png")
+        with pytest.raises(FundiffError, match="no pixel to fill") as e:
+            images.load_mask(tmp_path / "empty.png")
+        assert "\n" not in str(e.value)
     with pytest.raises(FundiffError, match="pad"):
         images.load_mask(tmp_path / "m.png", fit="ink")
 

@@ -69,7 +69,8 @@ def test_unknown_view_is_a_one_line_error_listing_names():
 
 def test_register_a_new_view(monkeypatch):
     monkeypatch.setattr(views, "_REGISTRY", dict(views._REGISTRY))  # keep the test's view out of other tests
-    t = lambda x: x.transpose(-2, -1)
+    monkeypatch.setattr(views, "_FAMILIES", dict(views._FAMILIES))
+    t = _transpose
     register_view(View("transpose", t, t, description="swap rows and columns"))
     assert "transpose" in view_names()
     x = _x((1, 1, 4, 4))
@@ -78,6 +79,10 @@ def test_register_a_new_view(monkeypatch):
         register_view(View("transpose", t, t))
     with pytest.raises(FundiffError, match="sign"):
         View("bad", t, t, sign=2.0)
+    with pytest.raises(FundiffError, match="already registered"):
+        register_view(View("rot90", t, t))  # a family's name is taken too
+    views.register_view_family(views.ViewFamily("shift", views._translate_view, "shift:DX,DY"))
+    assert get_view("shift:1,0").name == "translate:1,0" and "shift:DX,DY" in views.view_specs()
 
 
 def test_lowpass_plus_highpass_is_the_input():
@@ -108,3 +113,61 @@ def test_bad_filter_options(kw, match):
 def test_kernel_larger_than_image_is_an_error():
     with pytest.raises(FundiffError, match="too large"):
         GaussianFilter(kernel_size=17, sigma=2.0).lowpass(torch.zeros(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "spec", ["rot90:0", "rot90:1", "rot90:2", "rot90:3", "rot90:-1", "translate:3,-2", "translate:0,5"]
+)
+def test_parametric_views_are_invertible_and_pure(spec):
+    v = get_view(spec)
+    x = _x((2, 3, 6, 6))
+    before = x.clone()
+    assert torch.equal(v.inverse_view(v.view(x)), x) and torch.equal(v.view(v.inverse_view(x)), x)
+    assert torch.equal(v.inverse_view_variance(v.permute(x)), x)
+    assert torch.equal(x, before)
+    assert sorted(v.view(x).flatten().tolist()) == sorted(x.flatten().tolist())  # a pixel permutation
+
+
+def test_parametric_views_do_what_they_say():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.equal(get_view("rot90:1").view(x), torch.rot90(x, 1, dims=(-2, -1)))
+    assert torch.equal(get_view("rot90:2").view(x), get_view("rot180").view(x))
+    assert get_view("rot90:5").name == "rot90:1" and get_view("rot90:-1").name == "rot90:3"
+    shifted = get_view("translate:1,2").view(x)
+    assert shifted[0, 0, 2, 1] == x[0, 0, 0, 0]  # the top-left pixel moved 1 column right, 2 rows down
+    assert shifted[0, 0, 0, 0] == x[0, 0, 2, 3]  # wrapping around
+
+
+def test_bad_parametric_views_are_one_line_errors():
+    for spec, match in [
+        ("rot90:x", "quarter turns"),
+        ("rot90:", "quarter turns"),
+        ("translate:1", "two integers"),
+        ("translate:1,2,3", "two integers"),
+        ("shear:1", "rot90:K, translate:DX,DY"),
+    ]:
+        with pytest.raises(FundiffError, match=match) as e:
+            get_view(spec)
+        assert "\n" not in str(e.value)
+    with pytest.raises(FundiffError, match="square images"):
+        get_view("rot90:1").view(_x((1, 1, 4, 6)))
+
+
+def test_a_view_registered_after_the_parser_is_built_reaches_the_cli(monkeypatch, capsys):
+    import argparse
+
+    from fundiff.cli_techniques import register
+
+    monkeypatch.setattr(views, "_REGISTRY", dict(views._REGISTRY))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["anagram", "--view", "transpose"])
+    err = capsys.readouterr().err
+    assert "unknown view 'transpose'" in err and "vflip" in err and "rot90:K" in err
+    register_view(View("transpose", _transpose, _transpose))
+    assert parser.parse_args(["anagram", "--view", "transpose", "rot90:1"]).view == ["transpose", "rot90:1"]
+
+
+def _transpose(x):
+    return x.transpose(-2, -1)

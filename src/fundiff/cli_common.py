@@ -18,16 +18,45 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
         return super()._get_help_string(action)
 
 
-def number(kind: type, *, low: float | None = None, odd: bool = False, what: str = "") -> Callable[[str], int | float]:
-    """An argparse type: a finite ``kind`` (int or float) >= ``low``, optionally odd."""
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: "fundiff CMD: error: ... (see fundiff CMD --help)"."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def number(
+    kind: type,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    odd: bool = False,
+    what: str = "",
+) -> Callable[[str], int | float]:
+    """An argparse type: a finite ``kind`` (int or float), low <= value <= high, above < value < below, maybe odd.
+
+    ``what`` ("a number in [0, 1)") is how the error names the allowed values.
+    """
     what = what or f"a {'whole ' if kind is int else ''}number"
+
+    def ok(value) -> bool:
+        return (
+            math.isfinite(value)
+            and (low is None or value >= low)
+            and (high is None or value <= high)
+            and (above is None or value > above)
+            and (below is None or value < below)
+            and not (odd and value % 2 == 0)
+        )
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not math.isfinite(value) or (low is not None and value < low) or (odd and value % 2 == 0):
+        if not ok(value):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -37,8 +66,11 @@ def number(kind: type, *, low: float | None = None, odd: bool = False, what: str
 positive_int = number(int, low=1, what="an integer >= 1")
 nonneg_int = number(int, low=0, what="an integer >= 0")
 odd_int = number(int, low=1, odd=True, what="an odd integer >= 1")
-positive_float = number(float, low=1e-12, what="a number > 0")
+positive_float = number(float, above=0, what="a number > 0")
+nonneg_float = number(float, low=0, what="a number >= 0")
 finite_float = number(float, what="a finite number")
+unit_float = number(float, low=0, below=1, what="a number in [0, 1)")
+seed_int = number(int, low=0, high=2**63 - 1, what="an integer in 0..2^63-1")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -46,6 +78,13 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 5,20, got {text!r}") from None
+
+
+def nonneg_float_list(text: str) -> tuple[float, ...]:
+    values = float_list(text)
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0 like 0,0.5,1, got {text!r}")
+    return values
 
 
 def float_list(text: str) -> tuple[float, ...]:
@@ -71,3 +110,30 @@ def add_device_threads(p: argparse.ArgumentParser, *, data: bool = False) -> Non
         p.add_argument(
             "--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)"
         )
+
+
+def add_sampler_options(p: argparse.ArgumentParser) -> None:
+    """--sampler (choices from fundiff.samplers' registry) and --eta, for every command that samples."""
+    from fundiff.samplers import DEFAULT_SAMPLER, SAMPLERS
+
+    p.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default=None,
+        help=f"update rule (default {DEFAULT_SAMPLER}): ddpm ancestral steps, ddim, dpm++ (DPM-Solver++(2M), "
+        "deterministic, good in 5-20 steps)",
+    )
+    p.add_argument(
+        "--eta",
+        type=number(float, low=0, high=1, what="a number in [0, 1]"),
+        default=None,
+        help="DDIM's eta: 0 deterministic, 1 DDPM-like variance (implies --sampler ddim; default 0)",
+    )
+
+
+def sampler_from_args(args: argparse.Namespace):
+    """The Sampler that --sampler / --eta name (a one-line error for --eta with a sampler that takes none)."""
+    from fundiff.samplers import DEFAULT_SAMPLER, get_sampler
+
+    name = args.sampler or ("ddim" if args.eta is not None else DEFAULT_SAMPLER)
+    return get_sampler(name, eta=args.eta)

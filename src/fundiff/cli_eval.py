@@ -1,4 +1,4 @@
-"""The ``fundiff train-classifier`` and ``fundiff evaluate`` commands (wired in by cli.py via ``register``).
+"""``fundiff evaluate`` (wired in by cli.py via ``register``) and the handler of ``fundiff train classifier``.
 
 ``evaluate`` measures what a model's kind allows: a one-step denoiser gets the sigma sweep
 (MSE / PSNR) beside the best Gaussian blur; a time-conditioned model gets FID, the FID
@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
+from fundiff.cli_common import add_sampler_options, finite_float, nonneg_float_list, sampler_from_args, seed_int
 from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
 
 # `fundiff train` options that mean nothing for a classifier (rejected when routed here)
 _DIFFUSION_ONLY = (
@@ -30,40 +32,8 @@ _DIFFUSION_ONLY = (
 )
 
 
-def add_train_classifier_options(p: argparse.ArgumentParser) -> None:
-    """The options of `fundiff train-classifier`; `fundiff train classifier` has the same dests."""
-    from fundiff.classify import ClassifierTrainConfig
-    from fundiff.cli_common import add_device_threads as _add_common
-    from fundiff.cli_common import positive_int as _positive_int
-    from fundiff.devices import PRECISIONS
-
-    d = ClassifierTrainConfig()
-    p.add_argument(
-        "--dataset",
-        default="mnist",
-        choices=("mnist", "fashion-mnist"),
-        help="train split to learn, test split to score",
-    )
-    p.add_argument(
-        "--out", default=None, help="run folder (default: runs/DATASET-classifier, where `fundiff evaluate` looks)"
-    )
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the train split")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="images per optimizer step")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (warm-up, then cosine to 0)")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (smoke tests)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=d.precision,
-        help="auto: bf16 autocast where the hardware supports it",
-    )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initialisation and the data order")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_common(p, data=True)
-
-
 def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
-    """Train the evaluation classifier from parsed options (also reached as `fundiff train classifier`).
+    """Train the evaluation classifier from the parsed options of `fundiff train classifier`.
 
     Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
     ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
@@ -76,7 +46,8 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)
         raise FundiffError(
-            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop {'it' if len(given) == 1 else 'them'}"
+            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop "
+            f"{'it' if len(given) == 1 else 'them'}"
         )
     values = {
         k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
@@ -87,14 +58,16 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
     test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
     command = "fundiff " + " ".join(sys.argv[1:] if argv is None else argv)
+    progress = not getattr(args, "no_progress", False)
     result = train_classifier(
-        cfg, out, data=train_split, test_data=test_split, device=device, progress=not getattr(args, "no_progress", False),
+        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
         extra_config={**run_info(cfg, device), "command": command},
     )  # fmt: skip
     worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
     names = data.CLASS_NAMES[cfg.dataset]
     print(
-        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy {result.test_accuracy:.4f} "
+        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy "
+        f"{result.test_accuracy:.4f} "
         f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
     )
 
@@ -121,9 +94,9 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--guidance",
-        type=float,
+        type=finite_float,
         default=None,
-        help="class models: CFG scale for FID and per-class accuracy (default: 5)",
+        help=f"class models: CFG scale for FID and per-class accuracy (default: {DEFAULT_GUIDANCE:g})",
     )
     p.add_argument(
         "--sweep",
@@ -132,16 +105,21 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)",
     )
     p.add_argument(
-        "--steps", type=_positive_int, default=50, help="time/class models: strided DDPM steps per sample (at most T)"
+        "--steps",
+        type=_positive_int,
+        default=50,
+        help="time/class models: strided sampling steps per sample (at most T)",
     )
+    add_sampler_options(p)
     p.add_argument(
         "--classifier",
         default=None,
-        help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped mnist-classifier or fashion-classifier)",
+        help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped "
+        "mnist-classifier or fashion-classifier)",
     )
     p.add_argument(
         "--sigmas",
-        type=_float_list,
+        type=nonneg_float_list,
         default=None,
         help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
     )
@@ -149,7 +127,9 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling"
     )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset")
+    p.add_argument(
+        "--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset"
+    )
     p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
     _add_common(p, data=True)
 
@@ -173,7 +153,8 @@ def _find_classifier(name: str | None, dataset: str, device):
             name = shipped[0]  # shipped as mnist-classifier / fashion-classifier
         else:
             raise FundiffError(
-                f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes {local}) or pass --classifier"
+                f"no classifier for {dataset}: train one with `fundiff train classifier --dataset {dataset}` (writes "
+                f"{local}) or pass --classifier"
             )
     clf, info = load_classifier(name, device=device)
     trained_on = info["config"].get("train", {}).get("dataset")
@@ -186,7 +167,6 @@ def _find_classifier(name: str | None, dataset: str, device):
 
 def evaluate_command(args: argparse.Namespace) -> None:
     """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
-    import torch
 
     from fundiff import data, runs
     from fundiff.checkpoints import atomic_write_json, load_config
@@ -197,29 +177,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
     kind = cfg.get("model", {}).get("kind") if isinstance(cfg.get("model"), dict) else None
     if kind not in ("denoiser", "time", "class"):
         raise FundiffError(f"{args.model} is a {kind!r} run; evaluate takes a denoiser, time or class model")
-    dataset = cfg.get("train", {}).get("dataset", "mnist")
-    names = data.CLASS_NAMES[dataset]
-    if kind != "class" and (args.guidance is not None or args.sweep is not None):
-        raise FundiffError(
-            f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"
-        )
-    if kind != "denoiser" and args.sigmas is not None:
-        raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
-    if kind == "denoiser" and args.classifier is not None:
-        raise FundiffError("--classifier does not apply to a one-step denoiser (it is measured by MSE/PSNR)")
-    for s in [args.guidance or 0.0, *(args.sweep or ()), *(args.sigmas or ())]:
-        if not math.isfinite(s):
-            raise FundiffError(f"--guidance, --sweep and --sigmas take finite numbers, got {s}")
-    if args.sweep == ():
-        raise FundiffError("--sweep needs at least one scale, e.g. 0,1,3,5,7")
-    if any(s < 0 for s in args.sigmas or ()):
-        raise FundiffError("--sigmas must be >= 0")
-    min_n = {"denoiser": 1, "time": 2, "class": len(names)}[kind]
-    if args.n < min_n:
-        raise FundiffError(
-            f"--n must be at least {min_n} for a {kind!r} model"
-            + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else "")
-        )
+    dataset = runs.dataset_of(cfg)
+    names = runs.class_names_of(cfg)
+    _check_options(args, kind, len(names))
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else run_dir / "evaluation.json"
     if out.suffix.lower() != ".json":
@@ -244,7 +204,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
             args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device
         )
     else:
-        from fundiff.metrics import FID, class_histogram, draw_samples, reference_fid
+        from fundiff.metrics import FID
 
         print(f"features of the {len(x_test)} test images (FID's real set)...", file=sys.stderr)
         fid_to_test = FID(clf, _images(x_test, device))
@@ -256,26 +216,63 @@ def evaluate_command(args: argparse.Namespace) -> None:
             "precision": args.precision,
         }
         if kind == "time":
-            print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
-            g = torch.Generator(device=device).manual_seed(args.seed)
-            x = draw_samples(den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size)
-            hist = class_histogram(clf, x, num_classes=len(names))
-            test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
-            report |= {
-                "n": args.n,
-                "fid": fid_to_test(x),
-                "fid_floor": reference_fid(
-                    fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)
-                ),
-                "class_histogram": dict(zip(names, hist)),
-                "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
-                "test_class_fractions": dict(zip(names, test_frac.tolist())),
-            }
+            _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device)
         else:
             _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device)
     atomic_write_json(out, report)
     _print_report(report, names)
     print(f"metrics in {out}")
+
+
+def _check_options(args, kind: str, n_classes: int) -> None:
+    """The evaluate options that do not apply to a model of ``kind``, or are out of range: one-line errors."""
+    if kind != "class" and (args.guidance is not None or args.sweep is not None):
+        raise FundiffError(
+            f"--guidance and --sweep apply to class-conditioned models; {args.model} is a {kind!r} model"
+        )
+    if kind != "denoiser" and args.sigmas is not None:
+        raise FundiffError(f"--sigmas applies to one-step denoisers; {args.model} is a {kind!r} model")
+    if kind == "denoiser" and args.classifier is not None:
+        raise FundiffError("--classifier does not apply to a one-step denoiser (it is measured by MSE/PSNR)")
+    for s in [args.guidance or 0.0, *(args.sweep or ()), *(args.sigmas or ())]:
+        if not math.isfinite(s):
+            raise FundiffError(f"--guidance, --sweep and --sigmas take finite numbers, got {s}")
+    if args.sweep == ():
+        raise FundiffError("--sweep needs at least one scale, e.g. 0,1,3,5,7")
+    if any(s < 0 for s in args.sigmas or ()):
+        raise FundiffError("--sigmas must be >= 0")
+    min_n = {"denoiser": 1, "time": 2, "class": n_classes}[kind]
+    if args.n < min_n:
+        raise FundiffError(
+            f"--n must be at least {min_n} for a {kind!r} model"
+            + (" (one sample per class)" if kind == "class" else " (FID needs 2 samples)" if kind == "time" else "")
+        )
+
+
+def _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device) -> None:
+    """FID, its floor and the class histogram of ``args.n`` unconditional samples, into ``report``."""
+    import torch
+
+    from fundiff.evaluation import draw_samples
+    from fundiff.metrics import class_histogram, reference_fid
+
+    print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    x = draw_samples(
+        den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size, sampler=sampler_from_args(args)
+    )
+    hist = class_histogram(clf, x, num_classes=len(names))
+    test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
+    report |= {
+        "n": args.n,
+        "fid": fid_to_test(x),
+        "fid_floor": reference_fid(
+            fid_to_test, train, n=args.n, generator=torch.Generator().manual_seed(args.seed + 1)
+        ),
+        "class_histogram": dict(zip(names, hist)),
+        "class_fractions": {k: c / args.n for k, c in zip(names, hist)},
+        "test_class_fractions": dict(zip(names, test_frac.tolist())),
+    }
 
 
 def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> None:
@@ -318,10 +315,11 @@ def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> N
 def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device) -> None:
     import torch
 
-    from fundiff.metrics import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep, reference_fid
+    from fundiff.evaluation import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep
+    from fundiff.metrics import reference_fid
 
     n_per_class = args.n // len(names)
-    guidance = 5.0 if args.guidance is None else args.guidance
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     sweep = tuple(args.sweep or GUIDANCE_SWEEP)
     scales = sorted(set(sweep) | {guidance})
     n = n_per_class * len(names)
@@ -342,6 +340,7 @@ def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report
             generator=g,
             fid=fid_to_test,
             batch_size=args.batch_size,
+            sampler=sampler_from_args(args),
         )
     }
     main = results[float(guidance)]
@@ -372,20 +371,23 @@ def _print_report(r: dict, names) -> None:
         print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10} {'blur MSE':>9} {'blur dB':>8}  best blur")
         for row in r["rows"]:
             print(
-                f"{row['sigma']:>6.2f} {row['mse']:>9.5f} {row['psnr']:>8.2f} {row['mse_noisy']:>10.5f} {row['blur_mse']:>9.5f} {row['blur_psnr']:>8.2f}"
+                f"{row['sigma']:>6.2f} {row['mse']:>9.5f} {row['psnr']:>8.2f} {row['mse_noisy']:>10.5f} "
+                f"{row['blur_mse']:>9.5f} {row['blur_psnr']:>8.2f}"
                 f"  k={row['blur_kernel']} s={row['blur_sigma']:g}"
             )
         return
     acc = r["classifier_test_accuracy"]
     print(
-        f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, {r['steps']} steps"
+        f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, "
+        f"{r['steps']} steps"
     )
     print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
     if r["kind"] == "time":
         print(f"{'class':>12} {'samples':>8} {'share':>6} {'test':>6}")
         for k in names:
             print(
-                f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} {r['test_class_fractions'][k]:>6.3f}"
+                f"{k:>12} {r['class_histogram'][k]:>8} {r['class_fractions'][k]:>6.3f} "
+                f"{r['test_class_fractions'][k]:>6.3f}"
             )
         return
     print(f"accuracy at guidance {r['guidance']:g}: {r['accuracy']['overall']:.4f}")
@@ -399,36 +401,22 @@ def _print_report(r: dict, names) -> None:
     print(f"plot: {r['sweep_plot']}")
 
 
-def register(subparsers, *, train_classifier: bool = True) -> dict[str, Callable[[argparse.Namespace], None]]:
-    """Add `evaluate` (and `train-classifier`) to ``subparsers``; return {command name: function}.
+def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add ``evaluate`` to ``subparsers``; return {command name: handler(args)}.
 
-    Pass train_classifier=False where `fundiff train classifier` routes to train_classifier_command instead.
+    (The classifier is trained by ``fundiff train classifier``, which routes to :func:`train_classifier_command`.)
     """
     from fundiff.cli_common import Formatter as _Formatter
 
-    commands: dict[str, Callable[[argparse.Namespace], None]] = {}
-    if train_classifier:
-        p = subparsers.add_parser(
-            "train-classifier",
-            help="train the classifier that grades samples (FID features, class accuracy)",
-            formatter_class=_Formatter,
-        )
-        add_train_classifier_options(p)
-        commands["train-classifier"] = train_classifier_command
     p = subparsers.add_parser(
         "evaluate",
-        help="measure a model: FID, class accuracy vs guidance, class histogram, or denoiser MSE/PSNR vs a blur baseline",
+        help="measure a model: FID, class accuracy vs guidance, class histogram, or denoiser MSE/PSNR vs a blur "
+        "baseline",
         formatter_class=_Formatter,
         description=__doc__.split("\n\n", 1)[1],
     )
     add_evaluate_options(p)
-    return commands | {"evaluate": evaluate_command}
+    return {"evaluate": evaluate_command}
 
 
-__all__ = [
-    "register",
-    "add_train_classifier_options",
-    "train_classifier_command",
-    "add_evaluate_options",
-    "evaluate_command",
-]
+__all__ = ["register", "train_classifier_command", "add_evaluate_options", "evaluate_command"]

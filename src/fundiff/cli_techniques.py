@@ -13,18 +13,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
-from fundiff.errors import FundiffError
-
-DEFAULT_MODEL = "mnist-class"  # a shipped model's name
-_GUIDANCE_HELP = "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; = 1 + w in the (1 + w) eps_c - w eps_u convention"
-
-
 from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import add_sampler_options, sampler_from_args
 from fundiff.cli_common import finite_float as _float
 from fundiff.cli_common import nonneg_int as _nonneg_int
 from fundiff.cli_common import odd_int as _odd_int
 from fundiff.cli_common import positive_float as _pos_float
 from fundiff.cli_common import positive_int as _pos_int
+from fundiff.cli_common import seed_int as _seed_int
+from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
+
+DEFAULT_MODEL = "mnist-class"  # a shipped model's name
+_GUIDANCE_HELP = (
+    "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; "
+    "= 1 + w in the (1 + w) eps_c - w eps_u convention"
+)
 
 
 # -- shared flags -------------------------------------------------------------------------------------
@@ -32,13 +36,15 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="run folder of a time- or class-conditioned model, or a shipped model name",
+        help="shipped model name, or the folder of a time- or class-conditioned model (./NAME for a local folder "
+        "named like a shipped model)",
     )
-    if guidance is not None:
+    if guidance is not None:  # the commands that run the reverse process
         p.add_argument("--guidance", type=_float, default=guidance, help=_GUIDANCE_HELP)
+        add_sampler_options(p)
     p.add_argument(
         "--seed",
-        type=int,
+        type=_seed_int,
         default=DEFAULT_SEED,
         help="seed of all noise in the figure (the write-up re-seeds per figure)",
     )
@@ -48,7 +54,8 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
         "--stride",
         type=_pos_int,
         default=None,
-        help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on T=1000)",
+        help="strided timesteps T-1, T-1-stride, ..., 0 (default: round(0.03 T), 9 for T=300: the write-up's 30 on "
+        "T=1000)",
     )
     steps.add_argument(
         "--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps"
@@ -66,7 +73,8 @@ def _add_image(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         nargs="+" if many else None,
         default=None,
         metavar="PATH",
-        help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test image of the model's dataset",
+        help=f"PNG/JPEG input{'s' if many else ''} of any size, or a shipped drawing ({shipped}); default: a test "
+        "image of the model's dataset",
     )
     p.add_argument(
         "--index",
@@ -100,7 +108,8 @@ def _add_noise_levels(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="T",
-        help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for T=300)",
+        help="noise timesteps in 0..T-1 (default: the write-up's 250, 500, 750 of 1000 scaled to T: 75 150 225 for "
+        "T=300)",
     )
 
 
@@ -109,42 +118,74 @@ def _add_blur(p: argparse.ArgumentParser, *, kernel_size: int, sigma: float) -> 
     p.add_argument("--sigma", type=_pos_float, default=sigma, help="Gaussian standard deviation in pixels")
 
 
+def view_spec(text: str) -> str:
+    """An argparse type: a view spec the registry knows *now* ("vflip", "rot90:1"), checked when parsed."""
+    from fundiff.views import get_view
+
+    try:
+        get_view(text)
+    except FundiffError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _add_samples(p: argparse.ArgumentParser, n: int) -> None:
     p.add_argument("--n", type=_pos_int, default=n, help="number of samples")
 
 
 def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the Part A subcommands to ``subparsers``; returns {command name: handler(args)}."""
-    from fundiff.edits import INPAINT_METHODS
-    from fundiff.images import MASK_PRESETS
-    from fundiff.views import get_view, view_names
+    commands = {
+        "noise": (_parser_noise, _cmd_noise),
+        "blur": (_parser_blur, _cmd_blur),
+        "denoise": (_parser_denoise, _cmd_denoise),
+        "generate": (_parser_generate, _cmd_generate),
+        "sdedit": (_parser_sdedit, _cmd_sdedit),
+        "inpaint": (_parser_inpaint, _cmd_inpaint),
+        "anagram": (_parser_anagram, _cmd_anagram),
+        "hybrid": (_parser_hybrid, _cmd_hybrid),
+    }
+    for add_parser, _ in commands.values():
+        add_parser(subparsers)
+    return {name: handler for name, (_, handler) in commands.items()}
 
-    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        return subparsers.add_parser(name, help=help, description=description, formatter_class=_Formatter)
 
-    p = add(
+def _parser_noise(subparsers) -> None:
+    """The ``noise`` subcommand's parser."""
+    p = subparsers.add_parser(
         "noise",
-        "the forward process: a test image noised at several t",
-        "Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).",
+        help="the forward process: a test image noised at several t",
+        description="Write-up 1.1: x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).",
+        formatter_class=_Formatter,
     )
     _add_common(p, "noise", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
 
-    p = add(
+
+def _parser_blur(subparsers) -> None:
+    """The ``blur`` subcommand's parser."""
+    p = subparsers.add_parser(
         "blur",
-        "classical denoising: Gaussian blur of the noisy images",
-        "Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.",
+        help="classical denoising: Gaussian blur of the noisy images",
+        description="Write-up 1.2: the noisy images of `noise` (same seed), Gaussian-blurred.",
+        formatter_class=_Formatter,
     )
     _add_common(p, "blur", guidance=None)
     _add_image(p)
     _add_noise_levels(p)
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add(
+
+def _parser_denoise(subparsers) -> None:
+    """The ``denoise`` subcommand's parser."""
+    p = subparsers.add_parser(
         "denoise",
-        "one-step and strided iterative denoising, compared with blur",
-        "Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from timesteps[--i-start]; the comparison original | noisy | iterative | one-step | blur.",
+        help="one-step and strided iterative denoising, compared with blur",
+        description="Write-up 1.3-1.4: one-step denoising of the `noise` images; iterative denoising from "
+        "timesteps[--i-start]; "
+        "the comparison original | noisy | iterative | one-step | blur.",
+        formatter_class=_Formatter,
     )
     _add_common(p, "denoise", guidance=1.0)
     _add_image(p)
@@ -152,7 +193,8 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument(
         "--prompt",
         default="",
-        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high quality photo' role)",
+        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high "
+        "quality photo' role)",
     )
     p.add_argument(
         "--i-start",
@@ -163,12 +205,18 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--every", type=_pos_int, default=5, help="show every N-th iterative step")
     _add_blur(p, kernel_size=5, sigma=1.0)
 
-    p = add(
+
+def _parser_generate(subparsers) -> None:
+    """The ``generate`` subcommand's parser."""
+    p = subparsers.add_parser(
         "generate",
-        "sample from pure noise, without and with classifier-free guidance",
-        "Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, from the same noise.",
+        help="sample from pure noise, without and with classifier-free guidance",
+        description="Write-up 1.5-1.6: samples from x_T ~ N(0, I) per prompt, at CFG scale 1 (none) and --guidance, "
+        "from the same "
+        "noise.",
+        formatter_class=_Formatter,
     )
-    _add_common(p, "generate", guidance=5.0)
+    _add_common(p, "generate", guidance=DEFAULT_GUIDANCE)
     p.add_argument(
         "--prompt",
         nargs="+",
@@ -177,12 +225,18 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     )
     _add_samples(p, 5)
 
-    p = add(
+
+def _parser_sdedit(subparsers) -> None:
+    """The ``sdedit`` subcommand's parser."""
+    p = subparsers.add_parser(
         "sdedit",
-        "SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
-        "Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and editing hand-drawn images (--image).",
+        help="SDEdit: noise an image to timesteps[i_start], then denoise (image-to-image)",
+        description="Write-up 1.7: unconditioned (--prompt '') and text-conditioned image-to-image translation, and "
+        "editing "
+        "hand-drawn images (--image).",
+        formatter_class=_Formatter,
     )
-    _add_common(p, "sdedit", guidance=5.0)
+    _add_common(p, "sdedit", guidance=DEFAULT_GUIDANCE)
     _add_image(p, many=True)
     p.add_argument("--prompt", default="", help="prompt (class name) to edit towards; '' is unconditioned")
     p.add_argument(
@@ -193,22 +247,37 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="start indices into the strided timesteps (larger: less noise, closer to the input)",
     )
 
-    p = add(
+
+def _parser_inpaint(subparsers) -> None:
+    """The ``inpaint`` subcommand's parser."""
+    from fundiff.edits import INPAINT_METHODS
+    from fundiff.images import MASK_PRESETS
+
+    p = subparsers.add_parser(
         "inpaint",
-        "inpainting: new content where the mask is 1, the original elsewhere",
-        "Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. --method repaint adds RePaint's resampling (Lugmayr et al. 2022).",
+        help="inpainting: new content where the mask is 1, the original elsewhere",
+        description="Write-up 1.7.2: after every step the known region is replaced by the original noised to t'. "
+        "--method repaint "
+        "adds RePaint's resampling (Lugmayr et al. 2022).",
+        formatter_class=_Formatter,
     )
-    _add_common(p, "inpaint", guidance=5.0)
+    _add_common(p, "inpaint", guidance=DEFAULT_GUIDANCE)
     _add_image(p)
     mask = p.add_mutually_exclusive_group()
     mask.add_argument(
         "--mask",
         default=None,
         metavar="PATH",
-        help="mask image, white = fill in (same aspect ratio and --fit as the image)",
+        help="mask image, white = fill in: the image's size (the --image file's, or the model's for the test image), "
+        "made square with the same --fit",
     )
     mask.add_argument(
         "--mask-preset", choices=MASK_PRESETS, default="top-half", help="a preset mask when --mask is not given"
+    )
+    p.add_argument(
+        "--mask-fit",
+        action="store_true",
+        help="accept a --mask of another size or shape than the image: square it with --fit and resize it",
     )
     p.add_argument(
         "--method",
@@ -223,54 +292,54 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--prompt", default="", help="prompt (class name) for the new content; '' is unconditioned")
     _add_samples(p, 3)
 
-    names = view_names()
-    p = add(
+
+def _parser_anagram(subparsers) -> None:
+    """The ``anagram`` subcommand's parser."""
+    from fundiff.views import describe_views, view_specs
+
+    p = subparsers.add_parser(
         "anagram",
-        "visual anagrams: an image that shows another prompt under a view",
-        "Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
-        + "; ".join(f"{v}: {get_view(v).description}" for v in names),
+        help="visual anagrams: an image that shows another prompt under a view",
+        description="Write-up 1.8 (Geng et al. 2024): eps = mean_i V_i^-1(eps(V_i(x_t), p_i)). Views: "
+        + describe_views(),
+        formatter_class=_Formatter,
     )
-    _add_common(p, "anagram", guidance=5.0)
+    _add_common(p, "anagram", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--prompts", nargs="+", default=["6", "9"], help="one prompt per view; the first is seen as is")
     p.add_argument(
         "--view",
         nargs="+",
-        choices=names,
+        type=view_spec,
         default=["rot180"],
         metavar="VIEW",
-        help=f"view(s) for prompts 2.. (the first prompt gets identity), or one per prompt; choose from {', '.join(names)}",
+        help="view(s) for prompts 2.. (the first prompt gets identity), or one per prompt: a registered view "
+        f"({', '.join(view_specs())}; checked when the command runs, so views registered later count too)",
     )
     _add_samples(p, 4)
 
-    p = add(
+
+def _parser_hybrid(subparsers) -> None:
+    """The ``hybrid`` subcommand's parser."""
+    p = subparsers.add_parser(
         "hybrid",
-        "hybrid images: low frequencies of one prompt, high of another",
-        "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + highpass(eps(x_t, high)).",
+        help="hybrid images: low frequencies of one prompt, high of another",
+        description="Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + "
+        "highpass(eps(x_t, "
+        "high)).",
+        formatter_class=_Formatter,
     )
-    _add_common(p, "hybrid", guidance=5.0)
+    _add_common(p, "hybrid", guidance=DEFAULT_GUIDANCE)
     p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
     p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
     _add_blur(p, kernel_size=9, sigma=1.5)
     _add_samples(p, 4)
 
-    return {
-        "noise": _cmd_noise,
-        "blur": _cmd_blur,
-        "denoise": _cmd_denoise,
-        "generate": _cmd_generate,
-        "sdedit": _cmd_sdedit,
-        "inpaint": _cmd_inpaint,
-        "anagram": _cmd_anagram,
-        "hybrid": _cmd_hybrid,
-    }
-
 
 # -- loading -------------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
-    """(denoiser, timesteps, dataset name) for --model, --device, --stride/--steps."""
+    """(denoiser, timesteps, model folder) for --model, --device, --stride/--steps."""
     from fundiff import runs
     from fundiff import timesteps as ts_lib
-    from fundiff.checkpoints import load_config
     from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
 
@@ -280,7 +349,8 @@ def _load(args: argparse.Namespace):
         if args.model != DEFAULT_MODEL:
             raise
         raise FundiffError(
-            f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass --model runs/mnist-class-quick"
+            f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass "
+            "--model runs/mnist-class-quick"
         ) from None
     den = runs.load_denoiser(folder, device=resolve_device(args.device))
     T = den.schedule.T
@@ -290,12 +360,12 @@ def _load(args: argparse.Namespace):
         timesteps = ts_lib.strided(T, stride=args.stride)
     else:
         timesteps = default_timesteps(T)
-    dataset = load_config(folder).get("train", {}).get("dataset", "mnist")
-    return den, timesteps, dataset
+    return den, timesteps, folder
 
 
-def _inputs(args: argparse.Namespace, den, dataset: str):
-    """The input images (B,C,H,W) on the model's device, in its value range: --image files or a test image."""
+def _inputs(args: argparse.Namespace, den, folder: Path):
+    """The input images (B,C,H,W) on the model's device, in its value range: --image files or a test image
+    of the dataset the model in ``folder`` was trained on."""
     from fundiff import images
 
     paths = args.image if isinstance(args.image, list) else ([args.image] if args.image else [])
@@ -315,15 +385,18 @@ def _inputs(args: argparse.Namespace, den, dataset: str):
                 for p in paths
             ]
         ).to(den.device)
-    from fundiff import data
+    from fundiff import data, runs
+    from fundiff.checkpoints import load_config
 
+    dataset = runs.dataset_of(load_config(folder))
     x_test, _ = data.load_split(dataset, args.data_dir, train=False)
     if args.index >= len(x_test):
         raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
     x = x_test[args.index : args.index + 1].unsqueeze(1).float().div(255)
     if x.shape[-1] != den.image_size:
         raise FundiffError(
-            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; pass --image"
+            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; "
+            "pass --image"
         )
     lo, hi = den.value_range
     return (lo + (hi - lo) * x).to(den.device)
@@ -343,19 +416,19 @@ def _done(fig, out) -> None:
 def _cmd_noise(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, _, dataset = _load(args)
+    den, _, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
-    _done(techniques.noise_figure(den, _inputs(args, den, dataset), args.t, out=args.out, seed=args.seed), args.out)
+    _done(techniques.noise_figure(den, _inputs(args, den, folder), args.t, out=args.out, seed=args.seed), args.out)
 
 
 def _cmd_blur(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, _, dataset = _load(args)
+    den, _, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
     fig = techniques.blur_figure(
         den,
-        _inputs(args, den, dataset),
+        _inputs(args, den, folder),
         args.t,
         kernel_size=args.kernel_size,
         sigma=args.sigma,
@@ -368,9 +441,9 @@ def _cmd_blur(args: argparse.Namespace) -> None:
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, timesteps, dataset = _load(args)
+    den, timesteps, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
-    x_0 = _inputs(args, den, dataset)
+    x_0 = _inputs(args, den, folder)
     one = techniques.one_step_figure(
         den, x_0, args.t, prompt=args.prompt, guidance=args.guidance, out=args.out, seed=args.seed
     )
@@ -378,6 +451,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         den,
         x_0,
         timesteps=timesteps,
+        sampler=sampler_from_args(args),
         i_start=args.i_start,
         every=args.every,
         prompt=args.prompt,
@@ -394,10 +468,17 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
     den, timesteps, _ = _load(args)
-    prompts = args.prompt if args.prompt is not None else (list(den.class_names) if den.kind == "class" else [""])
+    prompts = args.prompt if args.prompt is not None else list(den.default_prompts)
     _done(
         techniques.sampling_figure(
-            den, prompts, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed
+            den,
+            prompts,
+            n=args.n,
+            guidance=args.guidance,
+            timesteps=timesteps,
+            sampler=sampler_from_args(args),
+            out=args.out,
+            seed=args.seed,
         ),
         args.out,
     )
@@ -406,18 +487,20 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 def _cmd_sdedit(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    den, timesteps, dataset = _load(args)
+    den, timesteps, folder = _load(args)
     if any(i >= len(timesteps) for i in args.i_start):
         raise FundiffError(
-            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got {' '.join(map(str, args.i_start))}"
+            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
+            f"{' '.join(map(str, args.i_start))}"
         )
     fig = techniques.sdedit_figure(
         den,
-        _inputs(args, den, dataset),
+        _inputs(args, den, folder),
         i_starts=args.i_start,
         prompt=args.prompt,
         guidance=args.guidance,
         timesteps=timesteps,
+        sampler=sampler_from_args(args),
         name="handdrawn" if args.image else "sdedit",
         out=args.out,
         seed=args.seed,
@@ -428,15 +511,18 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
 def _cmd_inpaint(args: argparse.Namespace) -> None:
     from fundiff import images, techniques
 
-    den, timesteps, dataset = _load(args)
-    x_0 = _inputs(args, den, dataset)
+    den, timesteps, folder = _load(args)
+    x_0 = _inputs(args, den, folder)
     if args.mask:
         if args.fit == "ink":
             raise FundiffError(
                 "--fit ink depends on the image's content, so a --mask cannot line up with it; use --fit pad or crop"
             )
-        mask = images.load_mask(args.mask, image_size=den.image_size, fit=args.fit, like=args.image)
+        like = args.image or (den.image_size, den.image_size)  # the test image is image_size square
+        mask = images.load_mask(args.mask, image_size=den.image_size, fit=args.fit, like=like, refit=args.mask_fit)
     else:
+        if args.mask_fit:
+            raise FundiffError("--mask-fit applies to a --mask image; drop it or give --mask PATH")
         mask = images.mask_preset(args.mask_preset, den.image_size)
     fig = techniques.inpaint_figure(
         den,
@@ -449,6 +535,7 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
         prompt=args.prompt,
         guidance=args.guidance,
         timesteps=timesteps,
+        sampler=sampler_from_args(args),
         out=args.out,
         seed=args.seed,
     )
@@ -463,12 +550,21 @@ def _cmd_anagram(args: argparse.Namespace) -> None:
         views = ["identity"] + views
     if len(views) != len(prompts):
         raise FundiffError(
-            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got {len(views)}"
+            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got "
+            f"{len(views)}"
         )
     den, timesteps, _ = _load(args)
     _done(
         techniques.anagram_figure(
-            den, prompts, views, n=args.n, guidance=args.guidance, timesteps=timesteps, out=args.out, seed=args.seed
+            den,
+            prompts,
+            views,
+            n=args.n,
+            guidance=args.guidance,
+            timesteps=timesteps,
+            sampler=sampler_from_args(args),
+            out=args.out,
+            seed=args.seed,
         ),
         args.out,
     )
@@ -487,6 +583,7 @@ def _cmd_hybrid(args: argparse.Namespace) -> None:
         n=args.n,
         guidance=args.guidance,
         timesteps=timesteps,
+        sampler=sampler_from_args(args),
         out=args.out,
         seed=args.seed,
     )

@@ -4,11 +4,13 @@ Both wrappers are themselves Denoisers (they carry ``schedule``, ``channels``, `
 ``value_range``), so every sampler and edit runs on them unchanged.
 
 Conditioning: an Anagram or Hybrid holds one conditioning per part, given at construction
-(``from_prompts`` encodes prompts). The ``cond`` passed at call time is ignored; its only
-use is to tell samplers the batch size, so ``encode`` returns empty (B, 0) placeholders and
-accepts only null prompts "". Each part's cond is (1, ...) (shared by the batch) or (B, ...).
+(``from_prompts`` encodes prompts); it is not ``conditional``. The ``cond`` passed at call
+time only tells samplers the batch size: ``encode`` accepts only null prompts "" and returns
+empty (B, 0) placeholders, and a call with a non-empty ``cond`` is an error (it would be
+ignored). Each part's cond is (1, ...) (shared by the batch) or (B, ...).
 
-Guidance: wrap the base denoiser in CFG *inside* the composer, ``Anagram(CFG(den, s), ...)``.
+Guidance: wrap the base denoiser in CFG *inside* the composer, ``Anagram(CFG(den, s), ...)``
+(``CFG(Anagram(...))`` is refused: it would guide nothing).
 Each part is then guided for its own prompt against the null prompt, as visual_anagrams does.
 Both CFG and these combinations are linear in eps, so this equals guiding the combination.
 All parts (and CFG's cond/uncond pairs) run as one batched call of the wrapped denoiser.
@@ -46,15 +48,31 @@ def _predict_parts(denoiser: Denoiser, xs: Sequence[Tensor], t: Tensor, conds: S
 class _Composer(DenoiserWrapper):
     """A wrapper holding one conditioning per part, with the placeholder ``encode``."""
 
+    conditional = False  # prompts are fixed at construction
+    default_prompts = ("",)
+
     def __init__(self, denoiser: Denoiser, conds: Sequence[Tensor]) -> None:
         super().__init__(denoiser)
         self.conds = tuple(conds)
+
+    def describe_prompt(self, prompt: str) -> str:
+        self.encode([prompt])  # raises for a non-null prompt
+        return ""
+
+    def _check_call_cond(self, cond: Tensor | None) -> None:
+        """Call-time cond must be None or an empty (B, 0) placeholder from ``encode``: the prompts are the parts'."""
+        if cond is not None and cond.numel() > 0:
+            raise FundiffError(
+                f"{type(self).__name__} takes its prompts at construction; call it with cond=None or its own encode "
+                f'of null prompts "", not a {tuple(cond.shape)} conditioning'
+            )
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Empty (len(prompts), 0) placeholders: the parts' prompts were fixed at construction."""
         if any(p.strip() for p in prompts):
             raise FundiffError(
-                f'{type(self).__name__} takes its prompts at construction (from_prompts); sample it with null prompts ""'
+                f"{type(self).__name__} takes its prompts at construction (from_prompts); "
+                'sample it with null prompts ""'
             )
         return torch.zeros(len(prompts), 0, device=self.conds[0].device)
 
@@ -65,15 +83,16 @@ class Anagram(_Composer):
     ``views`` (names or Views) and ``conds`` pair up: view i of the image should look like
     prompt i. x_t (B,C,H,W) in the model's noisy space; each view is lifted to x_t by
     :meth:`View.view_x_t` (exact for negation of [0, 1] data too). Learned variance v is
-    combined the same way, un-permuted but never negated (ERRATA item 3). Call-time cond is
-    ignored (module docstring).
+    combined the same way, un-permuted but never negated (ERRATA item 3). Call-time cond must
+    be None or empty (module docstring).
     """
 
     def __init__(self, denoiser: Denoiser, views: Sequence[str | View], conds: Sequence[Tensor]) -> None:
         views = [get_view(v) for v in views]
         if len(views) < 1 or len(views) != len(conds):
             raise FundiffError(
-                f"an anagram needs one prompt per view and at least one view; got {len(views)} view(s) and {len(conds)} prompt(s)"
+                "an anagram needs one prompt per view and at least one view; "
+                f"got {len(views)} view(s) and {len(conds)} prompt(s)"
             )
         super().__init__(denoiser, conds)
         self.views = tuple(views)
@@ -88,6 +107,7 @@ class Anagram(_Composer):
         return cls(denoiser, views, [denoiser.encode([p]) for p in prompts])
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:
+        self._check_call_cond(cond)
         abar_t = self.schedule.abar_at(t.cpu()).reshape(-1, 1, 1, 1).to(x_t.dtype).to(x_t.device)
         xs = [view.view_x_t(x_t, abar_t, self.value_range) for view in self.views]
         parts = _predict_parts(self.denoiser, xs, t, self.conds)
@@ -103,8 +123,8 @@ class Hybrid(_Composer):
 
     eps_low = eps(x_t, t, cond_low), eps_high = eps(x_t, t, cond_high); x_t (B,C,H,W). Seen
     from afar (blurred) the image shows the low prompt, up close the high prompt. Learned
-    variance v is split the same way and clamped to its range [-1, 1]. Call-time cond is
-    ignored (module docstring).
+    variance v is split the same way and clamped to its range [-1, 1]. Call-time cond must be
+    None or empty (module docstring).
     """
 
     def __init__(self, denoiser: Denoiser, cond_low: Tensor, cond_high: Tensor, lowpass: GaussianFilter) -> None:
@@ -117,6 +137,7 @@ class Hybrid(_Composer):
         return cls(denoiser, denoiser.encode([low]), denoiser.encode([high]), lowpass)
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:
+        self._check_call_cond(cond)
         low, high = _predict_parts(self.denoiser, [x_t, x_t], t, self.conds)
         eps = self.filter.lowpass(low.eps) + self.filter.highpass(high.eps)
         if low.v is None:

@@ -5,6 +5,13 @@ A Denoiser maps a noisy batch ``x_t`` (B,C,H,W), integer timesteps ``t`` (B,) in
 estimate ``eps`` (B,C,H,W) and, for models that learn their variance (DeepFloyd IF),
 the variance channels ``v`` (B,C,H,W) in [-1, 1] (``learned_range``). ``encode`` turns
 prompts into conditioning; ``""`` is the null prompt of classifier-free guidance.
+
+Besides the math, a Denoiser tells its users (the CLI, the figures) what it takes, so they
+never look inside a particular backend: ``device``; ``conditional`` (``encode`` takes
+non-null prompts, so guidance applies); ``default_prompts`` (what to show when the user gives
+none: the class names of a class model, ``("",)`` for an unconditional one, a generic prompt
+such as "a high quality photo" for a text model); ``describe_prompt`` (a short label for a
+prompt, for grid rows and file names).
 """
 
 from __future__ import annotations
@@ -41,13 +48,25 @@ class Denoiser(Protocol):
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction: ...
 
+    device: torch.device  # where it computes; inputs go there
+    conditional: bool  # encode takes non-null prompts (classifier-free guidance applies)
+    default_prompts: tuple[str, ...]  # prompts to show when the user gives none
+
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Conditioning (len(prompts), ...) for each prompt; "" gives the null conditioning."""
         ...
 
+    def describe_prompt(self, prompt: str) -> str:
+        """A short label for ``prompt`` (e.g. its class name); "" for the null prompt. Bad prompts raise."""
+        ...
+
 
 class DenoiserWrapper:
-    """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry and prompts."""
+    """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry and prompts.
+
+    ``device``, ``conditional``, ``default_prompts`` and ``describe_prompt`` are the wrapped
+    denoiser's, read when asked; a subclass may override them.
+    """
 
     def __init__(self, denoiser: Denoiser) -> None:
         self.denoiser = denoiser
@@ -56,8 +75,23 @@ class DenoiserWrapper:
         self.image_size = denoiser.image_size
         self.value_range = denoiser.value_range
 
+    @property
+    def device(self) -> torch.device:
+        return self.denoiser.device
+
+    @property
+    def conditional(self) -> bool:
+        return self.denoiser.conditional
+
+    @property
+    def default_prompts(self) -> tuple[str, ...]:
+        return self.denoiser.default_prompts
+
     def encode(self, prompts: Sequence[str]) -> Tensor:
         return self.denoiser.encode(prompts)
+
+    def describe_prompt(self, prompt: str) -> str:
+        return self.denoiser.describe_prompt(prompt)
 
 
 class UNetDenoiser:
@@ -87,6 +121,8 @@ class UNetDenoiser:
         self.class_names = tuple(class_names) or tuple(str(i) for i in range(self.num_classes))
         self.autocast_dtype = autocast_dtype
         self.value_range = (0.0, 1.0)  # the write-up trains on MNIST in [0, 1]
+        self.conditional = kind == "class"
+        self.default_prompts = self.class_names if kind == "class" else ("",)
 
     @property
     def device(self) -> torch.device:
@@ -108,6 +144,14 @@ class UNetDenoiser:
                 raise FundiffError("this is a time-conditioned (unconditional) model; it takes no prompt or class")
             return torch.zeros(len(prompts), 0, device=self.device)
         return self.one_hot([class_index(p, self.class_names) for p in prompts])
+
+    def describe_prompt(self, prompt: str) -> str:
+        """The class name a prompt names ("seven" -> "7"), "" for the null prompt."""
+        if self.kind == "time":
+            self.encode([prompt])  # raises for a non-null prompt
+            return ""
+        k = class_index(prompt, self.class_names)
+        return "" if k is None else self.class_names[k]
 
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:

@@ -11,22 +11,46 @@ import torch
 from torch import Tensor
 
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
+from fundiff.errors import FundiffError
+
+DEFAULT_GUIDANCE = 5.0  # the write-up's CFG scale (gamma = 5 in eps_u + gamma (eps_c - eps_u)); every default uses it
 
 
 class CFG(DenoiserWrapper):
     """Guide ``denoiser`` with scale ``scale`` against the null prompt ""; itself a Denoiser.
 
-    The learned variance, if any, is the conditional pass's (as in DeepFloyd IF).
+    ``denoiser`` must take prompts at call time (``conditional``): guiding an Anagram or a
+    Hybrid would do nothing (their prompts are fixed at construction), so guide the base model
+    inside them, ``Anagram(CFG(den, s), ...)``. The null conditioning is encoded once, on the
+    first call, and shared by the batch. The learned variance, if any, is the conditional
+    pass's (as in DeepFloyd IF).
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
+        if not getattr(denoiser, "conditional", True):  # denoisers without the attribute count as conditional
+            name = type(denoiser).__name__
+            why = (
+                f"{name} fixes its prompts at construction, so guiding it does nothing; "
+                f"wrap the base model instead: {name}(CFG(den, s), ...)"
+                if isinstance(denoiser, DenoiserWrapper)
+                else f"{name} is an unconditional model (it takes no prompt or class); sample it without guidance"
+            )
+            raise FundiffError(f"CFG needs a denoiser that takes prompts: {why}")
         super().__init__(denoiser)
         self.scale = float(scale)
+        self._null: Tensor | None = None  # (1, ...) conditioning of "", encoded on first use
+
+    def null(self, batch: int, like: Tensor) -> Tensor:
+        """The null conditioning (batch, ...) on ``like``'s device and dtype (encoded once, then expanded)."""
+        if self._null is None:
+            self._null = self.denoiser.encode([""])
+        null = self._null.to(like.device, like.dtype)
+        return null.expand(batch, *null.shape[1:])
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
-        null = self.denoiser.encode([""] * x_t.shape[0]).to(cond.device, cond.dtype)
         if self.scale == 1.0:
             return self.denoiser(x_t, t, cond)
+        null = self.null(x_t.shape[0], cond)
         if self.scale == 0.0:
             return self.denoiser(x_t, t, null)
         both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null]))

@@ -204,26 +204,37 @@ def load_mask(
     *,
     image_size: int = 28,
     fit: Literal["pad", "crop"] = "pad",
-    like: str | Path | None = None,
+    like: str | Path | tuple[int, int] | None = None,
+    refit: bool = False,
     threshold: float = 0.5,
 ) -> Tensor:
     """Read an inpainting mask as (1, 1, image_size, image_size) float32 of 0/1: light (> threshold) = 1 = fill in.
 
     Transparent pixels count as 0 (keep). ``fit`` must be the one used for the image ("ink"
-    depends on the image's content, so masks cannot follow it). With ``like`` (the image
-    file), a mask of a different aspect ratio is rejected since it would not line up.
+    depends on the image's content, so masks cannot follow it). ``like`` is the image the mask
+    belongs to (its file, or its (width, height)): a mask of another size would be stretched
+    out of line with it, so it is an error unless ``refit`` (then the mask is made square with
+    ``fit`` and resized like any image). A mask with no pixel to fill is an error.
     """
     if fit not in ("pad", "crop"):
         raise FundiffError(f"masks take fit 'pad' or 'crop', got {fit!r}; load the image with the same fit")
-    if like is not None:
-        (mw, mh), (iw, ih) = image_size_of(path), image_size_of(like)
-        if abs(mw / mh - iw / ih) > 0.01:
+    if like is not None and not refit:
+        (mw, mh), (iw, ih) = image_size_of(path), (like if isinstance(like, tuple) else image_size_of(like))
+        if (mw, mh) != (iw, ih):
+            what = f"image {str(like)!r}" if not isinstance(like, tuple) else "the image"
             raise FundiffError(
-                f"mask {str(path)!r} is {mw}x{mh} but image {str(like)!r} is {iw}x{ih}; draw the mask on a canvas of the image's shape"
+                f"mask {str(path)!r} is {mw}x{mh} but {what} is {iw}x{ih}; draw the mask on a canvas of the "
+                "image's size, or ask to fit it anyway (refit=True, the CLI's --mask-fit)"
             )
     img = _to_channels(read_image(path, background=0.0), 1)
     img = _resize(_square(img, fit, torch.zeros(1)), image_size)
-    return (img > threshold).float()[None]
+    mask = (img > threshold).float()[None]
+    if not mask.any():
+        raise FundiffError(
+            f"mask {str(path)!r} has no pixel to fill (none lighter than {threshold:g} at {image_size}x{image_size}); "
+            "paint the region to fill in white"
+        )
+    return mask
 
 
 def mask_preset(name: str, image_size: int = 28) -> Tensor:

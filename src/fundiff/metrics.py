@@ -204,18 +204,6 @@ def blur_baseline(
     return rows
 
 
-# moved to evaluation.py (sampling procedures); kept importable from here until cli_eval.py imports them from there
-_MOVED_TO_EVALUATION = ("GUIDANCE_SWEEP", "draw_samples", "GuidanceResult", "guidance_sweep", "plot_guidance_sweep")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_EVALUATION:
-        from fundiff import evaluation
-
-        return getattr(evaluation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "FID", "fid", "reference_fid", "ClassAccuracy", "accuracy_of", "class_accuracy", "class_histogram", "psnr",
     "BLUR_KERNELS", "BLUR_SIGMAS", "best_blur", "BlurRow", "blur_baseline",

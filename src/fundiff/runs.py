@@ -1,12 +1,24 @@
-"""Finding a trained model by run folder (or shipped name) and loading it as a Denoiser."""
+"""Finding a trained model (run folder or shipped name) and loading it as a Denoiser, by backend.
+
+A *backend* knows one kind of model folder: :class:`Backend` ``(name, detects(path) -> bool,
+load(path, *, device, autocast_dtype) -> Denoiser)``. :func:`load_denoiser` resolves the
+model, asks each registered backend in order whether it recognises the folder and loads it
+with the first that does; a folder no backend recognises is an error (no guessing). fundiff's
+own run folders (``config.json`` in the fundiff-run format) are the first backend; diffusers
+pipeline folders (``model_index.json``, DeepFloyd IF) are recognised but not supported yet
+(issue #8). Add a backend with :func:`register_backend`.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from fundiff.denoisers import UNetDenoiser
+from fundiff.denoisers import Denoiser, UNetDenoiser
 from fundiff.errors import FundiffError
 from fundiff.models import load_model
 from fundiff.models.unet import UNet
@@ -21,28 +33,136 @@ def shipped_names() -> list[str]:
     )
 
 
+def _is_bare_name(model: str) -> bool:
+    """A name like "mnist-class": no directory separator and not "." / ".." relative."""
+    return "/" not in model and "\\" not in model and not model.startswith(".")
+
+
 def resolve(model: str | Path) -> Path:
-    """A run folder path, or the folder of a shipped model called ``model``."""
+    """The folder of ``model``: a shipped model's name, or a path to a model folder.
+
+    Rule: a *bare* name (no "/" and not starting with ".") that names a shipped model always
+    means the shipped model, even if a folder of that name exists in the current directory, so
+    that a command line (in a README, a model card) means the same thing wherever it runs.
+    Reach such a local folder as a path: ``./mnist-class``. Anything else is a path; a
+    ``Path`` object is always a path.
+    """
+    text = str(model)
+    if not isinstance(model, Path) and _is_bare_name(text) and (SHIPPED_DIR / text / "config.json").is_file():
+        return SHIPPED_DIR / text
     path = Path(model)
     if path.is_dir():
         return path
-    if (SHIPPED_DIR / str(model) / "config.json").is_file():
-        return SHIPPED_DIR / str(model)
     names = shipped_names()
     hint = f"; shipped models: {', '.join(names)}" if names else ""
-    raise FundiffError(f"model {str(model)!r} not found: give a run folder written by `fundiff train`{hint}")
+    raise FundiffError(f"model {text!r} not found: give a run folder written by `fundiff train`{hint}")
+
+
+def dataset_of(cfg: dict) -> str:
+    """The dataset a run was trained on (train.dataset); a missing or unknown one is an error."""
+    from fundiff.data import CLASS_NAMES
+
+    dataset = cfg.get("train", {}).get("dataset")
+    if dataset not in CLASS_NAMES:
+        raise FundiffError(
+            f"the run's config.json names dataset {dataset!r}, which fundiff does not know "
+            f"(known: {', '.join(CLASS_NAMES)}); the config is incomplete or corrupt"
+        )
+    return dataset
 
 
 def class_names_of(cfg: dict) -> tuple[str, ...]:
-    """The class names of a run's dataset (for prompts and grid labels)."""
+    """The class names of a run's dataset (for prompts and grid labels); an unknown dataset is an error."""
     from fundiff.data import CLASS_NAMES
 
-    return tuple(CLASS_NAMES.get(cfg.get("train", {}).get("dataset", "mnist"), CLASS_NAMES["mnist"]))
+    return tuple(CLASS_NAMES[dataset_of(cfg)])
+
+
+def schedule_of(cfg: dict, where: str | Path = "config.json") -> NoiseSchedule:
+    """The noise schedule a run was trained with (train.beta_schedule, train.T); both must be there."""
+    train = cfg.get("train", {})
+    missing = [k for k in ("beta_schedule", "T") if k not in train]
+    if missing:
+        raise FundiffError(
+            f"{where} is incomplete or corrupt: its 'train' section has no {' or '.join(missing)}; "
+            "retrain or restore the run folder"
+        )
+    return NoiseSchedule.from_name(train["beta_schedule"], int(train["T"]))
 
 
 def load(model: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> tuple[UNet, dict]:
-    """(UNet in eval mode, run config) for a run folder or shipped name."""
+    """(UNet in eval mode, run config) for a fundiff run folder or shipped name."""
     return load_model(resolve(model), device=device, ema=ema)
+
+
+# -- backends -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Backend:
+    """One kind of model folder: how to recognise it and how to load it as a Denoiser."""
+
+    name: str  # shown in errors
+    detects: Callable[[Path], bool]  # does this folder hold a model of this backend? (cheap: file checks)
+    load: Callable[..., Denoiser]  # load(path, *, device, autocast_dtype) -> Denoiser
+
+
+def _is_fundiff_run(path: Path) -> bool:
+    from fundiff.checkpoints import FORMAT
+
+    try:
+        return json.loads((path / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _load_fundiff(path: Path, *, device: torch.device | str, autocast_dtype: torch.dtype | None) -> Denoiser:
+    """A fundiff time- or class-conditioned run as a UNetDenoiser with its own noise schedule."""
+    net, cfg = load_model(path, device=device)
+    kind = net.config.kind
+    if kind not in ("time", "class"):
+        raise FundiffError(f"{path} is a {kind!r} model; this command needs a 'time' or 'class' model")
+    schedule = schedule_of(cfg, path / "config.json")
+    names = class_names_of(cfg) if kind == "class" else ()
+    return UNetDenoiser(net, schedule, class_names=names, autocast_dtype=autocast_dtype)
+
+
+def _is_diffusers_pipeline(path: Path) -> bool:
+    return (path / "model_index.json").is_file()
+
+
+def _load_diffusers(path: Path, **_options) -> Denoiser:
+    raise FundiffError(
+        f"{path} is a diffusers pipeline folder (model_index.json); diffusers models (DeepFloyd IF) "
+        "are not supported yet; give a fundiff run folder or a shipped model name"
+    )
+
+
+_BACKENDS: list[Backend] = [
+    Backend("fundiff", _is_fundiff_run, _load_fundiff),
+    Backend("diffusers", _is_diffusers_pipeline, _load_diffusers),
+]
+
+
+def register_backend(backend: Backend, *, first: bool = False) -> Backend:
+    """Make ``backend`` available to :func:`load_denoiser` (asked last, or first with ``first``)."""
+    if any(b.name == backend.name for b in _BACKENDS):
+        raise FundiffError(f"a backend named {backend.name!r} is already registered")
+    _BACKENDS.insert(0 if first else len(_BACKENDS), backend)
+    return backend
+
+
+def backend_names() -> list[str]:
+    return [b.name for b in _BACKENDS]
+
+
+def backend_for(path: Path) -> Backend:
+    """The first registered backend that recognises the folder ``path``; none is an error."""
+    for backend in _BACKENDS:
+        if backend.detects(path):
+            return backend
+    raise FundiffError(
+        f"{path} holds no model fundiff can load (no fundiff config.json, no model_index.json); "
+        "give a run folder written by `fundiff train` or a shipped model name"
+    )
 
 
 def load_denoiser(
@@ -50,17 +170,16 @@ def load_denoiser(
     *,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
-    kinds: tuple[str, ...] = ("time", "class"),
-) -> UNetDenoiser:
-    """A time- or class-conditioned run as a Denoiser with its own noise schedule."""
-    net, cfg = load(model, device=device)
-    kind = net.config.kind
-    if kind not in kinds:
-        raise FundiffError(
-            f"{model} is a {kind!r} model; this command needs a {' or '.join(repr(k) for k in kinds)} model"
-        )
-    train = cfg.get("train", {})
-    schedule = NoiseSchedule.from_name(train.get("beta_schedule", "linear"), int(train.get("T", 300)))
-    return UNetDenoiser(
-        net, schedule, class_names=class_names_of(cfg) if kind == "class" else (), autocast_dtype=autocast_dtype
-    )
+    conditional: bool | None = None,
+) -> Denoiser:
+    """The model (shipped name or folder, see :func:`resolve`) as a Denoiser, by its folder's backend.
+
+    ``conditional=True`` requires a model that takes prompts (classifier-free guidance applies),
+    ``False`` one that does not; None accepts either.
+    """
+    path = resolve(model)
+    den = backend_for(path).load(path, device=device, autocast_dtype=autocast_dtype)
+    if conditional is not None and den.conditional != conditional:
+        need = "a conditional model (one that takes prompts)" if conditional else "an unconditional model"
+        raise FundiffError(f"{model} is {'not ' if conditional else ''}conditional; this command needs {need}")
+    return den

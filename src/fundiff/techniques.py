@@ -32,7 +32,7 @@ from fundiff import DEFAULT_SEED, edits, io, samplers
 from fundiff import timesteps as ts_lib
 from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Denoiser
-from fundiff.guidance import CFG
+from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 from fundiff.views import GaussianFilter, View, get_view
 
 WRITEUP_T = 1000  # DeepFloyd IF's number of diffusion steps, which the write-up's t values refer to
@@ -74,10 +74,6 @@ def guided(denoiser: Denoiser, prompt: str | Sequence[str], scale: float) -> Den
 
 def _generator(seed: int, device: torch.device | str) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def _device(denoiser: Denoiser) -> torch.device:
-    return torch.device(getattr(denoiser, "device", "cpu"))
 
 
 def _unit(x: Tensor, value_range: tuple[float, float]) -> Tensor:
@@ -274,7 +270,7 @@ def sampling_figure(
     prompts: Sequence[str] = ("",),
     *,
     n: int = 5,
-    guidance: float = 5.0,
+    guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
@@ -292,9 +288,9 @@ def sampling_figure(
             model,
             model.encode(all_prompts),
             timesteps,
-            generator=_generator(seed, _device(denoiser)),
+            generator=_generator(seed, denoiser.device),
             sampler=sampler,
-            device=_device(denoiser),
+            device=denoiser.device,
         )
     tag = {s: "no CFG" if s == 1.0 else f"CFG s={s:g}" for s in scales}
     rows = [
@@ -318,7 +314,7 @@ def sdedit_figure(
     *,
     i_starts: Sequence[int] = WRITEUP_SDEDIT_STARTS,
     prompt: str = "",
-    guidance: float = 5.0,
+    guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     name: str = "sdedit",
@@ -358,7 +354,7 @@ def inpaint_figure(
     jump_length: int = 5,
     resample: int = 5,
     prompt: str = "",
-    guidance: float = 5.0,
+    guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
@@ -402,7 +398,7 @@ def anagram_figure(
     views: Sequence[str | View],
     *,
     n: int = 4,
-    guidance: float = 5.0,
+    guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
@@ -416,9 +412,9 @@ def anagram_figure(
         model,
         model.encode([""] * n),
         timesteps,
-        generator=_generator(seed, _device(denoiser)),
+        generator=_generator(seed, denoiser.device),
         sampler=sampler,
-        device=_device(denoiser),
+        device=denoiser.device,
     )
     rows = [(f"{v.name}: {p or 'null prompt'}", v.view_image(x, denoiser.value_range)) for v, p in zip(views, prompts)]
     paths = _write(
@@ -440,7 +436,7 @@ def hybrid_figure(
     kernel_size: int = 9,
     sigma: float = 1.5,
     n: int = 4,
-    guidance: float = 5.0,
+    guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
@@ -459,9 +455,9 @@ def hybrid_figure(
         model,
         model.encode([""] * n),
         timesteps,
-        generator=_generator(seed, _device(denoiser)),
+        generator=_generator(seed, denoiser.device),
         sampler=sampler,
-        device=_device(denoiser),
+        device=denoiser.device,
     )
     lo, hi = denoiser.value_range
     x_low, x_high = filt.lowpass(x), filt.highpass(x)

@@ -20,19 +20,22 @@ constant image), so ``view_x_t`` is just ``P(x_t)``; for c = 0 (DeepFloyd) it is
 variance channels are a per-pixel magnitude, so they are only un-permuted, never negated
 (:meth:`View.inverse_view_variance`, as visual_anagrams' NegateView does).
 
-Views are looked up by name with :func:`get_view`. Register a new one with
-:func:`register_view`; it is then accepted everywhere a view name is (composers, the CLI)::
+Views are looked up by a *spec* with :func:`get_view`: a registered name ("vflip") or a
+parametric family's name and arguments ("rot90:1", "translate:3,-2"). Register a new view
+with :func:`register_view`, or a family with :func:`register_view_family`; it is then
+accepted everywhere a view is (composers, the CLI's --view, checked when the command runs)::
 
     from fundiff.views import View, register_view
-    register_view(View("transpose", lambda x: x.transpose(-2, -1), lambda x: x.transpose(-2, -1),
-                       description="swap rows and columns (square images)"))
+    register_view(View("transpose", _transpose, _transpose, description="swap rows and columns (square images)"))
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from fundiff.errors import FundiffError
@@ -99,11 +102,12 @@ def _rot180(x: Tensor) -> Tensor:
 
 
 _REGISTRY: dict[str, View] = {}  # the one view registry; changed only by register_view
+_FAMILIES: dict[str, ViewFamily] = {}  # parametric views, by family name; changed only by register_view_family
 
 
 def register_view(view: View, *, replace: bool = False) -> View:
     """Make ``view`` available by its name; a taken name is an error unless ``replace``."""
-    if view.name in _REGISTRY and not replace:
+    if (view.name in _REGISTRY or view.name in _FAMILIES) and not replace:
         raise FundiffError(f"a view named {view.name!r} is already registered; pick another name or pass replace=True")
     _REGISTRY[view.name] = view
     return view
@@ -125,19 +129,98 @@ for _v in (
     register_view(_v)
 
 
+@dataclass(frozen=True)
+class ViewFamily:
+    """Views that take arguments: the spec ``"name:args"`` gives ``make(args)``, a View named by the spec."""
+
+    name: str  # the part of the spec before ":"
+    make: Callable[[str], View]  # the text after ":" -> View; raises FundiffError for bad arguments
+    syntax: str  # e.g. "rot90:K", shown in errors and help
+    description: str = ""  # one line, shown in the CLI's help
+
+
+def register_view_family(family: ViewFamily, *, replace: bool = False) -> ViewFamily:
+    """Make the views ``family.name:ARGS`` available; a taken name is an error unless ``replace``."""
+    if (family.name in _FAMILIES or family.name in _REGISTRY) and not replace:
+        raise FundiffError(
+            f"a view named {family.name!r} is already registered; pick another name or pass replace=True"
+        )
+    _FAMILIES[family.name] = family
+    return family
+
+
+def _int_args(spec: str, text: str, count: int, what: str) -> list[int]:
+    """``count`` comma-separated integers from ``text`` (the arguments of view ``spec``)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise FundiffError(f"view {spec!r}: expected {what}, got {text!r}")
+    return values
+
+
+def _rotate(x: Tensor, k: int) -> Tensor:
+    """x (..., H, W) turned by k quarter turns counterclockwise; odd k needs H == W (the shape must not change)."""
+    if k % 2 and x.shape[-1] != x.shape[-2]:
+        raise FundiffError(f"view rot90:{k % 4} needs square images, got {x.shape[-2]}x{x.shape[-1]}")
+    return torch.rot90(x, k, dims=(-2, -1))
+
+
+def _rot90_view(text: str) -> View:
+    """rot90:K, K quarter turns counterclockwise (torch.rot90 on the last two dims; square images)."""
+    (k,) = _int_args(f"rot90:{text}", text, 1, "an integer number of quarter turns K, e.g. rot90:1")
+    k %= 4
+    turn, back = functools.partial(_rotate, k=k), functools.partial(_rotate, k=-k)
+    return View(f"rot90:{k}", turn, back, description=f"rotate by {90 * k} degrees counterclockwise")
+
+
+def _translate_view(text: str) -> View:
+    """translate:DX,DY, a circular shift by DX columns right and DY rows down (torch.roll; wraps around)."""
+    dx, dy = _int_args(
+        f"translate:{text}", text, 2, "two integers DX,DY (columns right, rows down), e.g. translate:3,-2"
+    )
+    shift = functools.partial(torch.roll, shifts=(dy, dx), dims=(-2, -1))
+    back = functools.partial(torch.roll, shifts=(-dy, -dx), dims=(-2, -1))
+    return View(f"translate:{dx},{dy}", shift, back, description=f"shift {dx} columns right, {dy} rows down, wrapping")
+
+
+register_view_family(
+    ViewFamily("rot90", _rot90_view, "rot90:K", "rotate by K quarter turns counterclockwise (square images)")
+)
+register_view_family(
+    ViewFamily("translate", _translate_view, "translate:DX,DY", "circular shift by DX columns right, DY rows down")
+)
+
+
 def view_names() -> list[str]:
-    """Names of all registered views."""
+    """Names of all registered views (without the parametric families; see :func:`view_specs`)."""
     return list(_REGISTRY)
 
 
+def view_specs() -> list[str]:
+    """Every accepted form: the registered names, then each family's syntax ("rot90:K")."""
+    return list(_REGISTRY) + [f.syntax for f in _FAMILIES.values()]
+
+
+def describe_views() -> str:
+    """'name: description' for every registered view and family, joined by '; ' (for help texts)."""
+    return "; ".join(
+        [f"{v.name}: {v.description}" for v in _REGISTRY.values()]
+        + [f"{f.syntax}: {f.description}" for f in _FAMILIES.values()]
+    )
+
+
 def get_view(view: str | View) -> View:
-    """The registered view called ``view`` (a View is returned as it is)."""
+    """The view a spec names: a registered name, or "family:args" of a parametric family (a View is returned as is)."""
     if isinstance(view, View):
         return view
-    try:
+    if view in _REGISTRY:
         return _REGISTRY[view]
-    except KeyError:
-        raise FundiffError(f"unknown view {view!r}; choose one of {', '.join(_REGISTRY)}") from None
+    name, colon, args = view.partition(":")
+    if colon and name in _FAMILIES:
+        return _FAMILIES[name].make(args.strip())
+    raise FundiffError(f"unknown view {view!r}; choose one of {', '.join(view_specs())}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +246,8 @@ class GaussianFilter:
 
         if self.kernel_size // 2 >= min(x.shape[-2:]):
             raise FundiffError(
-                f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; use at most {2 * min(x.shape[-2:]) - 1}"
+                f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; "
+                f"use at most {2 * min(x.shape[-2:]) - 1}"
             )
         return gaussian_blur(x, [self.kernel_size, self.kernel_size], [self.sigma, self.sigma])
 

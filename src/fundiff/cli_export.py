@@ -1,0 +1,51 @@
+"""``fundiff export``: a run folder as a small shipped model (bf16 EMA weights + model card)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import nonneg_float as _nonneg_float
+from fundiff.errors import FundiffError
+
+
+def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add ``export`` to the subparsers ``sub``; returns {command name: handler(args)}."""
+    p = sub.add_parser(
+        "export",
+        help="export a run as a small shipped model (EMA weights in bf16 + model card)",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--model", required=True, help="run folder to export")
+    p.add_argument("--name", required=True, help="name of the shipped model, e.g. mnist-class")
+    p.add_argument("--dest", default=None, help="parent folder (default: fundiff's shipped-models folder)")
+    p.add_argument("--eval-json", default=None, help="JSON written by `fundiff evaluate` to put in the model card")
+    p.add_argument("--command-line", default=None, help="the training command, when the run did not record it")
+    p.add_argument(
+        "--wall-s", type=_nonneg_float, default=None, help="training wall time, when the run did not record it"
+    )
+    p.add_argument(
+        "--note", default=None, help="a remark for the model card (e.g. how the machine was shared while training)"
+    )
+
+    return {"export": _cmd_export}
+
+
+def _cmd_export(args) -> None:
+    from fundiff import runs
+    from fundiff.checkpoints import read_json
+    from fundiff.shipping import export_run
+
+    if not args.name.replace("-", "").replace("_", "").isalnum():
+        raise FundiffError(f"--name may hold letters, digits, '-' and '_' only, got {args.name!r}")
+    evaluation = read_json(Path(args.eval_json)) if args.eval_json else None
+    dest = Path(args.dest) if args.dest else runs.SHIPPED_DIR
+    out = export_run(
+        runs.resolve(args.model),
+        dest / args.name,
+        evaluation=evaluation,
+        card_extra={"command": args.command_line, "wall_s": args.wall_s, "note": args.note},
+    )
+    print(f"exported {args.model} as {args.name} -> {out}")

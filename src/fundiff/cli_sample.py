@@ -1,0 +1,178 @@
+"""``fundiff sample`` (images from a time- or class-conditioned model) and ``fundiff denoise-sweep``
+(the one-step denoiser at several noise levels)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from fundiff import DEFAULT_SEED
+from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import add_sampler_options, sampler_from_args
+from fundiff.cli_common import add_device_threads as _add_common
+from fundiff.cli_common import finite_float as _finite_float
+from fundiff.cli_common import nonneg_float_list as _nonneg_float_list
+from fundiff.cli_common import positive_int as _positive_int
+from fundiff.cli_common import seed_int as _seed_int
+from fundiff.errors import FundiffError
+
+
+def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add ``sample`` and ``denoise-sweep`` to the subparsers ``sub``; returns {command name: handler(args)}."""
+    from fundiff.devices import PRECISIONS
+    from fundiff.guidance import DEFAULT_GUIDANCE
+
+    p = sub.add_parser(
+        "sample", help="sample images from a time- or class-conditioned model", formatter_class=_Formatter
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="shipped model name, or a model folder (./NAME for a local folder named like one)",
+    )
+    p.add_argument("--n", type=_positive_int, default=8, help="samples (per class for a class model)")
+    p.add_argument(
+        "--class",
+        dest="classes",
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="classes to sample, as prompts naming them (e.g. 3, seven, sneaker; default: the model's default "
+        "prompts, every class)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=_finite_float,
+        default=None,
+        help="CFG scale: eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional "
+        f"(class model default: {DEFAULT_GUIDANCE:g})",
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="strided sampling with this many steps (default: all T)"
+    )
+    add_sampler_options(p)
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet")
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
+    p.add_argument("--out", required=True, help="a .png path (one grid) or a folder (a PNG per sample + grid.png)")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "denoise-sweep",
+        help="one-step denoiser on test digits at several sigmas: figures + MSE/PSNR",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--model", required=True, help="run folder of a `fundiff train denoiser` run (or shipped name)")
+    p.add_argument(
+        "--sigmas",
+        type=_nonneg_float_list,
+        default=None,
+        help="noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
+    )
+    p.add_argument("--n-show", type=_positive_int, default=8, help="test images shown per figure")
+    p.add_argument("--n-eval", type=_positive_int, default=2000, help="test images used for MSE/PSNR")
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="noise seed")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
+    _add_common(p, data=True)
+    return {"sample": _cmd_sample, "denoise-sweep": _cmd_denoise_sweep}
+
+
+def _cmd_sample(args) -> None:
+    import torch
+
+    from fundiff import io, runs, samplers
+    from fundiff import timesteps as ts
+    from fundiff.devices import resolve_device, resolve_precision
+    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() != ".png":
+        raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
+    device = resolve_device(args.device)
+    den = runs.load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device))
+    T = den.schedule.T
+    if args.steps is not None and args.steps > T:
+        raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")
+    timesteps = ts.full(T) if args.steps is None else ts.strided(T, steps=args.steps)
+    if not den.conditional:
+        if args.classes or args.guidance is not None:
+            raise FundiffError(
+                "this is an unconditional (time-conditioned) model: it takes no --class or --guidance; "
+                "use a class-conditioned model for those"
+            )
+        prompts, names, model = [""] * args.n, ["sample"], den
+    else:
+        chosen = [str(c) for c in args.classes] if args.classes else list(den.default_prompts)
+        names = [den.describe_prompt(c) for c in chosen]
+        if not all(names):
+            raise FundiffError("--class needs a class index or name, not an empty string")
+        prompts = [c for c in chosen for _ in range(args.n)]
+        model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
+    sampler = sampler_from_args(args)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    x = samplers.sample_from_noise(
+        model, model.encode(prompts), timesteps, generator=g, sampler=sampler, device=device
+    ).clamp(0, 1)
+    nrow = args.n if den.conditional else min(args.n, 10)
+    if out.suffix.lower() == ".png":
+        io.save_grid(x, out, nrow=nrow, scale=2)
+        print(f"wrote {out} ({len(x)} samples, {len(timesteps)} steps)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(x):
+        label = names[i // args.n] if den.conditional else "sample"
+        io.save_png(img, out / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
+    io.save_grid(x, out / "grid.png", nrow=nrow, scale=2)
+    print(f"wrote {len(x)} samples and grid.png to {out} ({len(timesteps)} steps)")
+
+
+def _cmd_denoise_sweep(args) -> None:
+    import torch
+
+    from fundiff import data, io, runs
+    from fundiff.checkpoints import atomic_write_json
+    from fundiff.devices import resolve_device
+    from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
+
+    device = resolve_device(args.device)
+    model, cfg = runs.load(args.model, device=device)
+    if model.config.kind != "denoiser":
+        raise FundiffError(
+            f"{args.model} is a {model.config.kind!r} model; denoise-sweep needs a one-step denoiser (`fundiff train "
+            "denoiser`)"
+        )
+    sigmas = args.sigmas or SWEEP_SIGMAS
+    if any(s < 0 for s in sigmas):
+        raise FundiffError("--sigmas must be >= 0")
+    x_test, _ = data.load_split(runs.dataset_of(cfg), args.data_dir, train=False)
+    x = x_test[: max(args.n_eval, args.n_show)].unsqueeze(1).float().div(255).to(device)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    rows, images = denoise_sweep(model, x, sigmas, generator=g)
+    out = Path(args.out) if args.out else runs.resolve(args.model) / "sweep"
+    out.mkdir(parents=True, exist_ok=True)
+    n = args.n_show
+    for s in sigmas:
+        z, den = images[float(s)]
+        io.save_labeled_grid(
+            [x[:n], z[:n].clamp(0, 1), den[:n]],
+            ["clean", f"noisy σ={s:g}", "denoised"],
+            out / f"sigma_{s:g}.png",
+            title=f"one-step denoiser, σ = {s:g}",
+        )
+    io.save_labeled_grid(
+        [images[float(s)][1][:n] for s in sigmas],
+        [f"σ={s:g}" for s in sigmas],
+        out / "sweep.png",
+        title="denoised outputs per σ (trained at σ=%g)" % cfg["train"]["sigma"],
+    )
+    io.save_labeled_grid(
+        [images[float(s)][0][:n].clamp(0, 1) for s in sigmas],
+        [f"σ={s:g}" for s in sigmas],
+        out / "noising.png",
+        title="z = x + σ ε",
+    )
+    atomic_write_json(out / "metrics.json", {"n_eval": len(x), "seed": args.seed, "rows": [r.__dict__ for r in rows]})
+    print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10}")
+    for r in rows:
+        print(f"{r.sigma:>6.2f} {r.mse:>9.5f} {r.psnr:>8.2f} {r.mse_noisy:>10.5f}")
+    print(f"figures and metrics.json in {out}")

@@ -1,0 +1,228 @@
+"""``fundiff train``: the write-up's Part B models (denoiser, time, class) and the grading classifier.
+
+``fundiff train classifier`` routes to :func:`fundiff.cli_eval.train_classifier_command`.
+The handler receives the command line as ``args.argv`` (None: ``sys.argv[1:]``) and records it
+in the run's config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from fundiff import DEFAULT_SEED
+from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli_common import add_device_threads as _add_common
+from fundiff.cli_common import int_list as _int_list
+from fundiff.cli_common import nonneg_float as _nonneg_float
+from fundiff.cli_common import nonneg_int as _nonneg_int
+from fundiff.cli_common import positive_float as _positive_float
+from fundiff.cli_common import positive_int as _positive_int
+from fundiff.cli_common import seed_int as _seed_int
+from fundiff.cli_common import unit_float as _unit_float
+from fundiff.errors import FundiffError
+
+
+def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Add ``train`` to the subparsers ``sub``; returns {command name: handler(args)}."""
+    from fundiff.training import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train a one-step denoiser, a time- or a class-conditioned UNet",
+        formatter_class=_Formatter,
+        description="Train one of the write-up's Part B models. --preset paper is the write-up's recipe; flags "
+        "override preset values.",
+    )
+    p.add_argument(
+        "kind",
+        choices=("denoiser", "time", "class", "classifier"),
+        help="denoiser: one-step (sigma=0.5); time: DDPM eps(x_t,t); class: eps(x_t,t,c) with CFG dropout; classifier: "
+        "the CNN that grades samples (`fundiff evaluate`)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=tuple(PRESETS),
+        help="paper (default): the write-up exactly; quick: fast CPU recipe; tiny: smoke test",
+    )
+    p.add_argument(
+        "--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="training data (train split only)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: runs/DATASET-KIND-PRESET; classifier: runs/DATASET-classifier)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    _add_overrides(p)
+    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p, data=True)
+    return {"train": _handle_train}
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    """The flags that override a preset's TrainConfig values (None: the preset's)."""
+    from fundiff.devices import PRECISIONS
+    from fundiff.training import LR_SCHEDULES
+
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
+    p.add_argument("--lr", type=_positive_float, default=None, help="override the preset's Adam learning rate")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="override the preset's LR schedule")
+    p.add_argument("--hidden", type=_positive_int, default=None, help="override the preset's UNet hidden size D")
+    p.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        help="stop after this many optimizer steps in total (short runs)",
+    )
+    p.add_argument(
+        "--sigma", type=_nonneg_float, default=None, help="training noise level of the one-step denoiser (paper: 0.5)"
+    )
+    p.add_argument(
+        "--ema",
+        type=_unit_float,
+        default=None,
+        dest="ema_decay",
+        help="EMA decay of the weights (e.g. 0.999); 0 turns it off",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=None, help="auto: bf16 autocast where the hardware supports it"
+    )
+    p.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format (default: on)"
+    )
+    p.add_argument(
+        "--sample-epochs", type=_int_list, default=None, help="write sample grids after these epochs, e.g. 5,20"
+    )
+    p.add_argument(
+        "--save-every", type=_nonneg_int, default=None, help="checkpoint every N steps (and at every epoch end)"
+    )
+
+
+def _handle_train(args: argparse.Namespace) -> None:
+    _cmd_train(args, getattr(args, "argv", None))
+
+
+def _training_figures(cfg, device, class_names, data_dir):
+    """on_epoch_end callback: loss curve every epoch, sample grids after cfg.sample_epochs."""
+    import torch
+
+    from fundiff import io
+    from fundiff.checkpoints import read_json
+
+    def draw(model, epoch: int, run_dir: Path) -> None:
+        state = read_json(run_dir / "state.json")
+        io.plot_loss(state["losses"], run_dir / "loss.png", title=f"{cfg.kind} UNet training loss ({cfg.dataset})")
+        if epoch not in cfg.sample_epochs:
+            return
+        model.eval()
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        if cfg.kind == "denoiser":
+            from fundiff import data as data_lib
+
+            x_test, _ = data_lib.load_split(cfg.dataset, data_dir, train=False)
+            x = x_test[:8].unsqueeze(1).float().div(255).to(device)
+            z = x + cfg.sigma * torch.randn(x.shape, generator=g, device=device)
+            with torch.no_grad():
+                out = model(z).clamp(0, 1)
+            io.save_labeled_grid(
+                [x, z.clamp(0, 1), out],
+                ["clean", f"noisy σ={cfg.sigma}", "denoised"],
+                run_dir / f"denoised_epoch{epoch}.png",
+                title=f"epoch {epoch}",
+            )
+            return
+        from fundiff import samplers
+        from fundiff import timesteps as ts
+        from fundiff.denoisers import UNetDenoiser
+        from fundiff.guidance import CFG
+        from fundiff.schedules import NoiseSchedule
+
+        schedule = NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
+        den = UNetDenoiser(model, schedule, class_names=class_names)
+        if cfg.kind == "class":
+            prompts = [name for name in class_names for _ in range(4)]
+            den = CFG(den, 5.0)
+            rows = 10
+        else:
+            prompts, rows = [""] * 40, 4
+        x = samplers.sample_from_noise(den, den.encode(prompts), ts.full(cfg.T), generator=g, device=device)
+        io.save_grid(x.clamp(0, 1), run_dir / f"samples_epoch{epoch}.png", nrow=len(prompts) // rows, scale=2)
+
+    return draw
+
+
+def _cmd_train(args, argv: list[str] | None = None) -> None:
+
+    from fundiff import data, training
+    from fundiff.checkpoints import load_config
+    from fundiff.devices import resolve_device
+
+    if args.kind == "classifier":
+        from fundiff.cli_eval import train_classifier_command
+
+        if args.preset is not None:
+            raise FundiffError(
+                "--preset does not apply to a classifier; drop it (see `fundiff train classifier --help` for its options)"
+            )
+        return train_classifier_command(args, argv)
+    args.preset = args.preset or "paper"
+    out = Path(args.out or f"runs/{args.dataset}-{args.kind}-{args.preset}")
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "lr_schedule",
+            "hidden",
+            "max_steps",
+            "sigma",
+            "ema_decay",
+            "precision",
+            "channels_last",
+            "sample_epochs",
+            "save_every",
+        )
+    }
+    if args.resume:
+        saved = load_config(out)["train"]
+        if saved["kind"] != args.kind:
+            raise FundiffError(f"{out} holds a {saved['kind']!r} run, not {args.kind!r}")
+        base = {k: v for k, v in saved.items() if k not in ("kind", "preset")}
+        base["sample_epochs"] = tuple(base["sample_epochs"])
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = training.TrainConfig(kind=args.kind, preset=saved["preset"], **base)
+    else:
+        cfg = training.preset_config(args.preset, args.kind, dataset=args.dataset, seed=args.seed, **overrides)
+    device = resolve_device(args.device)
+    images, labels = data.load_split(cfg.dataset, args.data_dir, train=True)
+    class_names = data.CLASS_NAMES[cfg.dataset]
+    result = training.train(
+        cfg,
+        out,
+        data=(images, labels),
+        device=device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
+        extra_config={
+            **training.run_info(cfg, device),
+            "command": "fundiff " + " ".join(sys.argv[1:] if argv is None else argv),
+        },
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        from fundiff import io
+        from fundiff.checkpoints import read_json
+
+        losses = read_json(out / "state.json")["losses"]
+        io.plot_loss(losses, out / "loss.png", title=f"{cfg.kind} UNet training loss ({cfg.dataset})")
+        print(
+            f"trained {cfg.kind} to step {result.step} in {result.wall_s:.1f} s ({result.images_per_s:.0f} images/s); final loss {losses[-1]:.4f}; run folder {out}"
+        )
