@@ -1,4 +1,5 @@
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -118,3 +119,17 @@ def test_ema_warm_up_forgets_the_random_init_in_a_short_run(tmp_path):
     d_model = (w["ema." + k] - w["model." + k]).norm()
     d_init = (w["ema." + k] - init[k]).norm()
     assert d_model < d_init
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
+    run = tmp_path / "r"
+    data = synthetic_data(32)
+    with training.run_lock(run):  # another "process": flock locks conflict between open files, even in one process
+        assert (run / ".lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(FundiffError, match=f"being trained by another process \\(pid {os.getpid()}\\)") as e:
+            training.train(tiny_config("class", epochs=1), run, data=data, progress=False)
+        assert "\n" not in str(e.value) and "--out" in str(e.value)
+        assert [p.name for p in run.iterdir()] == [".lock"]  # the second one wrote nothing
+    assert not (run / ".lock").exists()
+    training.train(tiny_config("class", epochs=1), run, data=data, progress=False)  # free again
+    assert (run / "state.json").exists() and not (run / ".lock").exists()
