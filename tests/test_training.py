@@ -133,3 +133,24 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
     assert not (run / ".lock").exists()
     training.train(tiny_config("class", epochs=1), run, data=data, progress=False)  # free again
     assert (run / "state.json").exists() and not (run / ".lock").exists()
+
+
+def test_recorded_command_and_machine_hold_no_absolute_paths(tmp_path, monkeypatch):
+    from fundiff import cli, data
+    from fundiff.devices import cpu_name
+
+    monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(32))
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "r"
+    argv = ["train", "class", "--preset", "tiny", "--out", str(run), "--data-dir=/srv/mnist", "--no-progress"]
+    assert cli.main(argv + ["--max-steps", "1", "--device", "cpu"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["command"].startswith("fundiff train class --preset tiny --out runs/r --data-dir=.../mnist ")
+    assert str(tmp_path) not in (run / "config.json").read_text()
+    assert cfg["machine"]["cpu"] == cpu_name() and cfg["machine"]["cpu"] not in ("x86_64", "aarch64", "")
+
+
+def test_portable_command_rewrites_absolute_paths():
+    argv = ["--out", "/home/u/proj/runs/a", "--data-dir=/home/u/data", "/tmp/x/y", "rel/z", "/home/u/proj"]
+    got = training.portable_command(argv, cwd="/home/u/proj", home="/home/u")
+    assert got == "--out runs/a --data-dir=~/data .../y rel/z ."

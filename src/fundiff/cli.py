@@ -280,7 +280,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
         extra_config={
             **training.run_info(cfg, device),
-            "command": "fundiff " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "fundiff " + training.portable_command(sys.argv[1:] if argv is None else argv),
         },
     )
     if int(os.environ.get("RANK", "0")) == 0:

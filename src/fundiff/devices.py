@@ -1,7 +1,9 @@
-"""Devices and numeric precision: which device to run on, autocast dtype, autocast contexts."""
+"""Devices and numeric precision: which device to run on, autocast dtype, autocast contexts, CPU facts."""
 
 from __future__ import annotations
 
+import functools
+import platform
 from contextlib import nullcontext
 
 import torch
@@ -20,8 +22,39 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+        return torch.bfloat16 if cpu_has_bf16() else None
     return None
+
+
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's "key: value" lines of /proc/cpuinfo ({} where there is none, e.g. macOS)."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name, e.g. "Intel(R) Xeon(R) Platinum 8480+" (/proc/cpuinfo; else platform's guess)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo "flags", e.g. avx512f, avx512_bf16, amx_bf16); empty if unknown."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 arithmetic (AMX or AVX512-BF16), not just emulation."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def resolve_device(device: str | None) -> torch.device:
