@@ -16,7 +16,7 @@ def _weights(run_dir):
     return load_file(str(run_dir / "model.safetensors"))
 
 
-@pytest.mark.parametrize("kind", ["class", "denoiser"])
+@pytest.mark.parametrize("kind", ["class", "time", "denoiser"])
 def test_resume_equals_uninterrupted(tmp_path, kind):
     data = synthetic_data(48)  # 3 steps per epoch, 9 in all
     cfg = tiny_config(kind, ema_decay=0.9)
@@ -112,8 +112,9 @@ def test_ema_warm_up_forgets_the_random_init_in_a_short_run(tmp_path):
     data = synthetic_data(48)
     training.train(tiny_config("class", ema_decay=0.999, epochs=2), tmp_path / "r", data=data, progress=False)
     w = _weights(tmp_path / "r")
-    torch.manual_seed(tiny_config("class").seed)  # train() initialises the UNet from this seed
-    init = training.UNet(training.UNetConfig(kind="class", hidden=4, image_size=28)).state_dict()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tiny_config("class").seed)  # train() initialises the UNet from this seed
+        init = training.UNet(training.UNetConfig(kind="class", hidden=4, image_size=28)).state_dict()
     k = "e1.0.0.weight"
     # with a plain 0.999 decay the EMA after 6 steps would be 99.4% the init; with warm-up it follows the model
     d_model = (w["ema." + k] - w["model." + k]).norm()
@@ -154,3 +155,28 @@ def test_portable_command_rewrites_absolute_paths():
     argv = ["--out", "/home/u/proj/runs/a", "--data-dir=/home/u/data", "/tmp/x/y", "rel/z", "/home/u/proj"]
     got = training.portable_command(argv, cwd="/home/u/proj", home="/home/u")
     assert got == "--out runs/a --data-dir=~/data .../y rel/z ."
+
+
+def test_training_and_sampling_agree_on_time_normalisation_and_the_null_class():
+    from fundiff.denoisers import UNetDenoiser
+    from fundiff.schedules import NoiseSchedule
+
+    cfg = tiny_config("class", T=20, p_uncond=0.5)
+    model = training.UNet(training.UNetConfig(kind="class", hidden=4))
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args))
+    schedule = NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
+    x0, y = synthetic_data(512)
+    x0 = x0.unsqueeze(1).float() / 255
+    training._loss(model, cfg, schedule, x0, y, torch.Generator().manual_seed(0))
+    _, t_train, c_train = seen.pop()
+    t_int = (t_train * (cfg.T - 1)).round()
+    assert (t_int.min(), t_int.max()) == (0, cfg.T - 1) and torch.equal(t_train, t_int / (cfg.T - 1))
+    den = UNetDenoiser(model, schedule, class_names=[str(k) for k in range(10)])
+    den(x0, t_int.long(), den.encode([""] * len(x0)))
+    _, t_sample, c_null = seen.pop()
+    assert torch.equal(t_sample, t_train)  # same t / (T - 1), 0 at t = 0 and 1 at t = T - 1
+    assert torch.equal(c_null, torch.zeros(len(x0), 10))
+    dropped = (c_train == 0).all(1)  # training's "no class" rows are exactly sampling's null vector
+    assert 0 < dropped.sum() < len(x0) and torch.equal(c_train[dropped], c_null[dropped])
+    assert torch.equal(c_train[~dropped], torch.nn.functional.one_hot(y[~dropped], 10).float())
