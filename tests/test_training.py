@@ -180,3 +180,19 @@ def test_training_and_sampling_agree_on_time_normalisation_and_the_null_class():
     dropped = (c_train == 0).all(1)  # training's "no class" rows are exactly sampling's null vector
     assert 0 < dropped.sum() < len(x0) and torch.equal(c_train[dropped], c_null[dropped])
     assert torch.equal(c_train[~dropped], torch.nn.functional.one_hot(y[~dropped], 10).float())
+
+
+def test_progress_in_a_log_prints_lines_not_redraws(capsys):
+    bar = training.Progress(10, desc="train class", interval=3600)  # stderr is captured: not a terminal
+    for _ in range(4):
+        bar.update(epoch=1, loss="0.1000")
+    bar.line()  # e.g. at an epoch end
+    bar.close()
+    err = capsys.readouterr().err
+    assert err == "train class: step 4/10, epoch 1, loss 0.1000\n"  # one line, no tqdm redraws ("\r")
+    bar = training.Progress(3, desc="d", interval=0.0)
+    for _ in range(3):
+        bar.update()
+    assert capsys.readouterr().err.splitlines() == ["d: step 1/3", "d: step 2/3", "d: step 3/3"]
+    training.Progress(3, desc="d", enabled=False).update()
+    assert capsys.readouterr().err == ""

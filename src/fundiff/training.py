@@ -249,8 +249,8 @@ class Progress:
             self.line()
 
     def line(self, message: str = "") -> None:
-        """Print ``message`` (default: the current step and info) on its own line."""
-        if not self.enabled:
+        """Print ``message`` on its own line; without one, the current step and info (log mode only)."""
+        if not self.enabled or (not message and self.bar is not None):
             return
         if not message:
             info = ", ".join(f"{k} {v}" for k, v in self.info.items())
