@@ -96,6 +96,7 @@ def test_paper_preset_is_the_write_up():
             0.1,
         )
     assert training.preset_config("paper", "class", epochs=3, lr=None).epochs == 3
+    assert all(training.preset_config("paper", k).precision == "fp32" for k in ("denoiser", "time", "class"))
 
 
 def test_new_run_refuses_to_overwrite_and_resume_refuses_changed_settings(tmp_path):
@@ -196,3 +197,99 @@ def test_progress_in_a_log_prints_lines_not_redraws(capsys):
     assert capsys.readouterr().err.splitlines() == ["d: step 1/3", "d: step 2/3", "d: step 3/3"]
     training.Progress(3, desc="d", enabled=False).update()
     assert capsys.readouterr().err == ""
+
+
+# -- measured precision (devices.choose_precision) ---------------------------------------------
+def _tiny_net():
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 1, 1))
+
+
+def _batch(n):
+    return lambda: (torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0)),)
+
+
+@pytest.fixture()
+def fake_timer(tmp_path, monkeypatch):
+    """devices._measure replaced: fp32 channels_last is fastest; records the candidates of each call."""
+    from fundiff import devices
+
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def measure(model, batch, device, candidates, **kw):
+        calls.append(dict(candidates, **kw))
+        fake = {"fp32": 3.0, "fp32 channels_last": 1.0, "bf16": 4.0, "bf16 channels_last": 2.0}
+        return {name: fake[name] for name in candidates}
+
+    monkeypatch.setattr(devices, "_measure", measure)
+    return calls
+
+
+def test_precision_is_measured_once_then_cached(fake_timer, tmp_path):
+    from fundiff.devices import choose_precision, precision_cache_path
+
+    cpu = torch.device("cpu")
+    first = choose_precision(_tiny_net(), _batch(8), cpu, mode="train", threads=2)
+    assert (first.dtype, first.channels_last, first.source) == (None, True, "measured") and len(fake_timer) == 1
+    assert precision_cache_path() == tmp_path / "cache" / "precision.json" and precision_cache_path().is_file()
+    again = choose_precision(_tiny_net(), _batch(8), cpu, mode="train", threads=2)
+    assert (again.dtype, again.channels_last, again.source) == (None, True, "cached") and len(fake_timer) == 1
+    for other in [  # a different thread count, batch size or mode is timed anew
+        dict(model=_tiny_net(), make_batch=_batch(8), mode="train", threads=1),
+        dict(model=_tiny_net(), make_batch=_batch(16), mode="train", threads=2),
+        dict(model=_tiny_net(), make_batch=_batch(8), mode="infer", threads=2),
+    ]:
+        n = len(fake_timer)
+        assert choose_precision(device=cpu, **other).source == "measured" and len(fake_timer) == n + 1
+
+
+def test_forced_precision_and_memory_format_bypass_the_timing(fake_timer):
+    from fundiff.devices import choose_precision, precision_cache_path
+
+    cpu = torch.device("cpu")
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        c = choose_precision(_tiny_net(), _batch(8), cpu, mode="train", precision=precision, channels_last=False)
+        assert (c.dtype, c.channels_last, c.source) == (dtype, False, "forced")
+    assert choose_precision(_tiny_net(), _batch(8), cpu, mode="infer", precision="fp32").channels_last is False
+    assert not fake_timer and not precision_cache_path().exists()
+    c = choose_precision(_tiny_net(), _batch(8), cpu, mode="train", channels_last=False)  # only dtypes compared
+    assert set(fake_timer[0]) >= {"fp32", "bf16"} and not {"fp32 channels_last"} & set(fake_timer[0])
+    assert (c.dtype, c.channels_last) == (None, False)
+
+
+def test_precision_on_cuda_is_not_timed(fake_timer, monkeypatch):
+    from fundiff.devices import choose_precision
+
+    gpu = torch.device("cuda")
+    for bf16, mode, dtype in [(True, "train", torch.bfloat16), (False, "infer", torch.float16), (False, "train", None)]:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)
+        c = choose_precision(_tiny_net(), _batch(8), gpu, mode=mode)
+        assert (c.dtype, c.channels_last, c.source) == (dtype, False, "cuda")
+    assert not fake_timer
+
+
+def test_precision_timing_leaves_the_model_and_process_alone(tmp_path, monkeypatch):
+    from fundiff.devices import choose_precision
+
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path))
+    net = _tiny_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    c = choose_precision(net, _batch(4), torch.device("cpu"), mode="train", threads=2, budget_s=0.0)
+    assert c.source == "measured" and set(c.timings) == {"fp32", "fp32 channels_last", "bf16", "bf16 channels_last"}
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BatchNorm stats too
+    assert all(p.grad is None for p in net.parameters()) and net[0].weight.is_contiguous()
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+
+
+def test_auto_precision_training_records_and_resumes_with_the_choice(fake_timer, tmp_path):
+    data = synthetic_data(48)
+    cfg = tiny_config("class", precision="auto", max_steps=2)
+    training.train(cfg, tmp_path / "r", data=data, progress=False, extra_config={"machine": {"precision": "?"}})
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["precision"]["precision"] == "fp32" and saved["precision"]["channels_last"] is True
+    assert saved["precision"]["source"] == "measured" and saved["machine"]["precision"] == "float32"
+    assert saved["train"]["channels_last"] is None and len(fake_timer) == 1
+    (tmp_path / "cache" / "precision.json").unlink()  # resuming reuses the recorded choice, no new timing
+    res = training.train(replace(cfg, max_steps=3), tmp_path / "r", data=data, progress=False, resume=True)
+    assert res.step == 3 and len(fake_timer) == 1

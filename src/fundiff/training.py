@@ -21,6 +21,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -31,7 +32,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
-from fundiff.devices import PRECISIONS, autocast_for, cpu_name, resolve_device, resolve_precision
+from fundiff.devices import (
+    PRECISIONS,
+    PrecisionChoice,
+    autocast_for,
+    choose_precision,
+    cpu_name,
+    resolve_device,
+    resolve_precision,
+)
 from fundiff.errors import FundiffError
 from fundiff.models.unet import MODEL_KINDS, UNet, UNetConfig
 from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
@@ -59,8 +68,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # EMA of weights (decay warmed up as (1 + step) / (10 + step)); 0 disables it
     max_steps: int | None = None  # stop after this many optimizer steps in total (short runs)
     seed: int = DEFAULT_SEED  # seeds data order, noise and sample grids
-    precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32"
-    channels_last: bool = True  # NHWC memory format: 1.1x (fp32) to 1.3x (bf16) faster on this CPU, see benchmarks/
+    precision: str = "auto"  # "auto" (the faster of fp32 / bf16 autocast, timed once per machine), "bf16" or "fp32"
+    channels_last: bool | None = None  # NHWC memory format; None: timed with "auto" precision, else on
     sample_epochs: tuple[int, ...] = ()  # write sample grids after these epochs
     save_every: int = 500  # checkpoint every N steps (and at every epoch end); 0: epoch ends only
 
@@ -105,9 +114,33 @@ LR_SCHEDULES = ("exponential", "constant", "cosine")
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
-        "denoiser": dict(hidden=128, batch_size=256, epochs=5, lr=1e-4, lr_schedule="constant", sample_epochs=(1, 5)),
-        "time": dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", sample_epochs=(5, 20)),
-        "class": dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", sample_epochs=(5, 20)),
+        "denoiser": dict(
+            hidden=128,
+            batch_size=256,
+            epochs=5,
+            lr=1e-4,
+            lr_schedule="constant",
+            precision="fp32",
+            sample_epochs=(1, 5),
+        ),
+        "time": dict(
+            hidden=64,
+            batch_size=128,
+            epochs=20,
+            lr=1e-3,
+            lr_schedule="exponential",
+            precision="fp32",
+            sample_epochs=(5, 20),
+        ),
+        "class": dict(
+            hidden=64,
+            batch_size=128,
+            epochs=20,
+            lr=1e-3,
+            lr_schedule="exponential",
+            precision="fp32",
+            sample_epochs=(5, 20),
+        ),
     },
     "quick": {
         "denoiser": dict(
@@ -373,6 +406,7 @@ class _Session:
     run_dir: Path
     info: DistInfo
     dev: torch.device
+    precision: PrecisionChoice  # autocast dtype and memory format of this run
     amp_dtype: torch.dtype | None
     mem_format: torch.memory_format
     model: nn.Module
@@ -393,17 +427,18 @@ class _Session:
     images_seen: int = 0
 
 
-def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device) -> _Session:
-    """Device, DDP process group, model (seeded init), EMA, optimizer and noise generator of a fresh run."""
+def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool) -> _Session:
+    """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator."""
     info, dev = _init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
     images, labels = data
     model_cfg = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
-    mem_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
         torch.manual_seed(cfg.seed)
         model = UNet(model_cfg)
-    model = model.to(dev).to(memory_format=mem_format)
     per_rank_batch = max(1, cfg.batch_size // info.world)
+    precision = _precision(cfg, run_dir, resume, model.to(dev), per_rank_batch, info)
+    mem_format = torch.channels_last if precision.channels_last else torch.contiguous_format
+    model = model.to(dev).to(memory_format=mem_format)
     steps_per_epoch = math.ceil(math.ceil(images.shape[0] / info.world) / per_rank_batch)
     total_steps = steps_per_epoch * cfg.epochs
     return _Session(
@@ -411,7 +446,8 @@ def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device)
         run_dir=run_dir,
         info=info,
         dev=dev,
-        amp_dtype=resolve_precision(cfg.precision, dev),
+        precision=precision,
+        amp_dtype=precision.dtype,
         mem_format=mem_format,
         model=model,
         net=model,
@@ -425,6 +461,42 @@ def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device)
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps if cfg.max_steps is None else min(cfg.max_steps, total_steps),
     )
+
+
+def _precision(
+    cfg: TrainConfig, run_dir: Path, resume: bool, model: UNet, batch_size: int, info: DistInfo
+) -> PrecisionChoice:
+    """The run's autocast dtype and memory format: as recorded in config.json when resuming, else
+    devices.choose_precision on rank 0 (timed for "auto"), sent to the other ranks."""
+    dev = next(model.parameters()).device
+    if resume:
+        recorded = ckpt.load_config(run_dir).get("precision")
+        if recorded:
+            return PrecisionChoice.from_dict(recorded)
+        # a run from before the measured choice: its rule then (bf16 where supported, channels_last on)
+        return PrecisionChoice(resolve_precision(cfg.precision, dev), cfg.channels_last is not False, "forced")
+    choice: list[PrecisionChoice | None] = [None]
+    if info.main:
+        make_batch = partial(_example_batch, model.config, batch_size, dev)
+        choice[0] = choose_precision(
+            model, make_batch, dev, mode="train", precision=cfg.precision, channels_last=cfg.channels_last
+        )
+    if info.world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(choice, src=0)
+    assert choice[0] is not None
+    return choice[0]
+
+
+def _example_batch(model_cfg: UNetConfig, n: int, dev: torch.device) -> tuple[Tensor, ...]:
+    """Inputs of the UNet's forward for a batch of ``n`` (x in [0,1], t in [0,1], one-hot c), for timing."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, model_cfg.in_channels, model_cfg.image_size, model_cfg.image_size, generator=g)
+    t = torch.rand(n, generator=g)
+    c = F.one_hot(torch.randint(0, model_cfg.num_classes, (n,), generator=g), model_cfg.num_classes).float()
+    inputs = {"denoiser": (x,), "time": (x, t), "class": (x, t, c)}[model_cfg.kind]
+    return tuple(v.to(dev) for v in inputs)
 
 
 def _restore(s: _Session) -> None:
@@ -533,22 +605,28 @@ def train(
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
     with run_lock(run_dir, enabled=main):
-        s = _setup(cfg, run_dir, data, device)
+        if not resume and main and (run_dir / "state.json").exists():
+            raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        s = _setup(cfg, run_dir, data, device, resume)
         if resume:
             _restore(s)
         elif s.info.main:
-            if (run_dir / "state.json").exists():
-                raise FundiffError(
-                    f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
-                )
-            ckpt.save_config(
-                run_dir, {"model": s.model.config.to_dict(), "train": cfg.to_dict(), **(extra_config or {})}
-            )
+            ckpt.save_config(run_dir, _run_config(s, extra_config or {}))
         _barrier(s.info)
         if s.info.world > 1:
             device_ids = [s.dev.index] if s.dev.type == "cuda" else None
             s.net = nn.parallel.DistributedDataParallel(s.model, device_ids=device_ids)
         return _train_epochs(s, progress, on_epoch_end)
+
+
+def _run_config(s: _Session, extra: dict) -> dict:
+    """config.json of a new run: model, training config, ``extra`` (machine, command) and the precision used."""
+    precision = s.precision.to_dict() | ({"timings": s.precision.timings} if s.precision.timings else {})
+    config = {"model": s.model.config.to_dict(), "train": s.cfg.to_dict(), **extra, "precision": precision}
+    if isinstance(config.get("machine"), dict):  # run_info's guess -> what the run uses
+        dtype = str(s.amp_dtype or torch.float32).replace("torch.", "")
+        config["machine"] = {**config["machine"], "precision": dtype, "channels_last": s.precision.channels_last}
+    return config
 
 
 def _train_epochs(s: _Session, progress: bool, on_epoch_end) -> TrainResult:
