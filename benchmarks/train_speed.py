@@ -117,27 +117,7 @@ def main() -> None:
     auto = _auto_choice(args.kind, hidden, batch, threads)
     print(f"auto (the default) picks {auto.name}{' + channels_last' if auto.channels_last else ''} ({auto.source})")
     print(f"{'path':44s} {'params':>7s} {'img/s':>7s} {'ratio':>6s} {'GFLOP/s':>8s} {'% peak':>7s}")
-    paths = [
-        ("fundiff UNet, fp32 eager", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), None, False),
-        ("fundiff UNet, bf16 autocast", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, False),
-        (
-            "fundiff UNet, bf16 + channels_last",
-            lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)),
-            torch.bfloat16,
-            True,
-        ),
-        (
-            f"fundiff UNet, auto (the default): {auto.name}{' + CL' if auto.channels_last else ''}",
-            lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)),
-            auto.dtype,
-            auto.channels_last,
-        ),
-    ]
-    if args.kind == "class" and not args.no_diffusers:
-        paths += [
-            ("diffusers UNet2DModel, fp32", DiffusersNet, None, False),
-            ("diffusers UNet2DModel, bf16 + channels_last", DiffusersNet, torch.bfloat16, True),
-        ]
+    paths = _paths(args.kind, hidden, auto, diffusers=args.kind == "class" and not args.no_diffusers)
     base = None
     for name, make, amp, cl in paths:
         torch.manual_seed(0)
@@ -149,6 +129,27 @@ def main() -> None:
         peak = peak16 if amp is not None else peak32
         share = 100 * achieved / peak
         print(f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {share:6.1f}%")
+
+
+def _paths(kind: str, hidden: int, auto, *, diffusers: bool) -> list[tuple]:
+    """(name, model factory, autocast dtype, channels_last) of each path to time."""
+
+    def fundiff_unet():
+        return UNet(UNetConfig(kind=kind, hidden=hidden))
+
+    auto_name = f"fundiff UNet, auto (the default): {auto.name}{' + CL' if auto.channels_last else ''}"
+    paths = [
+        ("fundiff UNet, fp32 eager", fundiff_unet, None, False),
+        ("fundiff UNet, bf16 autocast", fundiff_unet, torch.bfloat16, False),
+        ("fundiff UNet, bf16 + channels_last", fundiff_unet, torch.bfloat16, True),
+        (auto_name, fundiff_unet, auto.dtype, auto.channels_last),
+    ]
+    if diffusers:
+        paths += [
+            ("diffusers UNet2DModel, fp32", DiffusersNet, None, False),
+            ("diffusers UNet2DModel, bf16 + channels_last", DiffusersNet, torch.bfloat16, True),
+        ]
+    return paths
 
 
 def _flop_per_cycle(flags: set[str]) -> tuple[float, float]:
