@@ -11,6 +11,12 @@ one ``torch.Generator`` per rank whose state is checkpointed.
 
 Under ``torchrun --nproc_per_node N`` the same code trains with DistributedDataParallel:
 each rank takes every N-th index of the epoch permutation and batch_size / N images.
+
+A run folder is locked (``run_lock``) while it trains. ``--precision auto`` takes the
+faster of fp32 / bf16 autocast and of the memory formats, timed once per machine
+(devices.choose_precision); the choice is recorded in config.json and kept on resume.
+The small loop pieces (data order, LR factor, loss check, progress) are shared with
+classify.py's classifier training.
 """
 
 from __future__ import annotations
