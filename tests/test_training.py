@@ -142,6 +142,7 @@ def test_recorded_command_and_machine_hold_no_absolute_paths(tmp_path, monkeypat
     from fundiff.devices import cpu_name
 
     monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(32))
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))  # "tiny" is --precision auto: timed, cached
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "r"
     argv = ["train", "class", "--preset", "tiny", "--out", str(run), "--data-dir=/srv/mnist", "--no-progress"]
