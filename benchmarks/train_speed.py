@@ -6,18 +6,20 @@ vs diffusers' UNet2DModel of comparable size, with achieved GFLOP/s. One run, ra
 Every path runs the same Adam steps on random 28x28 batches (batch as in the paper preset);
 warm-up steps are not timed. FLOPs per step (forward + backward) come from
 torch.utils.flop_counter; the nominal peak is cores x clock x FLOP/cycle (see --peak-*),
-an upper bound to read achieved numbers against, not a measurement.
+an upper bound to read achieved numbers against, not a measurement. FLOP/cycle follow the
+CPU's flags: fp32 64 with AVX-512 (2 FMA units), 32 with AVX2; bf16 1024 with AMX, 128 with
+AVX512-BF16 only, else no bf16 units (bf16 is emulated: the fp32 peak). The "auto" row is
+what `--precision auto` (devices.choose_precision, cached per machine) picks for training.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
 
-from fundiff.denoisers import autocast_for
+from fundiff.devices import autocast_for, choose_precision, cpu_flags, cpu_name
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.training import PRESETS, TrainConfig, _loss
@@ -89,13 +91,10 @@ def main() -> None:
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' UNet2DModel")
     ap.add_argument("--clock-ghz", type=float, default=None, help="nominal clock (default: /proc/cpuinfo)")
     ap.add_argument(
-        "--peak-fp32-per-cycle", type=float, default=64.0, help="FP32 FLOP/cycle/core (2 AVX-512 FMA units)"
+        "--peak-fp32-per-cycle", type=float, default=None, help="FP32 FLOP/cycle/core (default: from the CPU flags)"
     )
     ap.add_argument(
-        "--peak-bf16-per-cycle",
-        type=float,
-        default=1024.0,
-        help="BF16 FLOP/cycle/core (AMX tiles; use 128 for AVX512-BF16 only)",
+        "--peak-bf16-per-cycle", type=float, default=None, help="BF16 FLOP/cycle/core (default: from the CPU flags)"
     )
     args = ap.parse_args()
     if args.threads:
@@ -105,25 +104,20 @@ def main() -> None:
     hidden, batch = p["hidden"], p["batch_size"]
     cfg = TrainConfig(kind=args.kind, hidden=hidden, batch_size=batch)
     ghz = args.clock_ghz or _clock_ghz()
-    peak32, peak16 = threads * ghz * args.peak_fp32_per_cycle, threads * ghz * args.peak_bf16_per_cycle
-    print(f"kind={args.kind} D={hidden} batch={batch} threads={threads} torch={torch.__version__} cpu={_cpu_name()}")
-    print(f"nominal peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s ({threads} cores x {ghz:.2f} GHz)")
+    flags = sorted({"amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"} & cpu_flags())
+    per32, per16 = _flop_per_cycle(set(flags))
+    per32, per16 = args.peak_fp32_per_cycle or per32, args.peak_bf16_per_cycle or per16
+    peak32, peak16 = threads * ghz * per32, threads * ghz * per16
+    print(f"kind={args.kind} D={hidden} batch={batch} threads={threads} torch={torch.__version__}")
+    print(f"cpu: {cpu_name()}; flags: {' '.join(flags) or 'none of amx/avx512/avx2'}")
+    print(
+        f"nominal peak: fp32 {peak32:.0f} GFLOP/s ({per32:.0f}/cycle), bf16 {peak16:.0f} GFLOP/s ({per16:.0f}/cycle)"
+        f" ({threads} cores x {ghz:.2f} GHz)"
+    )
+    auto = _auto_choice(args.kind, hidden, batch, threads)
+    print(f"auto (the default) picks {auto.name}{' + channels_last' if auto.channels_last else ''} ({auto.source})")
     print(f"{'path':44s} {'params':>7s} {'img/s':>7s} {'ratio':>6s} {'GFLOP/s':>8s} {'% peak':>7s}")
-    paths = [
-        ("fundiff UNet, fp32 eager", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), None, False),
-        ("fundiff UNet, bf16 autocast", lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)), torch.bfloat16, False),
-        (
-            "fundiff UNet, bf16 + channels_last (default)",
-            lambda: UNet(UNetConfig(kind=args.kind, hidden=hidden)),
-            torch.bfloat16,
-            True,
-        ),
-    ]
-    if args.kind == "class" and not args.no_diffusers:
-        paths += [
-            ("diffusers UNet2DModel, fp32", DiffusersNet, None, False),
-            ("diffusers UNet2DModel, bf16 + channels_last", DiffusersNet, torch.bfloat16, True),
-        ]
+    paths = _paths(args.kind, hidden, auto, diffusers=args.kind == "class" and not args.no_diffusers)
     base = None
     for name, make, amp, cl in paths:
         torch.manual_seed(0)
@@ -133,19 +127,49 @@ def main() -> None:
         base = base or ips
         achieved = gflop * ips / batch
         peak = peak16 if amp is not None else peak32
-        print(
-            f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {100 * achieved / peak:6.1f}%"
-        )
+        share = 100 * achieved / peak
+        print(f"{name:44s} {n_params / 1e6:6.2f}M {ips:7.0f} {ips / base:5.2f}x {achieved:8.1f} {share:6.1f}%")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return os.uname().machine
+def _paths(kind: str, hidden: int, auto, *, diffusers: bool) -> list[tuple]:
+    """(name, model factory, autocast dtype, channels_last) of each path to time."""
+
+    def fundiff_unet():
+        return UNet(UNetConfig(kind=kind, hidden=hidden))
+
+    auto_name = f"fundiff UNet, auto (the default): {auto.name}{' + CL' if auto.channels_last else ''}"
+    paths = [
+        ("fundiff UNet, fp32 eager", fundiff_unet, None, False),
+        ("fundiff UNet, bf16 autocast", fundiff_unet, torch.bfloat16, False),
+        ("fundiff UNet, bf16 + channels_last", fundiff_unet, torch.bfloat16, True),
+        (auto_name, fundiff_unet, auto.dtype, auto.channels_last),
+    ]
+    if diffusers:
+        paths += [
+            ("diffusers UNet2DModel, fp32", DiffusersNet, None, False),
+            ("diffusers UNet2DModel, bf16 + channels_last", DiffusersNet, torch.bfloat16, True),
+        ]
+    return paths
+
+
+def _flop_per_cycle(flags: set[str]) -> tuple[float, float]:
+    """Nominal (fp32, bf16) FLOP/cycle/core from the CPU flags; no bf16 units -> bf16 peak = fp32 peak."""
+    fp32 = 64.0 if "avx512f" in flags else 32.0 if "avx2" in flags else 16.0
+    bf16 = 1024.0 if "amx_bf16" in flags else 128.0 if "avx512_bf16" in flags else fp32
+    return fp32, bf16
+
+
+def _auto_choice(kind: str, hidden: int, batch: int, threads: int):
+    """What `fundiff train --precision auto` uses for this model, batch and thread count."""
+    from functools import partial
+
+    from fundiff.training import _example_batch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = UNet(UNetConfig(kind=kind, hidden=hidden))
+    make_batch = partial(_example_batch, model.config, batch, torch.device("cpu"))
+    return choose_precision(model, make_batch, torch.device("cpu"), mode="train", threads=threads)
 
 
 def _clock_ghz() -> float:

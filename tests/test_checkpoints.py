@@ -4,6 +4,7 @@ from safetensors.torch import save_file
 
 from fundiff import atomic, training
 from fundiff import checkpoints as ckpt
+from fundiff.devices import cpu_name
 from fundiff.errors import FundiffError
 from fundiff.models import load_model
 from helpers import synthetic_data, tiny_config
@@ -11,7 +12,10 @@ from helpers import synthetic_data, tiny_config
 
 @pytest.fixture()
 def run(tmp_path):
-    training.train(tiny_config("class", epochs=1), tmp_path / "run", data=synthetic_data(32), progress=False)
+    extra = training.run_info(tiny_config("class"), torch.device("cpu"))
+    training.train(
+        tiny_config("class", epochs=1), tmp_path / "run", data=synthetic_data(32), progress=False, extra_config=extra
+    )
     return tmp_path / "run"
 
 
@@ -24,7 +28,7 @@ def _one_line_error(fn, match):
 def test_loads_back(run):
     model, cfg = load_model(run)
     assert cfg["model"]["kind"] == "class" and cfg["format"] == ckpt.FORMAT
-    assert "machine" not in cfg or isinstance(cfg["machine"], dict)
+    assert cfg["machine"]["cpu"] == cpu_name() and cfg["machine"]["precision"] == "float32"
 
 
 def test_truncated_weights(run):

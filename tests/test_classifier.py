@@ -136,3 +136,17 @@ def test_bad_runs_are_one_line_errors(tmp_path):
             test_data=synthetic_data(8),
             progress=False,
         )
+
+
+def test_a_classifier_run_folder_is_locked_while_it_trains(tmp_path):
+    with training.run_lock(tmp_path / "c"):
+        with pytest.raises(FundiffError, match="being trained by another process"):
+            train_classifier(
+                ClassifierTrainConfig(max_steps=1, precision="fp32"),
+                tmp_path / "c",
+                data=synthetic_data(16),
+                test_data=synthetic_data(8),
+                progress=False,
+                model_config=SMALL,
+            )
+        assert [p.name for p in (tmp_path / "c").iterdir()] == [".lock"]

@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     res = training.train(tiny_config("class", epochs=2), {run!r}, data=synthetic_data(64), progress=False)
     rank = int(os.environ["RANK"])
     import json
-    json.dump({{"rank": rank, "step": res.step, "world": int(os.environ["WORLD_SIZE"])}}, open({run!r} + f"/rank{{rank}}.json", "w"))
+    info = {{"rank": rank, "step": res.step, "world": int(os.environ["WORLD_SIZE"])}}
+    json.dump(info, open({run!r} + f"/rank{{rank}}.json", "w"))
     """
 )
 

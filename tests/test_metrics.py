@@ -292,7 +292,7 @@ def test_train_classifier_command(tmp_path, cli, capsys):
     assert "test accuracy" in capsys.readouterr().out
     assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["max_steps"] == 2
     # routed from `fundiff train classifier`: unset overrides are None, diffusion-only options are refused
-    from fundiff.cli_eval import train_classifier_command
+    from fundiff.cli_train import train_classifier_command
 
     ns = argparse.Namespace(
         dataset="mnist",
@@ -320,7 +320,7 @@ def test_train_classifier_command(tmp_path, cli, capsys):
 def test_namespace_of_fundiff_train_routes_to_the_classifier(tmp_path, cli):
     """`fundiff train classifier ...` parses with cli.py's `train` options; their dests must fit."""
     from fundiff import cli as main_cli
-    from fundiff.cli_eval import train_classifier_command
+    from fundiff.cli_train import train_classifier_command
 
     args = main_cli.build_parser().parse_args(
         [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor
@@ -133,3 +134,38 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Tensor]
             f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); retrain or restore the folder"
         )
     return weights, state_tensors, state
+
+
+# -- training state: optimizer tensors, RNG states, step, losses ----------------------------
+def save_train_state(
+    run_dir: Path,
+    *,
+    step: int,
+    weights: dict[str, Tensor],
+    optimizer_state: dict,
+    rng_states: list[Tensor],
+    state: dict,
+) -> None:
+    """Write a resumable checkpoint: ``weights``, the optimizer's ``state_dict()`` and one RNG state per rank.
+
+    Optimizer tensors go to state.safetensors as "optim.<param index>.<name>", RNG states as
+    "rng.noise.<rank>"; the optimizer's param_groups (scalars) go to state.json beside ``state``.
+    """
+    tensors = {f"optim.{i}.{k}": torch.as_tensor(v) for i, s in optimizer_state["state"].items() for k, v in s.items()}
+    tensors |= {f"rng.noise.{r}": s for r, s in enumerate(rng_states)}
+    state = {**state, "optimizer": {"param_groups": optimizer_state["param_groups"]}}
+    save_checkpoint(run_dir, step=step, weights=weights, state_tensors=tensors, state=state)
+
+
+def load_train_state(run_dir: Path) -> tuple[dict[str, Tensor], dict, dict[int, Tensor], dict]:
+    """(weights, optimizer state_dict, RNG state by rank, state.json) of a checkpoint from save_train_state."""
+    weights, tensors, state = load_checkpoint(run_dir)
+    optimizer_state: dict = {"param_groups": state["optimizer"]["param_groups"], "state": {}}
+    rng_states = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            optimizer_state["state"].setdefault(int(idx), {})[name] = v
+        elif key.startswith("rng.noise."):
+            rng_states[int(key.rsplit(".", 1)[1])] = v
+    return weights, optimizer_state, rng_states, state

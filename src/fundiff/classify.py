@@ -13,7 +13,6 @@ torch's global RNG. There is no resume: a run takes minutes.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +23,13 @@ from torch import Tensor
 
 from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
-from fundiff.data import DATASETS
-from fundiff.denoisers import autocast_for
-from fundiff.devices import PRECISIONS, resolve_device, resolve_precision
+from fundiff.atomic import atomic_write_json
+from fundiff.data import DATASETS, to_unit_float
+from fundiff.devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
-from fundiff.models.classifier import Classifier, ClassifierConfig
+from fundiff.metrics import accuracy_of
+from fundiff.models.classifier import Classifier, ClassifierConfig, predict
+from fundiff.training import Progress, check_loss, epoch_permutation, lr_factor, run_lock, set_lr
 
 
 @dataclass(frozen=True)
@@ -74,32 +75,27 @@ class ClassifierResult:
     wall_s: float
 
 
-def _to_float(images: Tensor, device: torch.device) -> Tensor:
-    """uint8 (N,H,W) in 0..255 -> float (N,1,H,W) in [0,1] on ``device``."""
-    return images.to(device).unsqueeze(1).float().div(255)
-
-
-@torch.no_grad()
-def predict(classifier: Classifier, images: Tensor, *, batch_size: int = 1000) -> Tensor:
-    """Predicted classes (N,) int64 of float images (N,C,H,W) in [0,1]; classifier in eval mode."""
-    if classifier.training:
-        raise FundiffError(
-            "the classifier is in training mode (BatchNorm would use batch statistics); call .eval() first"
-        )
-    return torch.cat([classifier(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
-
-
 def _test_accuracy(
     model: Classifier, images: Tensor, labels: Tensor, device: torch.device
 ) -> tuple[float, tuple[float, ...]]:
     """(overall, per-class) accuracy on uint8 images (N,H,W) with labels (N,)."""
     pred = torch.cat(
-        [predict(model, _to_float(images[i : i + 1000], device)).cpu() for i in range(0, len(images), 1000)]
+        [predict(model, to_unit_float(images[i : i + 1000], device)).cpu() for i in range(0, len(images), 1000)]
     )
-    hit = (pred == labels.cpu()).float()
-    k = model.config.num_classes
-    per_class = tuple(float(hit[labels == c].mean()) if (labels == c).any() else float("nan") for c in range(k))
-    return float(hit.mean()), per_class
+    acc = accuracy_of(pred, labels.cpu(), model.config.num_classes)
+    return acc.overall, acc.per_class
+
+
+def _check_data(data: tuple[Tensor, Tensor], test_data: tuple[Tensor, Tensor], num_classes: int) -> None:
+    images, labels = data
+    if images.ndim != 3 or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
+        raise FundiffError(
+            f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} "
+            f"and {tuple(labels.shape)}"
+        )
+    for y in (labels, test_data[1]):
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes:
+            raise FundiffError(f"labels must lie in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}")
 
 
 def train_classifier(
@@ -117,73 +113,55 @@ def train_classifier(
 
     ``test_data`` (same layout) is scored after every epoch; the scores go to state.json.
     Writes config.json first (with ``extra_config``, e.g. the command line and machine) and a
-    checkpoint after every epoch (and at ``max_steps``), then metrics.json.
+    checkpoint after every epoch (and at ``max_steps``), then metrics.json. The run folder is
+    locked while it trains.
     """
     run_dir = Path(run_dir)
-    if (run_dir / "state.json").exists():
-        raise FundiffError(f"{run_dir} already holds a run; choose another --out or delete it")
+    mcfg = model_config or ClassifierConfig(image_size=data[0].shape[-1])
+    _check_data(data, test_data, mcfg.num_classes)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    amp_dtype = resolve_precision(cfg.precision, dev)
-    images, labels = data
-    if images.ndim != 3 or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
-        raise FundiffError(
-            f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} and {tuple(labels.shape)}"
-        )
-    mcfg = model_config or ClassifierConfig(image_size=images.shape[-1])
-    for y in (labels, test_data[1]):
-        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < mcfg.num_classes:
-            raise FundiffError(f"labels must lie in 0..{mcfg.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
+    with run_lock(run_dir):
+        if (run_dir / "state.json").exists():
+            raise FundiffError(f"{run_dir} already holds a run; choose another --out or delete it")
+        with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
+            torch.manual_seed(cfg.seed)
+            model = Classifier(mcfg)
+        model = model.to(dev).to(memory_format=torch.channels_last)
+        ckpt.save_config(run_dir, {"model": mcfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})})
+        return _fit(cfg, model, run_dir, data, test_data, dev, progress)
 
-    with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
-        torch.manual_seed(cfg.seed)
-        model = Classifier(mcfg)
-    model = model.to(dev).to(memory_format=torch.channels_last)
+
+def _fit(
+    cfg: ClassifierTrainConfig,
+    model: Classifier,
+    run_dir: Path,
+    data: tuple[Tensor, Tensor],
+    test_data: tuple[Tensor, Tensor],
+    dev: torch.device,
+    progress: bool,
+) -> ClassifierResult:
+    """The epochs: train, score on ``test_data``, checkpoint; then metrics.json."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    N = images.shape[0]
-    steps_per_epoch = math.ceil(N / cfg.batch_size)
+    n = data[0].shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
-    ckpt.save_config(run_dir, {"model": mcfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})})
-    x_all, y_all = images.to(dev), labels.to(dev)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=total, desc=f"train classifier ({cfg.dataset})", unit="step", file=sys.stderr, dynamic_ncols=True
-        )
-    step, losses, history = 0, [], []
-    t0 = time.perf_counter()
+    x_all, y_all = data[0].to(dev), data[1].to(dev)
+    bar = Progress(total, desc=f"train classifier ({cfg.dataset})", enabled=progress)
+    step, losses, history, t0 = 0, [], [], time.perf_counter()
     for epoch in range(cfg.epochs):
         if step >= total:
             break
         model.train()
-        perm = torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 7919 * epoch)).to(dev)
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
+        perm = epoch_permutation(n, seed=cfg.seed, epoch=epoch, device=dev)
+        for b in range(min(steps_per_epoch, total - step)):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = _to_float(x_all[idx], dev).contiguous(memory_format=torch.channels_last)
-            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / total))
-            with autocast_for(dev, amp_dtype):
-                loss = F.cross_entropy(model(x).float(), y_all[idx])
-            if not torch.isfinite(loss):
-                raise FundiffError(f"the loss became {loss.item()} at step {step}; lower --lr or use --precision fp32")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            losses.append(_classifier_step(model, opt, cfg, x_all[idx], y_all[idx], step, total))
             step += 1
-            losses.append(loss.item())
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
-                bar.update(1)
+            bar.update(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
         model.eval()
         acc, per_class = _test_accuracy(model, *test_data, dev)
         history.append(acc)
-        if bar is not None:
-            bar.write(f"epoch {epoch + 1}: test accuracy {acc:.4f}", file=sys.stderr)
+        bar.line(f"epoch {epoch + 1}: test accuracy {acc:.4f}")
         state = {
             "epoch": epoch + 1,
             "losses": losses,
@@ -193,20 +171,37 @@ def train_classifier(
             "n_test": int(len(test_data[1])),
             "wall_s": round(time.perf_counter() - t0, 2),
         }
-        ckpt.save_checkpoint(
-            run_dir,
-            step=step,
-            weights={f"model.{k}": v for k, v in model.state_dict().items()},
-            state_tensors={},
-            state=state,
-        )
-    if bar is not None:
-        bar.close()
-    final = {
-        k: state[k] for k in ("test_accuracy", "test_accuracy_per_class", "test_accuracy_per_epoch", "n_test", "wall_s")
-    }
-    ckpt.atomic_write_json(run_dir / "metrics.json", {**final, "dataset": cfg.dataset, "steps": step})
+        weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+        ckpt.save_checkpoint(run_dir, step=step, weights=weights, state_tensors={}, state=state)
+    bar.close()
+    keys = ("test_accuracy", "test_accuracy_per_class", "test_accuracy_per_epoch", "n_test", "wall_s")
+    atomic_write_json(run_dir / "metrics.json", {**{k: state[k] for k in keys}, "dataset": cfg.dataset, "steps": step})
     return ClassifierResult(run_dir, step, history[-1], per_class, time.perf_counter() - t0)
+
+
+def _classifier_step(
+    model: Classifier,
+    opt: torch.optim.Optimizer,
+    cfg: ClassifierTrainConfig,
+    x: Tensor,
+    y: Tensor,
+    step: int,
+    total: int,
+) -> float:
+    """One AdamW step on uint8 images ``x`` (B,H,W) with labels ``y`` (B,); warm-up then cosine LR."""
+    x = to_unit_float(x).contiguous(memory_format=torch.channels_last)
+    set_lr(
+        opt,
+        cfg.lr
+        * lr_factor("cosine", step, epoch=0, epochs=cfg.epochs, total_steps=total, warmup_steps=cfg.warmup_steps),
+    )
+    with autocast_for(x.device, resolve_precision(cfg.precision, x.device)):
+        loss = F.cross_entropy(model(x).float(), y)
+    check_loss(loss, step, "lower --lr or use --precision fp32")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
 
 
 def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
@@ -229,7 +224,7 @@ def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") ->
     except TypeError as e:
         raise FundiffError(f"{run_dir}/config.json has no valid 'model' section ({e}); retrain or restore it") from None
     weights, _ = ckpt.load_weights(run_dir)
-    state = {k[len("model.") :]: v for k, v in weights.items() if k.startswith("model.")}
+    state = ckpt.strip_prefix(weights, "model.")
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
         problem = f"{len(missing)} missing, {len(unexpected)} unexpected tensors" if missing or unexpected else ""

@@ -19,58 +19,6 @@ from fundiff.cli_common import add_sampler_options, finite_float, nonneg_float_l
 from fundiff.errors import FundiffError
 from fundiff.guidance import DEFAULT_GUIDANCE
 
-# `fundiff train` options that mean nothing for a classifier (rejected when routed here)
-_DIFFUSION_ONLY = (
-    "resume",
-    "lr_schedule",
-    "hidden",
-    "sigma",
-    "ema_decay",
-    "channels_last",
-    "sample_epochs",
-    "save_every",
-)
-
-
-def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
-    """Train the evaluation classifier from the parsed options of `fundiff train classifier`.
-
-    Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
-    ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
-    """
-    from fundiff import data
-    from fundiff.classify import ClassifierTrainConfig, train_classifier
-    from fundiff.training import resolve_device, run_info
-
-    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
-    if given:
-        flags = ", ".join("--" + g.replace("_", "-") for g in given)
-        raise FundiffError(
-            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop "
-            f"{'it' if len(given) == 1 else 'them'}"
-        )
-    values = {
-        k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
-    }
-    cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
-    out = Path(args.out or f"runs/{cfg.dataset}-classifier")
-    device = resolve_device(getattr(args, "device", None))
-    train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
-    test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
-    command = "fundiff " + " ".join(sys.argv[1:] if argv is None else argv)
-    progress = not getattr(args, "no_progress", False)
-    result = train_classifier(
-        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
-        extra_config={**run_info(cfg, device), "command": command},
-    )  # fmt: skip
-    worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
-    names = data.CLASS_NAMES[cfg.dataset]
-    print(
-        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy "
-        f"{result.test_accuracy:.4f} "
-        f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
-    )
-
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff evaluate`."""

@@ -1,6 +1,6 @@
 """``fundiff train``: the write-up's Part B models (denoiser, time, class) and the grading classifier.
 
-``fundiff train classifier`` routes to :func:`fundiff.cli_eval.train_classifier_command`.
+``fundiff train classifier`` routes to :func:`train_classifier_command`.
 The handler receives the command line as ``args.argv`` (None: ``sys.argv[1:]``) and records it
 in the run's config.json.
 """
@@ -24,6 +24,7 @@ from fundiff.cli_common import positive_int as _positive_int
 from fundiff.cli_common import seed_int as _seed_int
 from fundiff.cli_common import unit_float as _unit_float
 from fundiff.errors import FundiffError
+from fundiff.guidance import DEFAULT_GUIDANCE
 
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
@@ -92,10 +93,16 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
         help="EMA decay of the weights (e.g. 0.999); 0 turns it off",
     )
     p.add_argument(
-        "--precision", choices=PRECISIONS, default=None, help="auto: bf16 autocast where the hardware supports it"
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="auto: the faster of fp32 / bf16 autocast (and channels-last), timed once per machine and cached",
     )
     p.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format (default: on)"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory format (default: timed with --precision auto, else on)",
     )
     p.add_argument(
         "--sample-epochs", type=_int_list, default=None, help="write sample grids after these epochs, e.g. 5,20"
@@ -148,7 +155,7 @@ def _training_figures(cfg, device, class_names, data_dir):
         den = UNetDenoiser(model, schedule, class_names=class_names)
         if cfg.kind == "class":
             prompts = [name for name in class_names for _ in range(4)]
-            den = CFG(den, 5.0)
+            den = CFG(den, DEFAULT_GUIDANCE)
             rows = 10
         else:
             prompts, rows = [""] * 40, 4
@@ -165,8 +172,6 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     from fundiff.devices import resolve_device
 
     if args.kind == "classifier":
-        from fundiff.cli_eval import train_classifier_command
-
         if args.preset is not None:
             raise FundiffError(
                 "--preset does not apply to a classifier; drop it (see `fundiff train classifier --help` for its options)"
@@ -214,7 +219,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
         extra_config={
             **training.run_info(cfg, device),
-            "command": "fundiff " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "fundiff " + training.portable_command(sys.argv[1:] if argv is None else argv),
         },
     )
     if int(os.environ.get("RANK", "0")) == 0:
@@ -226,3 +231,57 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         print(
             f"trained {cfg.kind} to step {result.step} in {result.wall_s:.1f} s ({result.images_per_s:.0f} images/s); final loss {losses[-1]:.4f}; run folder {out}"
         )
+
+
+# `fundiff train` options that mean nothing for a classifier (rejected when routed here)
+_DIFFUSION_ONLY = (
+    "resume",
+    "lr_schedule",
+    "hidden",
+    "sigma",
+    "ema_decay",
+    "channels_last",
+    "sample_epochs",
+    "save_every",
+)
+
+
+def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
+    """Train the evaluation classifier from the parsed options of `fundiff train classifier`.
+
+    Options left None (as `fundiff train` leaves its overrides) take ClassifierTrainConfig's defaults.
+    ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
+    """
+    from fundiff import data
+    from fundiff.classify import ClassifierTrainConfig, train_classifier
+    from fundiff.devices import resolve_device
+    from fundiff.training import portable_command, run_info
+
+    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        raise FundiffError(
+            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop "
+            f"{'it' if len(given) == 1 else 'them'}"
+        )
+    values = {
+        k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
+    }
+    cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
+    out = Path(args.out or f"runs/{cfg.dataset}-classifier")
+    device = resolve_device(getattr(args, "device", None))
+    train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
+    test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
+    command = "fundiff " + portable_command(sys.argv[1:] if argv is None else argv)
+    progress = not getattr(args, "no_progress", False)
+    result = train_classifier(
+        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
+        extra_config={**run_info(cfg, device), "command": command},
+    )  # fmt: skip
+    worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
+    names = data.CLASS_NAMES[cfg.dataset]
+    print(
+        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy "
+        f"{result.test_accuracy:.4f} "
+        f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
+    )

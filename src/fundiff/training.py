@@ -11,6 +11,12 @@ one ``torch.Generator`` per rank whose state is checkpointed.
 
 Under ``torchrun --nproc_per_node N`` the same code trains with DistributedDataParallel:
 each rank takes every N-th index of the epoch permutation and batch_size / N images.
+
+A run folder is locked (``run_lock``) while it trains. ``--precision auto`` takes the
+faster of fp32 / bf16 autocast and of the memory formats, timed once per machine
+(devices.choose_precision); the choice is recorded in config.json and kept on resume.
+The small loop pieces (data order, LR factor, loss check, progress) are shared with
+classify.py's classifier training.
 """
 
 from __future__ import annotations
@@ -19,17 +25,28 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
-from fundiff.devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
+from fundiff.devices import (
+    PRECISIONS,
+    PrecisionChoice,
+    autocast_for,
+    choose_precision,
+    cpu_name,
+    resolve_device,
+    resolve_precision,
+)
 from fundiff.errors import FundiffError
 from fundiff.models.unet import MODEL_KINDS, UNet, UNetConfig
 from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
@@ -57,8 +74,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # EMA of weights (decay warmed up as (1 + step) / (10 + step)); 0 disables it
     max_steps: int | None = None  # stop after this many optimizer steps in total (short runs)
     seed: int = DEFAULT_SEED  # seeds data order, noise and sample grids
-    precision: str = "auto"  # "auto" (bf16 where supported), "bf16" or "fp32"
-    channels_last: bool = True  # NHWC memory format: 1.1x (fp32) to 1.3x (bf16) faster on this CPU, see benchmarks/
+    precision: str = "auto"  # "auto" (the faster of fp32 / bf16 autocast, timed once per machine), "bf16" or "fp32"
+    channels_last: bool | None = None  # NHWC memory format; None: timed with "auto" precision, else on
     sample_epochs: tuple[int, ...] = ()  # write sample grids after these epochs
     save_every: int = 500  # checkpoint every N steps (and at every epoch end); 0: epoch ends only
 
@@ -103,9 +120,33 @@ LR_SCHEDULES = ("exponential", "constant", "cosine")
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
-        "denoiser": dict(hidden=128, batch_size=256, epochs=5, lr=1e-4, lr_schedule="constant", sample_epochs=(1, 5)),
-        "time": dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", sample_epochs=(5, 20)),
-        "class": dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", sample_epochs=(5, 20)),
+        "denoiser": dict(
+            hidden=128,
+            batch_size=256,
+            epochs=5,
+            lr=1e-4,
+            lr_schedule="constant",
+            precision="fp32",
+            sample_epochs=(1, 5),
+        ),
+        "time": dict(
+            hidden=64,
+            batch_size=128,
+            epochs=20,
+            lr=1e-3,
+            lr_schedule="exponential",
+            precision="fp32",
+            sample_epochs=(5, 20),
+        ),
+        "class": dict(
+            hidden=64,
+            batch_size=128,
+            epochs=20,
+            lr=1e-3,
+            lr_schedule="exponential",
+            precision="fp32",
+            sample_epochs=(5, 20),
+        ),
     },
     "quick": {
         "denoiser": dict(
@@ -186,6 +227,125 @@ def _barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+# -- loop pieces shared with classify.py -----------------------------------------------------
+def epoch_permutation(n: int, *, seed: int, epoch: int, device: torch.device | str = "cpu") -> Tensor:
+    """The data order of epoch ``epoch`` (0-based): a permutation of 0..n-1 (int64, on ``device``).
+
+    Drawn on the CPU from (seed + 7919 * epoch), so it is the same on every device, rank and
+    resumed session.
+    """
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch)).to(device)
+
+
+def lr_factor(schedule: str, step: int, *, epoch: int, epochs: int, total_steps: int, warmup_steps: int = 0) -> float:
+    """Multiplier of the peak LR at optimizer step ``step`` (0-based) in epoch ``epoch`` (0-based).
+
+    A linear warm-up min(1, (step + 1) / warmup_steps) times the schedule: "exponential" (the
+    write-up's ExponentialLR, gamma = 0.1 ** (1 / epochs), stepped per epoch), "cosine"
+    (0.5 (1 + cos(pi step / total_steps)), per step, to 0 at the end) or "constant".
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    if schedule == "exponential":
+        return warm * (0.1 ** (1.0 / epochs)) ** epoch
+    if schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+    return warm
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def check_loss(loss: Tensor, step: int, advice: str) -> None:
+    """A one-line FundiffError when the scalar ``loss`` is NaN or infinite; ``advice`` says what to do."""
+    if not torch.isfinite(loss):
+        raise FundiffError(f"the loss became {loss.item()} at step {step}; {advice}")
+
+
+class Progress:
+    """Step progress of a training loop: a tqdm bar on a terminal; in a log file (stderr not a
+    terminal) one plain line every ``interval`` seconds and at every ``line()`` instead of redraws."""
+
+    def __init__(self, total: int, *, desc: str, initial: int = 0, enabled: bool = True, interval: float = 30.0):
+        self.total, self.desc, self.step, self.interval = total, desc, initial, interval
+        self.enabled, self.info, self.bar = enabled, {}, None
+        self.tty = enabled and sys.stderr.isatty()
+        self.t_last = time.perf_counter()
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, **info) -> None:
+        """One step done; ``info`` (e.g. epoch=, loss=) is shown beside the count."""
+        self.step += 1
+        self.info = info
+        if self.bar is not None:
+            self.bar.set_postfix(**info, refresh=False)
+            self.bar.update(1)
+        elif self.enabled and time.perf_counter() - self.t_last >= self.interval:
+            self.line()
+
+    def line(self, message: str = "") -> None:
+        """Print ``message`` on its own line; without one, the current step and info (log mode only)."""
+        if not self.enabled or (not message and self.bar is not None):
+            return
+        if not message:
+            info = ", ".join(f"{k} {v}" for k, v in self.info.items())
+            message = f"{self.desc}: step {self.step}/{self.total}" + (f", {info}" if info else "")
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        self.t_last = time.perf_counter()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextmanager
+def run_lock(run_dir: Path, *, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive OS lock (flock) on ``run_dir``/.lock; a second holder fails at once.
+
+    The lock file holds the owner's pid and is removed on release. Linux/macOS only: where
+    fcntl is missing the lock is skipped.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        enabled = False
+    if not enabled:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FundiffError(
+                f"{run_dir} is being trained by another process (pid {pid}); wait for it or choose another --out"
+            ) from None
+        try:  # the holder may have removed the file between our open and flock: lock the new one then
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked, so no one else holds this inode
+        os.close(fd)
+
+
 # -- the loop -------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -195,16 +355,6 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     images_per_s: float = 0.0
     wall_s: float = 0.0
-
-
-def _lr_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
-    """Multiplier of cfg.lr at optimizer step ``step`` (0-based) in epoch ``epoch``."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    if cfg.lr_schedule == "exponential":  # the write-up: ExponentialLR, gamma = 0.1 ** (1 / epochs), per epoch
-        return warm * (0.1 ** (1.0 / cfg.epochs)) ** epoch
-    if cfg.lr_schedule == "cosine":
-        return warm * 0.5 * (1 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
-    return warm
 
 
 def _loss(
@@ -236,6 +386,210 @@ def _gather_rng(g: torch.Generator, info: DistInfo) -> list[Tensor]:
     return out
 
 
+def _ema_model(model: nn.Module, decay: float) -> AveragedModel:
+    """EMA of ``model``'s parameters (buffers copied) with decay min(decay, (1 + s) / (10 + s)) at step s.
+
+    The warm-up keeps a short run's EMA from holding on to the random init. n_averaged starts
+    at 1 (the copy of the init counts), so the update after optimizer step s sees n = s + 1.
+    """
+    # torch's AveragedModel costs 1.2 ms per update on the class UNet (D=64, 2 threads, 300 updates)
+    # against 0.9 ms for a hand-written foreach lerp: < 0.2% of a training step, so no custom EMA.
+
+    def lerp(ema_params: list[Tensor], params: list[Tensor], n_averaged: Tensor) -> None:
+        s = int(n_averaged) - 1
+        get_ema_multi_avg_fn(min(decay, (1 + s) / (10 + s)))(ema_params, params, n_averaged)
+
+    ema = AveragedModel(model, multi_avg_fn=lerp, use_buffers=False).eval().requires_grad_(False)
+    ema.n_averaged.fill_(1)
+    return ema
+
+
+@dataclass
+class _Session:
+    """The mutable state of one training process: model, optimizer, EMA, noise generator, counters."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    info: DistInfo
+    dev: torch.device
+    precision: PrecisionChoice  # autocast dtype and memory format of this run
+    amp_dtype: torch.dtype | None
+    mem_format: torch.memory_format
+    model: nn.Module
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    ema: AveragedModel | None
+    opt: torch.optim.Optimizer
+    g: torch.Generator  # training noise of this rank
+    schedule: NoiseSchedule | None
+    x_all: Tensor  # uint8 (N,H,W) on dev
+    y_all: Tensor  # int64 (N,) on dev
+    per_rank_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    wall_before: float = 0.0  # training seconds of earlier sessions of this run
+    t_start: float = field(default_factory=time.perf_counter)
+    images_seen: int = 0
+
+
+def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool) -> _Session:
+    """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator."""
+    info, dev = _init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
+    images, labels = data
+    model_cfg = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
+    with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        model = UNet(model_cfg)
+    per_rank_batch = max(1, cfg.batch_size // info.world)
+    precision = _precision(cfg, run_dir, resume, model.to(dev), per_rank_batch, info)
+    mem_format = torch.channels_last if precision.channels_last else torch.contiguous_format
+    model = model.to(dev).to(memory_format=mem_format)
+    steps_per_epoch = math.ceil(math.ceil(images.shape[0] / info.world) / per_rank_batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    return _Session(
+        cfg=cfg,
+        run_dir=run_dir,
+        info=info,
+        dev=dev,
+        precision=precision,
+        amp_dtype=precision.dtype,
+        mem_format=mem_format,
+        model=model,
+        net=model,
+        ema=_ema_model(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        opt=torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        g=torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank),
+        schedule=NoiseSchedule.from_name(cfg.beta_schedule, cfg.T) if cfg.kind != "denoiser" else None,
+        x_all=images.to(dev),  # uint8, converted per batch
+        y_all=labels.to(dev),
+        per_rank_batch=per_rank_batch,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps if cfg.max_steps is None else min(cfg.max_steps, total_steps),
+    )
+
+
+def _precision(
+    cfg: TrainConfig, run_dir: Path, resume: bool, model: UNet, batch_size: int, info: DistInfo
+) -> PrecisionChoice:
+    """The run's autocast dtype and memory format: as recorded in config.json when resuming, else
+    devices.choose_precision on rank 0 (timed for "auto"), sent to the other ranks."""
+    dev = next(model.parameters()).device
+    if resume:
+        recorded = ckpt.load_config(run_dir).get("precision")
+        if recorded:
+            return PrecisionChoice.from_dict(recorded)
+        # a run from before the measured choice: its rule then (bf16 where supported, channels_last on)
+        return PrecisionChoice(resolve_precision(cfg.precision, dev), cfg.channels_last is not False, "forced")
+    choice: list[PrecisionChoice | None] = [None]
+    if info.main:
+        make_batch = partial(_example_batch, model.config, batch_size, dev)
+        choice[0] = choose_precision(
+            model, make_batch, dev, mode="train", precision=cfg.precision, channels_last=cfg.channels_last
+        )
+    if info.world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(choice, src=0)
+    assert choice[0] is not None
+    return choice[0]
+
+
+def _example_batch(model_cfg: UNetConfig, n: int, dev: torch.device) -> tuple[Tensor, ...]:
+    """Inputs of the UNet's forward for a batch of ``n`` (x in [0,1], t in [0,1], one-hot c), for timing."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, model_cfg.in_channels, model_cfg.image_size, model_cfg.image_size, generator=g)
+    t = torch.rand(n, generator=g)
+    c = F.one_hot(torch.randint(0, model_cfg.num_classes, (n,), generator=g), model_cfg.num_classes).float()
+    inputs = {"denoiser": (x,), "time": (x, t), "class": (x, t, c)}[model_cfg.kind]
+    return tuple(v.to(dev) for v in inputs)
+
+
+def _restore(s: _Session) -> None:
+    """Load the run folder's last checkpoint into ``s`` (weights, EMA, optimizer, this rank's RNG, counters)."""
+    weights, opt_state, rng_states, state = ckpt.load_train_state(s.run_dir)
+    saved = ckpt.load_config(s.run_dir).get("train", {})
+    changed = [k for k, v in s.cfg.to_dict().items() if k not in ("max_steps",) and saved.get(k) != v]
+    if changed:
+        raise FundiffError(
+            f"--resume with different settings ({', '.join(changed)}) than {s.run_dir}/config.json; "
+            "drop them or start a new run"
+        )
+    if state.get("world") != s.info.world or s.info.rank not in rng_states:
+        raise FundiffError(
+            f"cannot resume {s.run_dir} exactly: it was saved with {state.get('world')} process(es), "
+            f"now {s.info.world}; resume with the same number"
+        )
+    s.model.load_state_dict(ckpt.strip_prefix(weights, "model."))
+    s.step = int(state["step"])
+    if s.ema is not None:
+        s.ema.module.load_state_dict(ckpt.strip_prefix(weights, "ema."))
+        s.ema.n_averaged.fill_(s.step + 1)
+    s.opt.load_state_dict(opt_state)
+    s.g.set_state(rng_states[s.info.rank])
+    s.losses, s.wall_before = list(state["losses"]), float(state.get("wall_s", 0.0))
+
+
+def _save(s: _Session, epoch_done: int) -> None:
+    """Checkpoint ``s`` (all ranks take part: their RNG states are gathered; rank 0 writes)."""
+    rngs = _gather_rng(s.g, s.info)
+    if not s.info.main:
+        return
+    weights = {f"model.{k}": v for k, v in s.model.state_dict().items()}
+    if s.ema is not None:
+        weights |= {f"ema.{k}": v for k, v in s.ema.module.state_dict().items()}
+    wall = s.wall_before + time.perf_counter() - s.t_start
+    state = {"epoch": epoch_done, "world": s.info.world, "losses": s.losses, "wall_s": round(wall, 2)}
+    ckpt.save_train_state(
+        s.run_dir, step=s.step, weights=weights, optimizer_state=s.opt.state_dict(), rng_states=rngs, state=state
+    )
+
+
+def _train_step(s: _Session, idx: Tensor, epoch: int) -> float:
+    """One optimizer step (and EMA update) on the images ``idx`` of this rank; returns the loss."""
+    cfg = s.cfg
+    x0 = s.x_all[idx].unsqueeze(1).float().div_(255).contiguous(memory_format=s.mem_format)
+    set_lr(s.opt, cfg.lr * _lr_factor(cfg, s.step, epoch, s.total_steps))
+    with autocast_for(s.dev, s.amp_dtype):
+        loss = _loss(s.net, cfg, s.schedule, x0, s.y_all[idx], s.g)
+    check_loss(
+        loss,
+        s.step,
+        f"the last good checkpoint in {s.run_dir} is kept. Lower --lr or use --precision fp32, then --resume",
+    )
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    s.opt.step()
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
+    s.step += 1
+    s.images_seen += x0.shape[0] * s.info.world
+    s.losses.append(loss.item())
+    return s.losses[-1]
+
+
+def _train_epoch(s: _Session, epoch: int, progress: Progress) -> None:
+    """Steps of epoch ``epoch`` (0-based) from ``s.step`` on, up to its end or ``s.total_steps``."""
+    perm = epoch_permutation(s.x_all.shape[0], seed=s.cfg.seed, epoch=epoch, device=s.dev)
+    perm = perm[s.info.rank :: s.info.world]
+    b_size = s.per_rank_batch
+    for b in range(s.step - epoch * s.steps_per_epoch, s.steps_per_epoch):
+        if s.step >= s.total_steps:
+            break
+        loss = _train_step(s, perm[b * b_size : (b + 1) * b_size], epoch)
+        rate = s.images_seen / max(time.perf_counter() - s.t_start, 1e-9)
+        progress.update(epoch=epoch + 1, loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+        if s.cfg.save_every and s.step % s.cfg.save_every == 0 and s.step % s.steps_per_epoch != 0:
+            _save(s, epoch)
+
+
+def _lr_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
+    """lr_factor with ``cfg``'s schedule and warm-up."""
+    return lr_factor(
+        cfg.lr_schedule, step, epoch=epoch, epochs=cfg.epochs, total_steps=total_steps, warmup_steps=cfg.warmup_steps
+    )
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -251,159 +605,65 @@ def train(
 
     Writes config.json at the start and a checkpoint every ``save_every`` steps, at each
     epoch end and at the end; ``resume`` continues a run folder exactly where it stopped.
-    ``on_epoch_end(model, epoch, run_dir)`` (main rank, eval mode) draws figures.
+    ``on_epoch_end(model, epoch, run_dir)`` (main rank, eval mode) draws figures. The run
+    folder is locked for the whole training (one ``train`` per folder at a time).
     """
     run_dir = Path(run_dir)
-    info, dev = _init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
-    amp_dtype = resolve_precision(cfg.precision, dev)
-    images, labels = data
-    N = images.shape[0]
-    x_all = images.to(dev)  # uint8, converted per batch
-    y_all = labels.to(dev)
-    model_cfg = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
-    schedule = NoiseSchedule.from_name(cfg.beta_schedule, cfg.T) if cfg.kind != "denoiser" else None
-
-    torch.manual_seed(cfg.seed)  # parameter init only; training noise uses its own generator
-    model = UNet(model_cfg).to(dev)
-    mem_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=mem_format)
-    ema = None
-    if cfg.ema_decay > 0:
-        ema = UNet(model_cfg).to(dev).to(memory_format=mem_format).eval().requires_grad_(False)
-        ema.load_state_dict(model.state_dict())
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    per_rank_batch = max(1, cfg.batch_size // info.world)
-    steps_per_epoch = math.ceil(math.ceil(N / info.world) / per_rank_batch)
-    total_steps = (
-        steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
-    )
-    g = torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank)
-
-    step, losses, wall_before = 0, [], 0.0  # wall_before: training seconds of earlier sessions of this run
-    if resume:
-        weights, state_tensors, state = ckpt.load_checkpoint(run_dir)
-        saved = ckpt.load_config(run_dir).get("train", {})
-        changed = [k for k, v in cfg.to_dict().items() if k not in ("max_steps",) and saved.get(k) != v]
-        if changed:
-            raise FundiffError(
-                f"--resume with different settings ({', '.join(changed)}) than {run_dir}/config.json; drop them or start a new run"
-            )
-        model.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
-        if ema is not None:
-            ema.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("ema.")})
-        opt_state = {"param_groups": state["optimizer"]["param_groups"], "state": {}}
-        for key, v in state_tensors.items():
-            if key.startswith("optim."):
-                _, idx, name = key.split(".", 2)
-                opt_state["state"].setdefault(int(idx), {})[name] = v
-        opt.load_state_dict(opt_state)
-        rng_key = f"rng.noise.{info.rank}"
-        if rng_key in state_tensors and state.get("world") == info.world:
-            g.set_state(state_tensors[rng_key])
-        else:
-            raise FundiffError(
-                f"cannot resume {run_dir} exactly: it was saved with {state.get('world')} process(es), now {info.world}; resume with the same number"
-            )
-        step, losses, wall_before = int(state["step"]), list(state["losses"]), float(state.get("wall_s", 0.0))
-    elif info.main:
-        if (run_dir / "state.json").exists():
+    main = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(run_dir, enabled=main):
+        if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        ckpt.save_config(run_dir, {"model": model_cfg.to_dict(), "train": cfg.to_dict(), **(extra_config or {})})
-    _barrier(info)
+        s = _setup(cfg, run_dir, data, device, resume)
+        if resume:
+            _restore(s)
+        elif s.info.main:
+            ckpt.save_config(run_dir, _run_config(s, extra_config or {}))
+        _barrier(s.info)
+        if s.info.world > 1:
+            device_ids = [s.dev.index] if s.dev.type == "cuda" else None
+            s.net = nn.parallel.DistributedDataParallel(s.model, device_ids=device_ids)
+        return _train_epochs(s, progress, on_epoch_end)
 
-    net: nn.Module = model
-    if info.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    def save(step: int, epoch_done: int) -> None:
-        rngs = _gather_rng(g, info)
-        if not info.main:
-            return
-        weights = {f"model.{k}": v for k, v in model.state_dict().items()}
-        if ema is not None:
-            weights |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-        sd = opt.state_dict()
-        tensors = {f"optim.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
-        tensors |= {f"rng.noise.{r}": s for r, s in enumerate(rngs)}
-        wall = wall_before + time.perf_counter() - t_start
-        state = {
-            "epoch": epoch_done,
-            "world": info.world,
-            "losses": losses,
-            "wall_s": round(wall, 2),
-            "optimizer": {"param_groups": sd["param_groups"]},
-        }
-        ckpt.save_checkpoint(run_dir, step=step, weights=weights, state_tensors=tensors, state=state)
+def _run_config(s: _Session, extra: dict) -> dict:
+    """config.json of a new run: model, training config, ``extra`` (machine, command) and the precision used."""
+    precision = s.precision.to_dict() | ({"timings": s.precision.timings} if s.precision.timings else {})
+    config = {"model": s.model.config.to_dict(), "train": s.cfg.to_dict(), **extra, "precision": precision}
+    if isinstance(config.get("machine"), dict):  # run_info's guess -> what the run uses
+        dtype = str(s.amp_dtype or torch.float32).replace("torch.", "")
+        config["machine"] = {**config["machine"], "precision": dtype, "channels_last": s.precision.channels_last}
+    return config
 
-    t_start, images_seen = time.perf_counter(), 0
-    bar = None
-    if progress and info.main:
-        from tqdm import tqdm
 
-        bar = tqdm(
-            total=total_steps, initial=step, desc=f"train {cfg.kind}", unit="step", file=sys.stderr, dynamic_ncols=True
-        )
-    epoch = step // steps_per_epoch
-    model.train()
-    while step < total_steps:
-        perm = torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 7919 * epoch)).to(dev)
-        perm = perm[info.rank :: info.world]
-        for b in range(step - epoch * steps_per_epoch, steps_per_epoch):
-            if step >= total_steps:
-                break
-            idx = perm[b * per_rank_batch : (b + 1) * per_rank_batch]
-            x0 = x_all[idx].unsqueeze(1).float().div_(255).contiguous(memory_format=mem_format)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * _lr_factor(cfg, step, epoch, total_steps)
-            with autocast_for(dev, amp_dtype):
-                loss = _loss(net, cfg, schedule, x0, y_all[idx], g)
-            if not torch.isfinite(loss):
-                raise FundiffError(
-                    f"the loss became {loss.item()} at step {step}; the last good checkpoint in {run_dir} is kept. "
-                    "Lower --lr or use --precision fp32, then --resume"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                # warm-up (1 + s) / (10 + s): early in a short run the EMA must not keep the random init
-                decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
-                    for b_ema, b_model in zip(ema.buffers(), model.buffers()):
-                        b_ema.copy_(b_model)
-            step += 1
-            images_seen += x0.shape[0] * info.world
-            losses.append(loss.item())
-            if bar is not None:
-                rate = images_seen / max(time.perf_counter() - t_start, 1e-9)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", img_s=f"{rate:.0f}", refresh=False)
-                bar.update(1)
-            if cfg.save_every and step % cfg.save_every == 0 and step % steps_per_epoch != 0:
-                save(step, epoch)
-        if step % steps_per_epoch == 0:
+def _train_epochs(s: _Session, progress: bool, on_epoch_end) -> TrainResult:
+    """The epochs from ``s.step`` to ``s.total_steps``: a checkpoint and ``on_epoch_end`` after each."""
+    bar = Progress(s.total_steps, initial=s.step, desc=f"train {s.cfg.kind}", enabled=progress and s.info.main)
+    s.t_start = time.perf_counter()
+    epoch = s.step // s.steps_per_epoch
+    s.model.train()
+    while s.step < s.total_steps:
+        _train_epoch(s, epoch, bar)
+        if s.step % s.steps_per_epoch == 0:
             epoch += 1
-            save(step, epoch)
-            if info.main and on_epoch_end is not None:
-                on_epoch_end(ema if ema is not None else model, epoch, run_dir)
-                model.train()
+            _save(s, epoch)
+            bar.line()
+            if s.info.main and on_epoch_end is not None:
+                on_epoch_end(s.ema.module if s.ema is not None else s.model, epoch, s.run_dir)
+                s.model.train()
         else:  # stopped mid-epoch by max_steps
-            save(step, epoch)
-        _barrier(info)
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - t_start
-    return TrainResult(run_dir, step, epoch, losses, images_seen / max(wall, 1e-9), wall)
+            _save(s, epoch)
+        _barrier(s.info)
+    bar.close()
+    wall = time.perf_counter() - s.t_start
+    return TrainResult(s.run_dir, s.step, epoch, s.losses, s.images_seen / max(wall, 1e-9), wall)
 
 
-def run_info(cfg: TrainConfig, device: torch.device) -> dict:
-    """Machine facts recorded beside a run (for model cards and benchmarks)."""
-    import platform
-
+def run_info(cfg, device: torch.device) -> dict:
+    """Machine facts recorded beside a run (for model cards and benchmarks); ``cfg`` has a ``precision``."""
     return {
         "machine": {
             "device": str(device),
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "precision": str(resolve_precision(cfg.precision, device) or torch.float32).replace("torch.", ""),
@@ -411,4 +671,42 @@ def run_info(cfg: TrainConfig, device: torch.device) -> dict:
     }
 
 
-__all__ = ["TrainConfig", "PRESETS", "preset_config", "train", "TrainResult"]
+def portable_command(argv: list[str], *, cwd: str | Path | None = None, home: str | Path | None = None) -> str:
+    """``argv`` as one line without the machine's absolute paths, for config.json.
+
+    A path under ``cwd`` (default: the working folder) becomes relative, one under ``home``
+    becomes "~/...", any other absolute path keeps only its name (".../name"); in
+    "--opt=value" only the value is rewritten.
+    """
+    cwd, home = Path(cwd or os.getcwd()), Path(home or Path.home())
+
+    def portable(arg: str) -> str:
+        if arg.startswith("--") and "=" in arg:
+            opt, _, value = arg.partition("=")
+            return f"{opt}={portable(value)}"
+        if not os.path.isabs(arg):
+            return arg
+        p = Path(arg)
+        for base, name in ((cwd, "."), (home, "~")):
+            if p == base or base in p.parents:
+                return (Path(name) / p.relative_to(base)).as_posix()
+        return f".../{p.name}"
+
+    return " ".join(portable(a) for a in argv)
+
+
+__all__ = [
+    "TrainConfig",
+    "PRESETS",
+    "preset_config",
+    "train",
+    "TrainResult",
+    "run_info",
+    "portable_command",
+    "epoch_permutation",
+    "lr_factor",
+    "set_lr",
+    "check_loss",
+    "Progress",
+    "run_lock",
+]
