@@ -29,6 +29,8 @@ tour: setup
 	@echo "tour done: pictures in $(OUT)"
 
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 clean:

@@ -27,10 +27,9 @@ if args["keep"]:
     assert keep_freed_memory()
 torch.set_num_threads(args["threads"])
 from fundiff import samplers, timesteps as ts
-from fundiff.devices import resolve_precision
 from fundiff.guidance import CFG
 from fundiff.runs import load_denoiser
-den = load_denoiser(args["model"], autocast_dtype=resolve_precision(args["precision"], torch.device("cpu")))
+den = load_denoiser(args["model"], precision=args["precision"])
 model = CFG(den, 5.0)
 cond = model.encode([p for p in den.default_prompts for _ in range(10)])
 steps = ts.strided(den.schedule.T, steps=args["steps"])
@@ -57,7 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     print(cpu_description())
     print(
-        f"model={args.model} steps={args.steps} sampler={args.sampler} precision={args.precision} threads={args.threads}"
+        f"model={args.model} steps={args.steps} sampler={args.sampler} precision={args.precision} "
+        f"threads={args.threads}"
     )
     rows: dict[str, list[dict]] = {"glibc default": [], "fundiff (keep_freed_memory)": []}
     for _ in range(args.repeat):
@@ -71,7 +71,8 @@ def main() -> None:
         r = min(runs, key=lambda r: r["wall"])
         share = r["sys"] / max(r["user"] + r["sys"], 1e-9)
         print(
-            f"| {name} | {r['wall']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {share:.0%} | {r['minflt']:,} | {r['sha']} |"
+            f"| {name} | {r['wall']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {share:.0%} "
+            f"| {r['minflt']:,} | {r['sha']} |"
         )
 
 

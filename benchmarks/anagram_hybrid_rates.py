@@ -18,7 +18,6 @@ import torch
 from _common import cpu_description
 from fundiff import DEFAULT_SEED
 from fundiff.classify import load_classifier
-from fundiff.devices import resolve_precision
 from fundiff.models.classifier import predict
 from fundiff.prompts import class_index
 from fundiff.runs import load_denoiser
@@ -45,9 +44,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    den = load_denoiser(
-        args.model, device=device, autocast_dtype=resolve_precision(args.precision, device), conditional=True
-    )
+    den = load_denoiser(args.model, device=device, precision=args.precision, conditional=True)
     clf, _ = load_classifier(args.classifier, device=device)
     names = den.default_prompts
     print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")

@@ -15,16 +15,15 @@ import argparse
 import time
 
 import torch
-from _common import cpu_description
 
+from _common import cpu_description
 from fundiff import DEFAULT_SEED, data
 from fundiff import timesteps as ts
 from fundiff.checkpoints import load_config
 from fundiff.classify import load_classifier
-from fundiff.devices import resolve_precision
+from fundiff.evaluation import draw_samples
 from fundiff.guidance import CFG
 from fundiff.memory import keep_freed_memory
-from fundiff.evaluation import draw_samples
 from fundiff.metrics import FID, class_accuracy, reference_fid
 from fundiff.runs import load_denoiser, resolve
 
@@ -45,7 +44,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    den = load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device))
+    den = load_denoiser(args.model, device=device, precision=args.precision)
     clf, _ = load_classifier(args.classifier, device=device)
     dataset = load_config(resolve(args.model))["train"]["dataset"]
     x_test, _ = data.load_split(dataset, train=False)

@@ -91,7 +91,7 @@ def test_a_registered_backend_is_dispatched_to(tmp_path, monkeypatch):
     (folder / "toy.txt").write_text("x")
     seen = []
 
-    def load(path, *, device, autocast_dtype):
+    def load(path, *, device, precision):
         seen.append((path, device))
         return runs.load_denoiser("mnist-time")
 

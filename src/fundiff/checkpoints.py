@@ -43,7 +43,8 @@ def read_json(path: Path) -> dict:
         obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FundiffError(
-            f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the file is corrupt, retrain or restore it"
+            f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); "
+            "the file is corrupt, retrain or restore it"
         ) from None
     if not isinstance(obj, dict):
         raise FundiffError(f"{path} does not hold a JSON object; the file is corrupt, retrain or restore it")
@@ -61,7 +62,8 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise FundiffError(
-            f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); it is truncated or corrupt, retrain or restore it"
+            f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); "
+            "it is truncated or corrupt, retrain or restore it"
         ) from None
     if metadata.get("format") != FORMAT:
         raise FundiffError(
@@ -131,7 +133,8 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Tensor]
     steps = {int(w_meta.get("step", -1)), int(s_meta.get("step", -1)), int(state.get("step", -2))}
     if len(steps) != 1:
         raise FundiffError(
-            f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); retrain or restore the folder"
+            f"the checkpoint files in {run_dir} belong to different steps {sorted(steps)} (an interrupted save?); "
+            "retrain or restore the folder"
         )
     return weights, state_tensors, state
 

@@ -12,6 +12,7 @@ import sys
 
 from fundiff.cli_common import Formatter, Parser
 from fundiff.errors import FundiffError
+from fundiff.memory import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``fundiff ARGV`` (default: sys.argv[1:]); returns the exit status (2 for bad input)."""
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, recorded by `train` in config.json
+    keep_freed_memory()  # the command owns its process: reuse freed memory instead of page-faulting it back
     if getattr(args, "threads", None):
         import torch
 

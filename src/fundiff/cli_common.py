@@ -137,3 +137,17 @@ def sampler_from_args(args: argparse.Namespace):
 
     name = args.sampler or ("ddim" if args.eta is not None else DEFAULT_SAMPLER)
     return get_sampler(name, eta=args.eta)
+
+
+PRECISION_HELP = (
+    "UNet arithmetic: auto = the fastest of fp32 / bf16 autocast, with or without channels-last, timed once on "
+    "this machine for this model and thread count and cached ($FUNDIFF_CACHE, else ~/.cache/fundiff); fp32 or bf16 "
+    "to force one"
+)
+
+
+def add_precision_option(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
+    """--precision for commands that run a diffusion model."""
+    from fundiff.devices import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default=default, help=PRECISION_HELP)

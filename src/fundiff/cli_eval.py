@@ -15,7 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
-from fundiff.cli_common import add_sampler_options, finite_float, nonneg_float_list, sampler_from_args, seed_int
+from fundiff.cli_common import (
+    add_precision_option,
+    add_sampler_options,
+    finite_float,
+    nonneg_float_list,
+    sampler_from_args,
+    seed_int,
+)
 from fundiff.errors import FundiffError
 from fundiff.guidance import DEFAULT_GUIDANCE
 
@@ -31,7 +38,6 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     from fundiff.cli_common import (
         positive_int as _positive_int,
     )
-    from fundiff.devices import PRECISIONS
 
     p.add_argument("--model", required=True, help="run folder (or shipped name) of a denoiser, time or class model")
     p.add_argument(
@@ -72,9 +78,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         help="denoisers: noise levels (default: the write-up's 0,0.2,0.4,0.5,0.6,0.8,1.0)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=500, help="samples drawn per batch")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet while sampling"
-    )
+    add_precision_option(p)
     p.add_argument(
         "--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset"
     )
@@ -118,7 +122,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     from fundiff import data, runs
     from fundiff.checkpoints import atomic_write_json, load_config
-    from fundiff.devices import resolve_device, resolve_precision
+    from fundiff.devices import resolve_device
 
     run_dir = runs.resolve(args.model)
     cfg = load_config(run_dir)
@@ -137,7 +141,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         from fundiff import timesteps as ts
 
         clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
-        den = runs.load_denoiser(run_dir, device=device, autocast_dtype=resolve_precision(args.precision, device))
+        den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
         if args.steps > den.schedule.T:
             raise FundiffError(f"--steps must be at most T={den.schedule.T} for this model, got {args.steps}")
         timesteps = ts.strided(den.schedule.T, steps=args.steps)
@@ -367,4 +371,4 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     return {"evaluate": evaluate_command}
 
 
-__all__ = ["register", "train_classifier_command", "add_evaluate_options", "evaluate_command"]
+__all__ = ["register", "add_evaluate_options", "evaluate_command"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fundiff import DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_sampler_options, sampler_from_args
 from fundiff.cli_common import add_device_threads as _add_common
+from fundiff.cli_common import add_precision_option, add_sampler_options, sampler_from_args
 from fundiff.cli_common import finite_float as _finite_float
 from fundiff.cli_common import nonneg_float_list as _nonneg_float_list
 from fundiff.cli_common import positive_int as _positive_int
@@ -20,7 +20,6 @@ from fundiff.errors import FundiffError
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add ``sample`` and ``denoise-sweep`` to the subparsers ``sub``; returns {command name: handler(args)}."""
-    from fundiff.devices import PRECISIONS
     from fundiff.guidance import DEFAULT_GUIDANCE
 
     p = sub.add_parser(
@@ -52,7 +51,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         "--steps", type=_positive_int, default=None, help="strided sampling with this many steps (default: all T)"
     )
     add_sampler_options(p)
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision of the UNet")
+    add_precision_option(p)
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
     p.add_argument("--out", required=True, help="a .png path (one grid) or a folder (a PNG per sample + grid.png)")
     _add_common(p)
@@ -82,14 +81,14 @@ def _cmd_sample(args) -> None:
 
     from fundiff import io, runs, samplers
     from fundiff import timesteps as ts
-    from fundiff.devices import resolve_device, resolve_precision
+    from fundiff.devices import resolve_device
     from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 
     out = Path(args.out)
     if out.suffix and out.suffix.lower() != ".png":
         raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
     device = resolve_device(args.device)
-    den = runs.load_denoiser(args.model, device=device, autocast_dtype=resolve_precision(args.precision, device))
+    den = runs.load_denoiser(args.model, device=device, precision=args.precision)
     T = den.schedule.T
     if args.steps is not None and args.steps > T:
         raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")

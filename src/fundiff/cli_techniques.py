@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fundiff import DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_sampler_options, sampler_from_args
+from fundiff.cli_common import add_precision_option, add_sampler_options, sampler_from_args
 from fundiff.cli_common import finite_float as _float
 from fundiff.cli_common import nonneg_int as _nonneg_int
 from fundiff.cli_common import odd_int as _odd_int
@@ -62,6 +62,7 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
     p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_precision_option(p)
 
 
 def _add_image(p: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -352,7 +353,7 @@ def _load(args: argparse.Namespace):
             f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass "
             "--model runs/mnist-class-quick"
         ) from None
-    den = runs.load_denoiser(folder, device=resolve_device(args.device))
+    den = runs.load_denoiser(folder, device=resolve_device(args.device), precision=args.precision)
     T = den.schedule.T
     if args.steps is not None:
         timesteps = ts_lib.strided(T, steps=args.steps)

@@ -174,7 +174,8 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     if args.kind == "classifier":
         if args.preset is not None:
             raise FundiffError(
-                "--preset does not apply to a classifier; drop it (see `fundiff train classifier --help` for its options)"
+                "--preset does not apply to a classifier; drop it "
+                "(see `fundiff train classifier --help` for its options)"
             )
         return train_classifier_command(args, argv)
     args.preset = args.preset or "paper"
@@ -229,7 +230,8 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         losses = read_json(out / "state.json")["losses"]
         io.plot_loss(losses, out / "loss.png", title=f"{cfg.kind} UNet training loss ({cfg.dataset})")
         print(
-            f"trained {cfg.kind} to step {result.step} in {result.wall_s:.1f} s ({result.images_per_s:.0f} images/s); final loss {losses[-1]:.4f}; run folder {out}"
+            f"trained {cfg.kind} to step {result.step} in {result.wall_s:.1f} s ({result.images_per_s:.0f} images/s); "
+            f"final loss {losses[-1]:.4f}; run folder {out}"
         )
 
 

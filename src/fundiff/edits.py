@@ -157,7 +157,8 @@ def binary_mask(mask: Tensor, x_0: Tensor) -> Tensor:
         shape = None
     if shape != x_0.shape:
         raise FundiffError(
-            f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x_0.shape)}; give a mask of the images' height and width"
+            f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x_0.shape)}; "
+            "give a mask of the images' height and width"
         )
     m = mask if mask.dtype == torch.bool else mask > 0.5
     return m.to(x_0.device).expand(x_0.shape)

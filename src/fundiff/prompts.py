@@ -38,5 +38,6 @@ def class_index(prompt: str, class_names: Sequence[str]) -> int | None:
             return i
     accepted = ", ".join(repr(n) for n in class_names)
     raise FundiffError(
-        f"unknown prompt {prompt!r}; name one of the classes {accepted} (e.g. 'a photo of a {class_names[-1]}'), or '' for none"
+        f"unknown prompt {prompt!r}; name one of the classes {accepted} "
+        f"(e.g. 'a photo of a {class_names[-1]}'), or '' for none"
     )

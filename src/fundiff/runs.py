@@ -1,7 +1,7 @@
 """Finding a trained model (run folder or shipped name) and loading it as a Denoiser, by backend.
 
 A *backend* knows one kind of model folder: :class:`Backend` ``(name, detects(path) -> bool,
-load(path, *, device, autocast_dtype) -> Denoiser)``. :func:`load_denoiser` resolves the
+load(path, *, device, precision) -> Denoiser)``. :func:`load_denoiser` resolves the
 model, asks each registered backend in order whether it recognises the folder and loads it
 with the first that does; a folder no backend recognises is an error (no guessing). fundiff's
 own run folders (``config.json`` in the fundiff-run format) are the first backend; diffusers
@@ -102,7 +102,7 @@ class Backend:
 
     name: str  # shown in errors
     detects: Callable[[Path], bool]  # does this folder hold a model of this backend? (cheap: file checks)
-    load: Callable[..., Denoiser]  # load(path, *, device, autocast_dtype) -> Denoiser
+    load: Callable[..., Denoiser]  # load(path, *, device, precision) -> Denoiser (precision: devices.PRECISIONS)
 
 
 def _is_fundiff_run(path: Path) -> bool:
@@ -114,15 +114,37 @@ def _is_fundiff_run(path: Path) -> bool:
         return False
 
 
-def _load_fundiff(path: Path, *, device: torch.device | str, autocast_dtype: torch.dtype | None) -> Denoiser:
-    """A fundiff time- or class-conditioned run as a UNetDenoiser with its own noise schedule."""
+INFER_TIMING_BATCH = 64  # images per timed forward when choosing the precision for sampling
+
+
+def _load_fundiff(path: Path, *, device: torch.device | str, precision: str) -> Denoiser:
+    """A fundiff time- or class-conditioned run as a UNetDenoiser with its own noise schedule.
+
+    ``precision`` "auto" times fp32 / bf16 autocast with and without channels_last for this
+    model on this machine once (cached, see devices.choose_precision); "fp32"/"bf16" force it.
+    """
+    from fundiff.devices import choose_precision
+
     net, cfg = load_model(path, device=device)
     kind = net.config.kind
     if kind not in ("time", "class"):
         raise FundiffError(f"{path} is a {kind!r} model; this command needs a 'time' or 'class' model")
     schedule = schedule_of(cfg, path / "config.json")
     names = class_names_of(cfg) if kind == "class" else ()
-    return UNetDenoiser(net, schedule, class_names=names, autocast_dtype=autocast_dtype)
+    choice = choose_precision(
+        net, lambda: _example_inputs(net, INFER_TIMING_BATCH), torch.device(device), mode="infer", precision=precision
+    )
+    return UNetDenoiser(
+        net, schedule, class_names=names, autocast_dtype=choice.dtype, channels_last=choice.channels_last
+    )
+
+
+def _example_inputs(net, n: int) -> tuple[torch.Tensor, ...]:
+    """A UNet's positional inputs for timing: x_t (n,C,H,W), t/(T-1) (n,), and a one-hot c (class kind)."""
+    c = net.config
+    x = torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0, 1, n)
+    return (x, t, torch.eye(c.num_classes)[torch.arange(n) % c.num_classes]) if c.kind == "class" else (x, t)
 
 
 def _is_diffusers_pipeline(path: Path) -> bool:
@@ -169,16 +191,17 @@ def load_denoiser(
     model: str | Path,
     *,
     device: str | torch.device = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    precision: str = "fp32",
     conditional: bool | None = None,
 ) -> Denoiser:
     """The model (shipped name or folder, see :func:`resolve`) as a Denoiser, by its folder's backend.
 
+    ``precision`` "fp32" (default), "bf16" or "auto" (the fastest here, measured once and cached).
     ``conditional=True`` requires a model that takes prompts (classifier-free guidance applies),
     ``False`` one that does not; None accepts either.
     """
     path = resolve(model)
-    den = backend_for(path).load(path, device=device, autocast_dtype=autocast_dtype)
+    den = backend_for(path).load(path, device=device, precision=precision)
     if conditional is not None and den.conditional != conditional:
         need = "a conditional model (one that takes prompts)" if conditional else "an unconditional model"
         raise FundiffError(f"{model} is {'not ' if conditional else ''}conditional; this command needs {need}")

@@ -184,7 +184,10 @@ def one_step_figure(
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
-    """One-step denoising x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2) of :func:`noise_figure`'s images."""
+    """One-step denoising of :func:`noise_figure`'s images (ERRATA item 2).
+
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t).
+    """
     ts = _noise_ts(denoiser, ts)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     model = guided(denoiser, prompt, guidance)
