@@ -165,10 +165,31 @@ def _training_figures(cfg, device, class_names, data_dir):
     return draw
 
 
-def _cmd_train(args, argv: list[str] | None = None) -> None:
+_OVERRIDES = (  # `fundiff train` flags that override a preset value (None: keep the preset's)
+    "epochs", "batch_size", "lr", "lr_schedule", "hidden", "max_steps", "sigma", "ema_decay", "precision",
+    "channels_last", "sample_epochs", "save_every",
+)  # fmt: skip
 
-    from fundiff import data, training
+
+def _train_config(args: argparse.Namespace, out: Path):
+    """The TrainConfig of a new run (preset + flags) or of the run in ``out`` to resume (its config + flags)."""
+    from fundiff import training
     from fundiff.checkpoints import load_config
+
+    overrides = {k: getattr(args, k) for k in _OVERRIDES}
+    if not args.resume:
+        return training.preset_config(args.preset, args.kind, dataset=args.dataset, seed=args.seed, **overrides)
+    saved = load_config(out)["train"]
+    if saved["kind"] != args.kind:
+        raise FundiffError(f"{out} holds a {saved['kind']!r} run, not {args.kind!r}")
+    base = {k: v for k, v in saved.items() if k not in ("kind", "preset")}
+    base["sample_epochs"] = tuple(base["sample_epochs"])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return training.TrainConfig(kind=args.kind, preset=saved["preset"], **base)
+
+
+def _cmd_train(args, argv: list[str] | None = None) -> None:
+    from fundiff import data, training
     from fundiff.devices import resolve_device
 
     if args.kind == "classifier":
@@ -180,33 +201,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         return train_classifier_command(args, argv)
     args.preset = args.preset or "paper"
     out = Path(args.out or f"runs/{args.dataset}-{args.kind}-{args.preset}")
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "epochs",
-            "batch_size",
-            "lr",
-            "lr_schedule",
-            "hidden",
-            "max_steps",
-            "sigma",
-            "ema_decay",
-            "precision",
-            "channels_last",
-            "sample_epochs",
-            "save_every",
-        )
-    }
-    if args.resume:
-        saved = load_config(out)["train"]
-        if saved["kind"] != args.kind:
-            raise FundiffError(f"{out} holds a {saved['kind']!r} run, not {args.kind!r}")
-        base = {k: v for k, v in saved.items() if k not in ("kind", "preset")}
-        base["sample_epochs"] = tuple(base["sample_epochs"])
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = training.TrainConfig(kind=args.kind, preset=saved["preset"], **base)
-    else:
-        cfg = training.preset_config(args.preset, args.kind, dataset=args.dataset, seed=args.seed, **overrides)
+    cfg = _train_config(args, out)
     device = resolve_device(args.device)
     images, labels = data.load_split(cfg.dataset, args.data_dir, train=True)
     class_names = data.CLASS_NAMES[cfg.dataset]
