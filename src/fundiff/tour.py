@@ -646,7 +646,8 @@ def machine_facts(device: torch.device) -> dict:
 
 
 def _manifest(t: _Tour, entries: list[dict], command: str, wall_s: float) -> dict:
-    return {
+    """manifest.json's content, as JSON reads it back (lists, not tuples)."""
+    manifest = {
         "format": "fundiff-tour/1",
         "command": command,
         "fundiff": {"version": fundiff.__version__, "git_commit": git_commit()},
@@ -661,6 +662,7 @@ def _manifest(t: _Tour, entries: list[dict], command: str, wall_s: float) -> dic
         "sections": [{k: v for k, v in e.items() if k != "key"} for e in entries],
         "files": {rel: digest for e in entries for rel, digest in e["files"].items()},
     }
+    return json.loads(json.dumps(manifest))
 
 
 # -- --train PRESET: retrain Part B's models first -----------------------------------------------------
