@@ -94,7 +94,9 @@ def test_rerun_skips_complete_sections_and_redoes_broken_ones(tmp_path, tiny, te
 def test_section_entry_and_page_show_command_seed_and_card_numbers(tmp_path, tiny, test_split):
     res = tiny_tour(tmp_path / "t", tiny, sections=["a-sdedit", "b-sweep"])
     entry = json.loads((tmp_path / "t" / "sections" / "b-sweep" / "section.json").read_text())
-    assert entry["command"].startswith("fundiff denoise-sweep --model ") and f"--seed {DEFAULT_SEED}" in entry["command"]
+    assert (
+        entry["command"].startswith("fundiff denoise-sweep --model ") and f"--seed {DEFAULT_SEED}" in entry["command"]
+    )
     assert any(label.startswith("MSE / PSNR at σ=0.5") for label, _ in entry["numbers"])
     html = res.index.read_text()
     assert "fundiff sdedit --model" in html and "--i-start 1 3" in html and "Contents" in html

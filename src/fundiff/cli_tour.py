@@ -23,16 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
     from fundiff.training import PRESETS
 
     p = subparsers.add_parser(
-        "tour", help="run the whole write-up and write one HTML report", description=DESCRIPTION,
+        "tour",
+        help="run the whole write-up and write one HTML report",
+        description=DESCRIPTION,
         formatter_class=Formatter,
-    )  # fmt: skip
-    p.add_argument("--out", default="out/tour", metavar="DIR", help="report folder: index.html, manifest.json, sections/")
+    )
+    p.add_argument(
+        "--out", default="out/tour", metavar="DIR", help="report folder: index.html, manifest.json, sections/"
+    )
     p.add_argument(
         "--model",
         default=None,
         metavar="NAME|RUN",
         help="Part A's class-conditioned model: a shipped name or a `fundiff train class` run folder "
-        "(default: mnist-class, or fashion-class with --dataset fashion-mnist); DeepFloyd IF folders: not yet (issue #8)",
+        "(default: mnist-class, or fashion-class with --dataset fashion-mnist); "
+        "DeepFloyd IF folders: not yet (issue #8)",
     )
     p.add_argument("--dataset", choices=DATASETS, default=None, help="pick the shipped model of this dataset")
     p.add_argument(
@@ -47,9 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of every figure (re-seeded per figure)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
-    p.add_argument(
-        "--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)"
-    )
+    p.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
     return {"tour": _cmd_tour}
 
 

@@ -28,7 +28,8 @@ pre { background: #f5f5f5; padding: 0.6em; overflow-x: auto; white-space: pre-wr
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
 td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
 .meta { color: #555; font-size: 0.92em; } .note { color: #7a4b00; }
-nav ol { columns: 2; }
+.toc { display: flex; flex-wrap: wrap; gap: 0 3em; } .toc h3 { margin-bottom: 0.2em; }
+.toc ul { list-style: none; padding-left: 0.5em; margin-top: 0; } h2.part { background: #eef3fa; padding: 0.3em; }
 """
 
 
@@ -95,6 +96,14 @@ def _header(manifest: dict) -> str:
         ("torch", m["torch"]),
         ("machine", f"{m['machine']['cpu']}; GPU {m['machine']['gpu'] or 'none'}; device {m['machine']['device']}"),
         ("threads", m["machine"]["threads"]),
+        (
+            "models",
+            "; ".join(
+                sorted(
+                    {f"{f['name']} ({f['kind']}, sha256 {(f['sha256'] or '?')[:12]}…)" for f in m["models"].values()}
+                )
+            ),
+        ),
         ("seed", m["seed"]),
         ("sampler", m["sampler"]),
         ("total wall time", f"{m['wall_s']:.1f} s (this run; resumed sections keep their first wall time)"),
@@ -110,16 +119,15 @@ def render_html(manifest: dict) -> str:
         mine = [s for s in sections if s["part"] == part]
         if not mine:
             continue
-        toc.append(f"<li>{_e(heading)}<ol>")
-        toc += [f'<li><a href="#{_e(s["id"])}">{_e(s["title"])}</a></li>' for s in mine]
-        toc.append("</ol></li>")
+        links = "".join(f'<li><a href="#{_e(s["id"])}">{_e(s["title"])}</a></li>' for s in mine)
+        toc.append(f"<div><h3>{_e(heading)}</h3><ul>{links}</ul></div>")
         body.append(f'<h2 class="part">{_e(heading)}</h2>')
         body += [_section_html(s) for s in mine]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>fundiff tour</title><style>{_CSS}</style></head><body>"
-        f"{_header(manifest)}<nav><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>"
+        f'{_header(manifest)}<nav><h2>Contents</h2><div class="toc">{"".join(toc)}</div></nav>'
         f'{"".join(body)}<p class="meta">Written by <code>fundiff tour</code>; details in '
         f'<a href="{MANIFEST}">{MANIFEST}</a>.</p></body></html>\n'
     )

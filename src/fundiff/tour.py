@@ -77,12 +77,21 @@ class Choices:
 
 
 CHOICES = {
-    "mnist": Choices("mnist-class", ("two", "seven", "four"), "", "3", ("3", "7"), "9", ("6", "9"), "rot180", ("8", "3")),
-    "fashion-mnist": Choices(
-        "fashion-class", ("shirt",), "a shirt", "sneaker", ("sneaker", "an ankle boot"), "sneaker", ("trouser", "a bag"),
-        "vflip", ("bag", "t-shirt"),
+    "mnist": Choices(
+        "mnist-class", ("two", "seven", "four"), "", "3", ("3", "7"), "9", ("6", "9"), "rot180", ("8", "3")
     ),
-}  # fmt: skip
+    "fashion-mnist": Choices(
+        "fashion-class",
+        ("shirt",),
+        "a shirt",
+        "sneaker",
+        ("sneaker", "an ankle boot"),
+        "sneaker",
+        ("trouser", "a bag"),
+        "vflip",
+        ("bag", "t-shirt"),
+    ),
+}
 PART_B_MODELS = {"time": "mnist-time", "denoiser": "mnist-denoiser"}  # shipped; Part B's class model is --model's
 
 
@@ -123,8 +132,18 @@ class Section:
 class _Tour:
     """One tour's settings and what it loads lazily (models, the test image), shared by the sections."""
 
-    def __init__(self, out: Path, models: dict[str, str], *, dataset: str, sizes: Sizes, seed: int, sampler: str,
-                 device: torch.device, data_dir: str | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: Path,
+        models: dict[str, str],
+        *,
+        dataset: str,
+        sizes: Sizes,
+        seed: int,
+        sampler: str,
+        device: torch.device,
+        data_dir: str | None,
+    ) -> None:
         from fundiff import runs
 
         self.out, self.dataset, self.sizes, self.seed, self.sampler = out, dataset, sizes, seed, sampler
@@ -241,8 +260,11 @@ def class_numbers(card: dict) -> list[tuple[str, str]]:
     how = f"{ev.get('n')} samples, {ev.get('steps')} steps, graded by {ev.get('classifier')}"
     rows = [
         (f"class accuracy at CFG s={ev.get('guidance')} ({how})", _pct(ev["accuracy"].get("overall"))),
-        (f"FID at CFG s={ev.get('guidance')}", f"{ev.get('fid', float('nan')):.2f} (floor {ev.get('fid_floor', float('nan')):.2f})"),
-    ]  # fmt: skip
+        (
+            f"FID at CFG s={ev.get('guidance')}",
+            f"{ev.get('fid', float('nan')):.2f} (floor {ev.get('fid_floor', float('nan')):.2f})",
+        ),
+    ]
     for entry in ev.get("sweep", []):
         if entry.get("guidance") == 1.0:
             rows.append(
@@ -256,7 +278,12 @@ def time_numbers(card: dict) -> list[tuple[str, str]]:
     ev = card.get("evaluation") or {}
     if "fid" not in ev:
         return _trained(card)
-    rows = [(f"FID ({ev.get('n')} samples, {ev.get('steps')} steps)", f"{ev['fid']:.2f} (floor {ev.get('fid_floor', float('nan')):.2f})")]  # fmt: skip
+    rows = [
+        (
+            f"FID ({ev.get('n')} samples, {ev.get('steps')} steps)",
+            f"{ev['fid']:.2f} (floor {ev.get('fid_floor', float('nan')):.2f})",
+        )
+    ]
     fractions = ev.get("class_fractions") or {}
     if fractions:
         hi, lo = max(fractions, key=fractions.get), min(fractions, key=fractions.get)
@@ -273,10 +300,13 @@ def denoiser_numbers(card: dict) -> list[tuple[str, str]]:
     """The card's PSNR of the one-step denoiser vs the best Gaussian blur, per sigma."""
     ev = card.get("evaluation") or {}
     rows = [
-        (f"PSNR at σ={r['sigma']:g} ({ev.get('n')} test images)", f"{r['psnr']:.2f} dB (best blur {r['blur_psnr']:.2f} dB)")
+        (
+            f"PSNR at σ={r['sigma']:g} ({ev.get('n')} test images)",
+            f"{r['psnr']:.2f} dB (best blur {r['blur_psnr']:.2f} dB)",
+        )
         for r in ev.get("rows", [])
         if r.get("sigma", 0) > 0
-    ]  # fmt: skip
+    ]
     return rows + _trained(card)
 
 
@@ -350,8 +380,17 @@ def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra
     den, starts = t.denoiser("class"), t.sizes.i_starts
     ts = t.timesteps(den)
     fig = techniques.sdedit_figure(
-        den, x0, i_starts=starts, prompt=prompt, guidance=5.0, timesteps=ts, sampler=t.sampler, name=name, out=out, seed=t.seed
-    )  # fmt: skip
+        den,
+        x0,
+        i_starts=starts,
+        prompt=prompt,
+        guidance=5.0,
+        timesteps=ts,
+        sampler=t.sampler,
+        name=name,
+        out=out,
+        seed=t.seed,
+    )
     argv = t.argv("sdedit", "class", out, *extra, "--prompt", prompt, "--i-start", *map(str, starts), sampler=True)
     guidance = [5.0] if prompt.strip() else [1.0]
     return Made(list(fig.paths), argv, "class", timesteps=ts, guidance=guidance)
@@ -383,9 +422,20 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
     ts = t.timesteps(den)
     mask = images.mask_preset("top-half", den.image_size).to(den.device)
     fig = techniques.inpaint_figure(
-        den, t.x0(den), mask, n=s.n, method=method, jump_length=s.jump_length, resample=s.resample, prompt=prompt,
-        guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed,
-    )  # fmt: skip
+        den,
+        t.x0(den),
+        mask,
+        n=s.n,
+        method=method,
+        jump_length=s.jump_length,
+        resample=s.resample,
+        prompt=prompt,
+        guidance=5.0,
+        timesteps=ts,
+        sampler=t.sampler,
+        out=out,
+        seed=t.seed,
+    )
     extra = ["--mask-preset", "top-half", "--prompt", prompt, "--n", str(s.n), "--method", method]
     if method == "repaint":
         extra += ["--jump-length", str(s.jump_length), "--resample", str(s.resample)]
@@ -420,10 +470,27 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
     den, n, (low, high) = t.denoiser("class"), t.sizes.n, t.choices.hybrid
     ts = t.timesteps(den)
     fig = techniques.hybrid_figure(
-        den, low, high, kernel_size=9, sigma=1.5, n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
-    )  # fmt: skip
+        den,
+        low,
+        high,
+        kernel_size=9,
+        sigma=1.5,
+        n=n,
+        guidance=5.0,
+        timesteps=ts,
+        sampler=t.sampler,
+        out=out,
+        seed=t.seed,
+    )
     extra = ("--low", low, "--high", high, "--kernel-size", "9", "--sigma", "1.5", "--n", str(n))
-    return Made(list(fig.paths), t.argv("hybrid", "class", out, *extra, sampler=True), "class", [_read_rates()], timesteps=ts, guidance=[5.0])  # fmt: skip
+    return Made(
+        list(fig.paths),
+        t.argv("hybrid", "class", out, *extra, sampler=True),
+        "class",
+        [_read_rates()],
+        timesteps=ts,
+        guidance=[5.0],
+    )
 
 
 # -- Part B: the models and how they were trained -----------------------------------------------------
@@ -442,7 +509,9 @@ def _sweep(t: _Tour, out: Path, sigmas: Sequence[float], n_eval: int):
 
 
 def _sweep_argv(t: _Tour, out: Path, n_eval: int, *extra: str) -> list[str]:
-    argv = t.argv("denoise-sweep", "denoiser", out, *extra, "--n-eval", str(n_eval), "--n-show", str(t.sizes.n_show), steps=False)  # fmt: skip
+    argv = t.argv(
+        "denoise-sweep", "denoiser", out, *extra, "--n-eval", str(n_eval), "--n-show", str(t.sizes.n_show), steps=False
+    )
     return argv
 
 
@@ -469,9 +538,11 @@ def _b_noising(t: _Tour, out: Path) -> Made:
     n = t.sizes.n_show
     _, _, images = _sweep(t, out, SWEEP_SIGMAS, n)
     fig = io.save_labeled_grid(
-        [images[float(s)][0][:n].clamp(0, 1) for s in SWEEP_SIGMAS], [f"σ={s:g}" for s in SWEEP_SIGMAS],
-        out / "noising.png", title="z = x + σ ε",
-    )  # fmt: skip
+        [images[float(s)][0][:n].clamp(0, 1) for s in SWEEP_SIGMAS],
+        [f"σ={s:g}" for s in SWEEP_SIGMAS],
+        out / "noising.png",
+        title="z = x + σ ε",
+    )
     return Made([fig], _sweep_argv(t, out, n), "denoiser")
 
 
@@ -482,9 +553,11 @@ def _b_denoiser(t: _Tour, out: Path) -> Made:
     x, rows, images = _sweep(t, out, [sigma], t.sizes.n_eval)
     n, (z, den) = t.sizes.n_show, images[sigma]
     fig = io.save_labeled_grid(
-        [x[:n], z[:n].clamp(0, 1), den[:n]], ["clean", f"noisy σ={sigma:g}", "denoised"],
-        out / f"sigma_{sigma:g}.png", title=f"one-step denoiser, σ = {sigma:g}",
-    )  # fmt: skip
+        [x[:n], z[:n].clamp(0, 1), den[:n]],
+        ["clean", f"noisy σ={sigma:g}", "denoised"],
+        out / f"sigma_{sigma:g}.png",
+        title=f"one-step denoiser, σ = {sigma:g}",
+    )
     curve, note = _loss_curve(t, "denoiser", out)
     measured = (f"PSNR at σ={sigma:g}, this run ({len(x)} test images)", f"{rows[0].psnr:.2f} dB")
     argv = _sweep_argv(t, out, t.sizes.n_eval, "--sigmas", f"{sigma:g}")
@@ -498,9 +571,11 @@ def _b_sweep(t: _Tour, out: Path) -> Made:
     x, rows, images = _sweep(t, out, SWEEP_SIGMAS, t.sizes.n_eval)
     n = t.sizes.n_show
     fig = io.save_labeled_grid(
-        [images[float(s)][1][:n] for s in SWEEP_SIGMAS], [f"σ={s:g}" for s in SWEEP_SIGMAS], out / "sweep.png",
+        [images[float(s)][1][:n] for s in SWEEP_SIGMAS],
+        [f"σ={s:g}" for s in SWEEP_SIGMAS],
+        out / "sweep.png",
         title="denoised outputs per σ (trained at σ=%g)" % t.card("denoiser").get("train", {}).get("sigma", 0.5),
-    )  # fmt: skip
+    )
     atomic_write_json(out / "metrics.json", {"n_eval": len(x), "seed": t.seed, "rows": [r.__dict__ for r in rows]})
     measured = [
         (f"MSE / PSNR at σ={r.sigma:g}, this run ({len(x)} images)", f"{r.mse:.5f} / {r.psnr:.2f} dB") for r in rows
@@ -533,23 +608,105 @@ def _b_class(t: _Tour, out: Path) -> Made:
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("a-forward", "A", "1.1 The forward process", "A test image noised by q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) at the write-up's t = 250, 500, 750 of 1000, scaled to the model's T.", "class", _a_forward),
-    Section("a-blur", "A", "1.2 Classical denoising", "The same noisy images smoothed with a Gaussian blur (kernel 5, σ = 1): the noise fades, and so does the digit.", "class", _a_blur),
-    Section("a-denoise", "A", "1.3–1.4 One-step and iterative denoising", "One-step estimates x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, then strided iterative denoising from timesteps[i_start], compared with blur.", "class", _a_denoise),
-    Section("a-sampling", "A", "1.5 Sampling", "Samples from pure noise x_T ~ N(0, I) with the null prompt, by strided DDPM steps: digit-like, but not always a clear digit.", "class", _a_sampling),
-    Section("a-cfg", "A", "1.6 Classifier-free guidance", "The same noise sampled per prompt without guidance (s = 1) and with CFG s = 5: ε = ε_u + s (ε_c − ε_u) makes cleaner, more typical images.", "class", _a_cfg),
-    Section("a-sdedit", "A", "1.7 SDEdit (image-to-image)", "The test image noised to timesteps[i_start] and denoised with the null prompt: small i_start invents a new image, large i_start keeps the input.", "class", _a_sdedit),
-    Section("a-handdrawn", "A", "1.7.1 Editing hand-drawn images", "fundiff's shipped drawings (resized, inverted to light-on-dark) projected onto the data manifold by SDEdit.", "class", _a_handdrawn),
-    Section("a-img2img", "A", "1.7.3 Conditioned image-to-image translation", "SDEdit of the test image towards a prompt with CFG s = 5: the edit bends the input towards the prompt's class.", "class", _a_img2img),
-    Section("a-inpaint", "A", "1.7.2 Inpainting", "New content where the mask is white; after every step the rest is replaced by the original noised to t′ (the write-up's method).", "class", _a_inpaint),
-    Section("a-repaint", "A", "1.7.2 Inpainting with RePaint", "The same with RePaint's resampling (Lugmayr et al. 2022): jumping back up a few steps lets the new part agree with the kept part.", "class", _a_repaint),
-    Section("a-anagram", "A", "1.8 Visual anagrams", "One image that shows one prompt as is and another under a view: ε = mean_i V_i⁻¹(ε(V_i(x_t), p_i)) (Geng et al. 2024).", "class", _a_anagram),
-    Section("a-hybrid", "A", "1.9 Hybrid images", "Low frequencies of one prompt, high frequencies of another: ε = lowpass(ε(x_t, low)) + highpass(ε(x_t, high)).", "class", _a_hybrid),
-    Section("b-noising", "B", "B 1.2 The noising process", "Test digits noised as z = x + σ ε at σ ∈ {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1}: the one-step denoiser's training inputs (σ = 0.5) and beyond.", "denoiser", _b_noising),
-    Section("b-denoiser", "B", "B 1.2.1 Training the one-step denoiser", "The UNet trained to map z (σ = 0.5) back to x with an L2 loss, and its results on test digits.", "denoiser", _b_denoiser),
-    Section("b-sweep", "B", "B 1.2.2 Out-of-distribution noise levels", "The same denoiser on σ it was not trained for: its PSNR against the best Gaussian blur per σ is in the table.", "denoiser", _b_sweep),
-    Section("b-time", "B", "B 2.1–2.3 The time-conditioned UNet", "ε(x_t, t) trained as DDPM (T = 300) and sampled from pure noise: digits of every class, in no chosen order.", "time", _b_time),
-    Section("b-class", "B", "B 2.4–2.5 The class-conditioned UNet", "ε(x_t, t, c) trained with 10% of class vectors dropped, sampled per class without and with CFG s = 5.", "class-b", _b_class),
+    Section(
+        "a-forward", "A", "1.1 The forward process",
+        "A test image noised by q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) at the write-up's t = 250, 500, 750 "
+        "of 1000, scaled to the model's T.",
+        "class", _a_forward,
+    ),
+    Section(
+        "a-blur", "A", "1.2 Classical denoising",
+        "The same noisy images smoothed with a Gaussian blur (kernel 5, σ = 1): the noise fades, "
+        "and so does the digit.",
+        "class", _a_blur,
+    ),
+    Section(
+        "a-denoise", "A", "1.3–1.4 One-step and iterative denoising",
+        "One-step estimates x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, then strided iterative denoising from "
+        "timesteps[i_start], compared with blur.",
+        "class", _a_denoise,
+    ),
+    Section(
+        "a-sampling", "A", "1.5 Sampling",
+        "Samples from pure noise x_T ~ N(0, I) with the null prompt, by strided steps: digit-like, "
+        "but not always a clear digit.",
+        "class", _a_sampling,
+    ),
+    Section(
+        "a-cfg", "A", "1.6 Classifier-free guidance",
+        "The same noise sampled per prompt without guidance (s = 1) and with CFG s = 5: "
+        "ε = ε_u + s (ε_c − ε_u) gives cleaner, more typical images.",
+        "class", _a_cfg,
+    ),
+    Section(
+        "a-sdedit", "A", "1.7 SDEdit (image-to-image translation)",
+        "The test image noised to timesteps[i_start] and denoised with the null prompt: a small i_start "
+        "invents a new image, a large one keeps the input.",
+        "class", _a_sdedit,
+    ),
+    Section(
+        "a-handdrawn", "A", "1.7.1 Editing hand-drawn images",
+        "fundiff's shipped drawings (resized, inverted to light-on-dark) projected onto the data manifold by SDEdit.",
+        "class", _a_handdrawn,
+    ),
+    Section(
+        "a-inpaint", "A", "1.7.2 Inpainting",
+        "New content where the mask is white; after every step the rest is replaced by the original noised "
+        "to t′ (the write-up's method).",
+        "class", _a_inpaint,
+    ),
+    Section(
+        "a-repaint", "A", "1.7.2 Inpainting with RePaint",
+        "The same with RePaint's resampling (Lugmayr et al. 2022): jumping back up a few steps lets the new "
+        "part agree with the kept part.",
+        "class", _a_repaint,
+    ),
+    Section(
+        "a-img2img", "A", "1.7.3 Conditioned image-to-image translation",
+        "SDEdit of the test image towards a prompt with CFG s = 5: the edit bends the input towards the "
+        "prompt's class.",
+        "class", _a_img2img,
+    ),
+    Section(
+        "a-anagram", "A", "1.8 Visual anagrams",
+        "One image that shows one prompt as is and another under a view: "
+        "ε = mean_i V_i⁻¹(ε(V_i(x_t), p_i)) (Geng et al. 2024).",
+        "class", _a_anagram,
+    ),
+    Section(
+        "a-hybrid", "A", "1.9 Hybrid images",
+        "Low frequencies of one prompt, high frequencies of another: "
+        "ε = lowpass(ε(x_t, low)) + highpass(ε(x_t, high)) (factorized diffusion, Geng et al. 2024).",
+        "class", _a_hybrid,
+    ),
+    Section(
+        "b-noising", "B", "B 1.2 The noising process",
+        "Test digits noised as z = x + σ ε at σ ∈ {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1}: the one-step denoiser's "
+        "training inputs (σ = 0.5) and beyond.",
+        "denoiser", _b_noising,
+    ),
+    Section(
+        "b-denoiser", "B", "B 1.2.1 Training the one-step denoiser",
+        "The UNet trained to map z (σ = 0.5) back to x with an L2 loss, and its results on test digits.",
+        "denoiser", _b_denoiser,
+    ),
+    Section(
+        "b-sweep", "B", "B 1.2.2 Out-of-distribution noise levels",
+        "The same denoiser on σ it was not trained for; its PSNR against the best Gaussian blur per σ "
+        "is in the table.",
+        "denoiser", _b_sweep,
+    ),
+    Section(
+        "b-time", "B", "B 2.1–2.3 The time-conditioned UNet",
+        "ε(x_t, t) trained as DDPM (T = 300) and sampled from pure noise: digits of every class, "
+        "in no chosen order.",
+        "time", _b_time,
+    ),
+    Section(
+        "b-class", "B", "B 2.4–2.5 The class-conditioned UNet",
+        "ε(x_t, t, c) trained with 10% of class vectors dropped, sampled per class without and with CFG s = 5.",
+        "class-b", _b_class,
+    ),
 )  # fmt: skip
 SECTION_IDS = tuple(s.id for s in SECTIONS)
 
@@ -705,15 +862,23 @@ def _train_part_b(
     todo = {r: c for r, c in cfgs.items() if _steps_done(folders[r]) < _total_steps(c, len(images))}
     if todo:
         est = sum(estimate_train_seconds(c, (images, labels), device) for c in todo.values())
-        log(f"training {', '.join(c.kind for c in todo.values())} with --preset {preset}: about {est / 60:.1f} min "
-            f"on this machine ({cpu_model()}, {torch.get_num_threads()} threads; estimated from timed steps)")  # fmt: skip
+        log(
+            f"training {', '.join(c.kind for c in todo.values())} with --preset {preset}: about {est / 60:.1f} min "
+            f"on this machine ({cpu_model()}, {torch.get_num_threads()} threads; estimated from timed steps)"
+        )
     for role, cfg in todo.items():
         folder = folders[role]
-        command = f"fundiff train {cfg.kind} --preset {preset} --dataset {dataset} --out {folder} --threads {torch.get_num_threads()}"  # fmt: skip
+        argv = ["fundiff", "train", cfg.kind, "--preset", preset, "--dataset", dataset, "--out", str(folder)]
+        command = shlex.join(argv + ["--threads", str(torch.get_num_threads())])
         result = training.train(
-            cfg, folder, data=(images, labels), device=device, resume=(folder / "state.json").is_file(), progress=False,
+            cfg,
+            folder,
+            data=(images, labels),
+            device=device,
+            resume=(folder / "state.json").is_file(),
+            progress=False,
             extra_config={**training.run_info(cfg, device), "command": command},
-        )  # fmt: skip
+        )
         log(f"trained {cfg.kind}: {result.step} steps in {result.wall_s:.0f} s -> {folder}")
     return {role: str(folder) for role, folder in folders.items()}
 
@@ -735,13 +900,16 @@ def _resolve_class_model(model: str | None, dataset: str | None) -> tuple[str, s
     path = Path(model)
     if path.is_dir() and ((path / "model_index.json").is_file() or (path / "unet").is_dir()):
         raise FundiffError(
-            f"{model} looks like a DeepFloyd IF (diffusers) folder; the tour runs on fundiff's models only for now "
-            "(DeepFloyd IF is issue #8): pass a shipped name (mnist-class, fashion-class) or a `fundiff train class` run"
+            f"{model} looks like a DeepFloyd IF (diffusers) folder; the tour runs on fundiff's models only for "
+            "now (DeepFloyd IF is issue #8): pass a shipped name (mnist-class, fashion-class) or a "
+            "`fundiff train class` run"
         )
     cfg = load_config(runs.resolve(model))
     kind = cfg.get("model", {}).get("kind")
     if kind != "class":
-        raise FundiffError(f"{model} is a {kind!r} model; the tour's Part A needs a class-conditioned model (`fundiff train class`)")  # fmt: skip
+        raise FundiffError(
+            f"{model} is a {kind!r} model; the tour's Part A needs a class-conditioned model (`fundiff train class`)"
+        )
     own = cfg.get("train", {}).get("dataset", "mnist")
     if dataset is not None and dataset != own:
         raise FundiffError(f"{model} was trained on {own}, not {dataset}; drop --dataset or pass a {dataset} model")
@@ -790,8 +958,16 @@ def run_tour(
     models.update({k: v for k, v in (("time", time_model), ("denoiser", denoiser_model)) if v})
     if train is not None:
         models.update(_train_part_b(out, train, dataset, seed=seed, device=dev, data_dir=data_dir, log=log))
-    tour = _Tour(out, models, dataset=dataset, sizes=QUICK if quick else FULL, seed=seed, sampler=sampler, device=dev,
-                 data_dir=data_dir)  # fmt: skip
+    tour = _Tour(
+        out,
+        models,
+        dataset=dataset,
+        sizes=QUICK if quick else FULL,
+        seed=seed,
+        sampler=sampler,
+        device=dev,
+        data_dir=data_dir,
+    )
     chosen = [s for s in SECTIONS if sections is None or s.id in sections]
     command = _tour_command(out, model, dataset, train, sampler)
     log(f"fundiff tour: {len(chosen)} sections into {out} on {model} ({dev}, {torch.get_num_threads()} threads)")
@@ -803,6 +979,7 @@ def run_tour(
             ran.append(sec.id)
             log(f"[{i}/{len(chosen)}] {sec.title}: {entry['wall_s']:.1f} s, {len(entry['files'])} files")
         else:
+            entry.update(id=sec.id, part=sec.part, title=sec.title, caption=sec.caption)  # wording may have changed
             skipped.append(sec.id)
             log(f"[{i}/{len(chosen)}] {sec.title}: complete from an earlier run, skipped")
         entries.append(entry)
