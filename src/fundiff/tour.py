@@ -342,12 +342,12 @@ def _a_denoise(t: _Tour, out: Path) -> Made:
     x0, ts = t.x0(den), t.timesteps(den)
     one = techniques.one_step_figure(den, x0, prompt="", guidance=1.0, out=out, seed=t.seed)
     it = techniques.iterative_figure(
-        den, x0, timesteps=ts, i_start=s.i_start, every=s.every, prompt="", guidance=1.0, out=out, seed=t.seed
-    )
+        den, x0, timesteps=ts, sampler=t.sampler, i_start=s.i_start, every=s.every, prompt="", guidance=1.0,
+        out=out, seed=t.seed,
+    )  # fmt: skip
     extra = ("--i-start", str(s.i_start), "--every", str(s.every), "--guidance", "1")
-    return Made(
-        list(one.paths + it.paths), t.argv("denoise", "class", out, *extra), "class", timesteps=ts, guidance=[1.0]
-    )
+    argv = t.argv("denoise", "class", out, *extra, sampler=True)
+    return Made(list(one.paths + it.paths), argv, "class", timesteps=ts, guidance=[1.0])
 
 
 def _a_sampling(t: _Tour, out: Path) -> Made:
