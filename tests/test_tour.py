@@ -182,3 +182,26 @@ def test_each_sections_command_reproduces_its_files_byte_for_byte(tmp_path, tiny
     assert cli.main(argv[1:]) == 0
     for name in files:
         assert report.sha256_file(tmp_path / "again" / name) == res.manifest["files"][f"sections/{section}/{name}"]
+
+
+def test_sampler_is_passed_through_to_figures_commands_and_manifest(tmp_path, tiny, test_split):
+    ddpm = tiny_tour(tmp_path / "ddpm", tiny, sections=["a-cfg"])
+    ddim = tiny_tour(tmp_path / "ddim", tiny, sections=["a-cfg"], sampler="ddim")
+    entry = ddim.manifest["sections"][0]
+    assert ddim.manifest["sampler"] == entry["sampler"] == "ddim" and "--sampler ddim" in entry["command"]
+    assert "--sampler" not in ddpm.manifest["sections"][0]["command"]  # the default needs no flag
+    name = "sections/a-cfg/generate/3-cfg-s=5_sample-1.png"
+    assert ddim.manifest["files"][name] != ddpm.manifest["files"][name]
+
+
+def test_fashion_mnist_uses_class_names_as_prompts(tmp_path, tiny, test_split):
+    from fundiff import training
+    from helpers import tiny_config
+
+    fashion = tmp_path / "fashion-class"
+    training.train(tiny_config("class", epochs=1, T=20, dataset="fashion-mnist"), fashion, data=synthetic_data(48))
+    ids = ["a-cfg", "a-handdrawn", "a-img2img", "a-inpaint", "a-anagram", "a-hybrid"]
+    res = tiny_tour(tmp_path / "t", tiny, model=str(fashion), dataset="fashion-mnist", sections=ids)
+    commands = " ".join(s["command"] for s in res.manifest["sections"])
+    assert "--prompt sneaker 'an ankle boot'" in commands and "--image shirt --prompt 'a shirt'" in commands
+    assert "--prompts trouser 'a bag' --view vflip" in commands and res.manifest["dataset"] == "fashion-mnist"

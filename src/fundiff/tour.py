@@ -105,13 +105,12 @@ class TourResult:
     skipped: tuple[str, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Made:
     """What a section function returns: its figures (paths), the reproducing command and the numbers shown."""
 
     figures: list[Path]
     argv: list[str]  # the `fundiff ...` command line
-    role: str  # which model: "class", "time", "denoiser"
     numbers: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""
     timesteps: list[int] | None = None
@@ -170,6 +169,11 @@ class _Tour:
     def card(self, role: str) -> dict:
         path = self.folders[role] / "card.json"
         return json.loads(path.read_text()) if path.is_file() else {}
+
+    def card_numbers(self, role: str) -> list[tuple[str, str]]:
+        """The evaluation numbers of the role's model card (class, time or denoiser kind)."""
+        by_kind = {"class": class_numbers, "time": time_numbers, "denoiser": denoiser_numbers}
+        return by_kind[self.model_facts[role]["kind"]](self.card(role))
 
     def timesteps(self, den) -> list[int]:
         """As `fundiff <technique>` picks them: --steps N when the sizes set it, else the write-up's stride."""
@@ -323,7 +327,7 @@ def _a_forward(t: _Tour, out: Path) -> Made:
 
     den = t.denoiser("class")
     fig = techniques.noise_figure(den, t.x0(den), out=out, seed=t.seed)
-    return Made(list(fig.paths), t.argv("noise", "class", out, steps=False), "class", class_numbers(t.card("class")))
+    return Made(list(fig.paths), t.argv("noise", "class", out, steps=False))
 
 
 def _a_blur(t: _Tour, out: Path) -> Made:
@@ -332,7 +336,7 @@ def _a_blur(t: _Tour, out: Path) -> Made:
     den = t.denoiser("class")
     fig = techniques.blur_figure(den, t.x0(den), kernel_size=5, sigma=1.0, out=out, seed=t.seed)
     argv = t.argv("blur", "class", out, "--kernel-size", "5", "--sigma", "1.0", steps=False)
-    return Made(list(fig.paths), argv, "class")
+    return Made(list(fig.paths), argv)
 
 
 def _a_denoise(t: _Tour, out: Path) -> Made:
@@ -347,7 +351,7 @@ def _a_denoise(t: _Tour, out: Path) -> Made:
     )  # fmt: skip
     extra = ("--i-start", str(s.i_start), "--every", str(s.every), "--guidance", "1")
     argv = t.argv("denoise", "class", out, *extra, sampler=True)
-    return Made(list(one.paths + it.paths), argv, "class", timesteps=ts, guidance=[1.0])
+    return Made(list(one.paths + it.paths), argv, timesteps=ts, guidance=[1.0])
 
 
 def _a_sampling(t: _Tour, out: Path) -> Made:
@@ -359,7 +363,7 @@ def _a_sampling(t: _Tour, out: Path) -> Made:
         den, [""], n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
     argv = t.argv("generate", "class", out, "--prompt", "", "--n", str(n), sampler=True)
-    return Made(list(fig.paths), argv, "class", class_numbers(t.card("class")), timesteps=ts, guidance=[1.0])
+    return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0])
 
 
 def _a_cfg(t: _Tour, out: Path) -> Made:
@@ -371,7 +375,7 @@ def _a_cfg(t: _Tour, out: Path) -> Made:
         den, prompts, n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
     argv = t.argv("generate", "class", out, "--prompt", *prompts, "--n", str(n), "--guidance", "5", sampler=True)
-    return Made(list(fig.paths), argv, "class", class_numbers(t.card("class")), timesteps=ts, guidance=[1.0, 5.0])
+    return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0, 5.0])
 
 
 def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra: Sequence[str]) -> Made:
@@ -393,7 +397,7 @@ def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra
     )
     argv = t.argv("sdedit", "class", out, *extra, "--prompt", prompt, "--i-start", *map(str, starts), sampler=True)
     guidance = [5.0] if prompt.strip() else [1.0]
-    return Made(list(fig.paths), argv, "class", timesteps=ts, guidance=guidance)
+    return Made(list(fig.paths), argv, timesteps=ts, guidance=guidance)
 
 
 def _a_sdedit(t: _Tour, out: Path) -> Made:
@@ -410,9 +414,7 @@ def _a_handdrawn(t: _Tour, out: Path) -> Made:
 
 
 def _a_img2img(t: _Tour, out: Path) -> Made:
-    made = _sdedit(t, out, t.x0(t.denoiser("class")), t.choices.img2img, "sdedit", ())
-    made.numbers = class_numbers(t.card("class"))
-    return made
+    return _sdedit(t, out, t.x0(t.denoiser("class")), t.choices.img2img, "sdedit", ())
 
 
 def _inpaint(t: _Tour, out: Path, method: str) -> Made:
@@ -439,9 +441,7 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
     extra = ["--mask-preset", "top-half", "--prompt", prompt, "--n", str(s.n), "--method", method]
     if method == "repaint":
         extra += ["--jump-length", str(s.jump_length), "--resample", str(s.resample)]
-    return Made(
-        list(fig.paths), t.argv("inpaint", "class", out, *extra, sampler=True), "class", timesteps=ts, guidance=[5.0]
-    )
+    return Made(list(fig.paths), t.argv("inpaint", "class", out, *extra, sampler=True), timesteps=ts, guidance=[5.0])
 
 
 def _a_inpaint(t: _Tour, out: Path) -> Made:
@@ -461,7 +461,7 @@ def _a_anagram(t: _Tour, out: Path) -> Made:
         den, prompts, ["identity", view], n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
     argv = t.argv("anagram", "class", out, "--prompts", *prompts, "--view", view, "--n", str(n), sampler=True)
-    return Made(list(fig.paths), argv, "class", [_read_rates()], timesteps=ts, guidance=[5.0])
+    return Made(list(fig.paths), argv, [_read_rates()], timesteps=ts, guidance=[5.0])
 
 
 def _a_hybrid(t: _Tour, out: Path) -> Made:
@@ -486,7 +486,6 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
     return Made(
         list(fig.paths),
         t.argv("hybrid", "class", out, *extra, sampler=True),
-        "class",
         [_read_rates()],
         timesteps=ts,
         guidance=[5.0],
@@ -522,7 +521,7 @@ def _loss_curve(t: _Tour, role: str, out: Path) -> tuple[list[Path], str]:
     state = t.folders[role] / "state.json"
     if state.is_file():
         losses = json.loads(state.read_text())["losses"]
-        return [io.plot_loss(losses, out / "loss.png", title=f"{role} model training loss")], ""
+        return [io.plot_loss(losses, out / "loss.png", title=f"{t.names[role]}: training loss")], ""
     card = t.card(role)
     return [], (
         f"The loss history is not shipped with {t.names[role]}: its card records the final loss "
@@ -543,7 +542,7 @@ def _b_noising(t: _Tour, out: Path) -> Made:
         out / "noising.png",
         title="z = x + σ ε",
     )
-    return Made([fig], _sweep_argv(t, out, n), "denoiser")
+    return Made([fig], _sweep_argv(t, out, n))
 
 
 def _b_denoiser(t: _Tour, out: Path) -> Made:
@@ -561,7 +560,7 @@ def _b_denoiser(t: _Tour, out: Path) -> Made:
     curve, note = _loss_curve(t, "denoiser", out)
     measured = (f"PSNR at σ={sigma:g}, this run ({len(x)} test images)", f"{rows[0].psnr:.2f} dB")
     argv = _sweep_argv(t, out, t.sizes.n_eval, "--sigmas", f"{sigma:g}")
-    return Made(curve + [fig], argv, "denoiser", [measured] + denoiser_numbers(t.card("denoiser")), note)
+    return Made(curve + [fig], argv, [measured], note)
 
 
 def _b_sweep(t: _Tour, out: Path) -> Made:
@@ -580,7 +579,7 @@ def _b_sweep(t: _Tour, out: Path) -> Made:
     measured = [
         (f"MSE / PSNR at σ={r.sigma:g}, this run ({len(x)} images)", f"{r.mse:.5f} / {r.psnr:.2f} dB") for r in rows
     ]
-    return Made([fig], _sweep_argv(t, out, t.sizes.n_eval), "denoiser", measured + denoiser_numbers(t.card("denoiser")))
+    return Made([fig], _sweep_argv(t, out, t.sizes.n_eval), measured)
 
 
 def _b_time(t: _Tour, out: Path) -> Made:
@@ -591,7 +590,7 @@ def _b_time(t: _Tour, out: Path) -> Made:
     curve, note = _loss_curve(t, "time", out)
     fig = techniques.sampling_figure(den, [""], n=n, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed)
     argv = t.argv("generate", "time", out, "--n", str(n), sampler=True)
-    return Made(curve + list(fig.paths), argv, "time", time_numbers(t.card("time")), note, ts, [1.0])
+    return Made(curve + list(fig.paths), argv, [], note, ts, [1.0])
 
 
 def _b_class(t: _Tour, out: Path) -> Made:
@@ -604,7 +603,7 @@ def _b_class(t: _Tour, out: Path) -> Made:
         den, list(den.class_names), n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
     argv = t.argv("generate", "class-b", out, "--n", str(n), "--guidance", "5", sampler=True)
-    return Made(curve + list(fig.paths), argv, "class-b", class_numbers(t.card("class-b")), note, ts, [1.0, 5.0])
+    return Made(curve + list(fig.paths), argv, [], note, ts, [1.0, 5.0])
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -761,11 +760,11 @@ def _run_section(t: _Tour, sec: Section) -> dict:
         "command": shlex.join(made.argv),
         "seed": t.seed,
         "wall_s": round(wall, 2),
-        "model": t.names[made.role],
+        "model": t.names[sec.role],
         "sampler": t.sampler if made.timesteps is not None else None,
         "timesteps": made.timesteps,
         "guidance": made.guidance,
-        "numbers": [list(row) for row in made.numbers],
+        "numbers": [list(row) for row in made.numbers + t.card_numbers(sec.role)],
         "note": made.note,
         "figures": [Path(p).relative_to(t.out).as_posix() for p in made.figures],
         "files": report.hash_files(t.out, files),
