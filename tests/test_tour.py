@@ -143,6 +143,8 @@ def test_bad_models_and_options_say_what_to_do(tmp_path, tiny, test_split):
         tour.run_tour(tmp_path / "o", model=str(tiny["class"]), dataset="fashion-mnist")
     with pytest.raises(FundiffError, match="unknown section"):
         tiny_tour(tmp_path / "o", tiny, sections=["a-nothing"])
+    with pytest.raises(FundiffError, match="no sections chosen"):
+        tiny_tour(tmp_path / "o", tiny, sections=[])
     with pytest.raises(FundiffError, match="unknown sampler"):
         tiny_tour(tmp_path / "o", tiny, sampler="euler")
     with pytest.raises(FundiffError, match="not found"):

@@ -746,7 +746,7 @@ def _run_section(t: _Tour, sec: Section) -> dict:
     """Run one section into OUT/sections/ID (emptied first) and write its entry atomically."""
     folder = t.out / "sections" / sec.id
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     made = sec.make(t, folder)
     wall = time.perf_counter() - start
@@ -939,7 +939,8 @@ def run_tour(
     ``fashion-class`` for dataset "fashion-mnist"); it is also Part B's class model unless ``train``
     names a preset (see ``fundiff.training.PRESETS``) to train a denoiser, a time and a class model
     first. time_model / denoiser_model: Part B's (default: the shipped ``mnist-time``, ``mnist-denoiser``).
-    quick: the small :data:`QUICK` sizes (tests). sections: a subset of :data:`SECTION_IDS`, in tour order.
+    quick: the small :data:`QUICK` sizes (tests). sections: a subset of :data:`SECTION_IDS` (run in
+    tour order; the report and manifest then hold only those).
     Uses torch's current thread count (the CLI sets it from --threads). Sections complete from an
     earlier run with the same settings are skipped (``TourResult.skipped``).
     """
@@ -968,13 +969,21 @@ def run_tour(
         data_dir=data_dir,
     )
     chosen = [s for s in SECTIONS if sections is None or s.id in sections]
-    command = _tour_command(out, model, dataset, train, sampler)
+    if not chosen:
+        raise FundiffError(f"no sections chosen; choose from {', '.join(SECTION_IDS)}")
     log(f"fundiff tour: {len(chosen)} sections into {out} on {model} ({dev}, {torch.get_num_threads()} threads)")
+    result = _run_sections(tour, chosen, _tour_command(out, model, dataset, train, sampler), start, log)
+    log(f"report: {result.index} ({time.perf_counter() - start:.0f} s)")
+    return result
+
+
+def _run_sections(t: _Tour, chosen: list[Section], command: str, start: float, log) -> TourResult:
+    """Run or skip each section in order, rewriting manifest.json and index.html after each one."""
     entries, ran, skipped = [], [], []
     for i, sec in enumerate(chosen, 1):
-        entry = _complete(tour, sec, out / "sections" / sec.id / "section.json")
+        entry = _complete(t, sec, t.out / "sections" / sec.id / "section.json")
         if entry is None:
-            entry = _run_section(tour, sec)
+            entry = _run_section(t, sec)
             ran.append(sec.id)
             log(f"[{i}/{len(chosen)}] {sec.title}: {entry['wall_s']:.1f} s, {len(entry['files'])} files")
         else:
@@ -982,10 +991,9 @@ def run_tour(
             skipped.append(sec.id)
             log(f"[{i}/{len(chosen)}] {sec.title}: complete from an earlier run, skipped")
         entries.append(entry)
-        manifest = _manifest(tour, entries, command, time.perf_counter() - start)
-        report.write_manifest(out, manifest)
-        index = report.write_html(out, manifest)
-    log(f"report: {index} ({time.perf_counter() - start:.0f} s)")
+        manifest = _manifest(t, entries, command, time.perf_counter() - start)
+        report.write_manifest(t.out, manifest)
+        index = report.write_html(t.out, manifest)
     return TourResult(index, manifest, tuple(ran), tuple(skipped))
 
 
