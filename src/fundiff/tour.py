@@ -828,9 +828,8 @@ def _total_steps(cfg, n_images: int) -> int:
 
 
 def estimate_train_seconds(cfg, data: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> float:
-    """Seconds ``cfg`` will train on this machine: (wall of 5 steps - wall of 2 steps) / 3 per step, times its steps.
-
-    The difference cancels start-up and the final checkpoint; the timed runs go to a temporary folder.
+    """Seconds ``cfg`` will train here: the wall time of a 2-step run (start-up included), plus
+    (wall of 5 steps - wall of 2 steps) / 3 for each further step. The probes train in a temporary folder.
     """
     import tempfile
 
@@ -842,7 +841,7 @@ def estimate_train_seconds(cfg, data: tuple[torch.Tensor, torch.Tensor], device:
             probe = replace(cfg, max_steps=k, save_every=0, sample_epochs=())
             walls.append(training.train(probe, Path(tmp) / str(k), data=data, device=device, progress=False).wall_s)
     per_step = max(walls[1] - walls[0], 0.0) / 3 or walls[1] / 5
-    return per_step * _total_steps(cfg, len(data[0]))
+    return walls[0] + per_step * max(_total_steps(cfg, len(data[0])) - 2, 0)  # start-up + 2 steps, then the rest
 
 
 def _train_part_b(
