@@ -1,0 +1,85 @@
+"""The tour's report opened in a real browser: headless Debian Chromium driven by Playwright's Python package.
+
+Set-up (no browser download; never `playwright install`): `apt-get install -y chromium` and
+`pip install playwright`. Skipped with the reason when either is missing.
+FUNDIFF_TOUR_REPORT=DIR/index.html checks that report instead of a tiny one;
+FUNDIFF_TOUR_SCREENSHOT=PATH also saves the screenshot there (docs/tour-report.png).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fundiff import tour
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1200, "height": 2000}
+
+
+def open_report(index: Path, screenshots: list[Path]) -> dict:
+    """Load ``index`` in headless Chromium; return its images, section ids, console errors and failed requests."""
+    from playwright.sync_api import sync_playwright
+
+    errors, failed = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("requestfailed", lambda req: failed.append(req.url))
+            page.goto(index.resolve().as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => ({src: e.getAttribute('src'), complete: e.complete, w: e.naturalWidth}))"
+            )
+            ids = page.eval_on_selector_all("section[id]", "els => els.map(e => e.id)")
+            nav = page.eval_on_selector_all("nav a", "els => els.map(e => e.getAttribute('href'))")
+            for path in screenshots:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(path))
+        finally:
+            browser.close()
+    return {"images": images, "ids": ids, "nav": nav, "errors": errors, "failed": failed}
+
+
+@pytest.fixture
+def browser_ready():
+    pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is missing: pip install playwright")
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; no browser download)")
+
+
+@pytest.mark.slow
+def test_report_opens_in_chromium_with_every_image_and_section(tmp_path, browser_ready, monkeypatch):
+    given = os.environ.get("FUNDIFF_TOUR_REPORT")
+    if given:
+        index = Path(given)
+    else:
+        from fundiff import data
+        from helpers import synthetic_data, tiny_runs
+        from test_tour import tiny_tour
+
+        monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40, seed=3))
+        index = tiny_tour(tmp_path / "tour", tiny_runs(tmp_path / "runs", synthetic_data(48))).index
+    shots = [tmp_path / "report.png"] + (
+        [Path(os.environ["FUNDIFF_TOUR_SCREENSHOT"])] if os.environ.get("FUNDIFF_TOUR_SCREENSHOT") else []
+    )
+
+    seen = open_report(index, shots)
+
+    assert seen["errors"] == [] and seen["failed"] == []
+    assert seen["ids"] == list(tour.SECTION_IDS)
+    assert seen["nav"] == [f"#{s}" for s in tour.SECTION_IDS]
+    assert len(seen["images"]) >= len(tour.SECTION_IDS)
+    broken = [img["src"] for img in seen["images"] if not (img["complete"] and img["w"] > 0)]
+    assert broken == []
+    assert all(p.stat().st_size > 10_000 for p in shots)
