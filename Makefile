@@ -19,16 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 tour: setup
 	$(FUNDIFF) data fetch mnist
-	@[ -d /usr/share/datasets/fashion-mnist ] || [ "$$(id -u)" != 0 ] || (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1) || true
-	$(FUNDIFF) data fetch fashion-mnist
-	FUNDIFF=$(FUNDIFF) bash scripts/showcase.sh $(OUT)/showcase $(THREADS)
-	$(FUNDIFF) sample --model mnist-class --n 8 --steps 30 --out $(OUT)/mnist-class-samples.png --threads $(THREADS)
-	$(FUNDIFF) denoise-sweep --model mnist-denoiser --out $(OUT)/denoise-sweep --threads $(THREADS)
-	$(FUNDIFF) train class --preset quick --out $(OUT)/my-mnist-class --threads $(THREADS) $(if $(wildcard $(OUT)/my-mnist-class/state.json),--resume,)
-	$(FUNDIFF) sample --model $(OUT)/my-mnist-class --n 8 --steps 30 --out $(OUT)/my-mnist-class-samples.png --threads $(THREADS)
-	@echo "tour done: pictures in $(OUT)"
+	$(FUNDIFF) tour --out $(OUT) --threads $(THREADS)
+	@echo "open $(OUT)/index.html"
 
 test: setup
+	@# the report's browser test drives Debian's chromium with Playwright (never a browser download); as root only
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1) || true
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q

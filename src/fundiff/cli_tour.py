@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from fundiff import DEFAULT_SEED
-from fundiff.cli_common import Formatter, positive_int
+from fundiff.cli_common import Formatter, positive_int, seed_int
 
 DESCRIPTION = """Run every section of the write-up in order -- Part A's techniques on a class-conditioned
 model, Part B's noising process, one-step denoiser, sigma sweep, time- and class-conditioned models
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         "says up front how long it will take",
     )
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER, help="sampler of every figure")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of every figure (re-seeded per figure)")
+    p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of every figure (re-seeded per figure)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
     p.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")

@@ -207,6 +207,10 @@ class _Tour:
     ) -> list[str]:
         """The `fundiff` command line that reproduces a section (same model, seed, sizes, threads)."""
         argv = ["fundiff", command, "--model", self.names[role], *extra, "--seed", str(self.seed), "--out", str(out)]
+        if (
+            command != "denoise-sweep"
+        ):  # the tour samples in fp32 (the same on every machine); the CLI's default is auto
+            argv += ["--precision", "fp32"]
         if steps and self.sizes.steps is not None:
             argv += ["--steps", str(self.sizes.steps)]
         if sampler and self.sampler != _default_sampler():
