@@ -4,12 +4,12 @@ import torch
 from fundiff import samplers
 from fundiff import timesteps as ts
 from fundiff.composers import Anagram, Hybrid
-from fundiff.denoisers import Prediction, UNetDenoiser
+from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
-from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.views import GaussianFilter
+from helpers import tiny_unet
 
 H = 6
 
@@ -110,19 +110,14 @@ def test_composers_reject_mismatched_and_unknown_inputs():
         Anagram(den, ["identity"], [c]).encode(["a"])
 
 
-def _tiny_unet(T=20):
-    torch.manual_seed(0)
-    return UNetDenoiser(UNet(UNetConfig(kind="class", hidden=4)).eval(), NoiseSchedule.linear(T))
-
-
 def test_unknown_prompt_is_a_one_line_error():
     with pytest.raises(FundiffError) as e:
-        Anagram.from_prompts(_tiny_unet(), ["identity", "rot180"], ["6", "elephant"])
+        Anagram.from_prompts(tiny_unet(), ["identity", "rot180"], ["6", "elephant"])
     assert "\n" not in str(e.value) and "elephant" in str(e.value)
 
 
 def test_anagram_and_hybrid_sample_deterministically_with_a_unet():
-    den = _tiny_unet()
+    den = tiny_unet()
     for model in (
         Anagram.from_prompts(CFG(den, 5.0), ["identity", "rot180"], ["6", "9"]),
         Hybrid.from_prompts(CFG(den, 5.0), "0", "1", GaussianFilter(5, 1.0)),
@@ -164,8 +159,7 @@ def test_cfg_encodes_the_null_prompt_once_per_sampling():
 
 
 def test_cfg_of_an_unconditional_model_is_refused():
-    torch.manual_seed(0)
-    time_model = UNetDenoiser(UNet(UNetConfig(kind="time", hidden=4)).eval(), NoiseSchedule.linear(20))
+    time_model = tiny_unet(kind="time")
     assert time_model.conditional is False and time_model.default_prompts == ("",)
     with pytest.raises(FundiffError, match="unconditional model"):
         CFG(time_model, 5.0)
