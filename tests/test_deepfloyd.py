@@ -40,7 +40,9 @@ def _tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    vocab += [("▁" + w, -1.0 - 0.01 * i) for i, w in enumerate(WORDS)] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    vocab += [("▁" + w, -1.0 - 0.01 * i) for i, w in enumerate(WORDS)] + [
+        (c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"
+    ]
     tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
@@ -285,7 +287,12 @@ def test_sdedit_equals_ifimg2imgpipeline(den, tiny_if):
     ).images
     i_start = steps - int(steps * strength)
     ours = edits.sdedit(
-        CFG(den, 5.0), x_0, i_start, den.pipeline_timesteps(steps), cond=cond, generator=torch.Generator().manual_seed(0)
+        CFG(den, 5.0),
+        x_0,
+        i_start,
+        den.pipeline_timesteps(steps),
+        cond=cond,
+        generator=torch.Generator().manual_seed(0),
     )
     diff = _max_diff(ours, theirs)
     print(f"IFImg2ImgPipeline vs fundiff SDEdit: max abs diff {diff:.2e}")
@@ -457,8 +464,10 @@ def test_cli_errors_on_if_are_one_line(tiny_if, tmp_path, capsys):
     base = ["--model", str(tiny_if), "--device", "cpu", "--steps", "2", "--out", str(tmp_path)]
     fails(["sdedit", *base, "--i-start", "1"], "pass --image")
     fails(["generate", *base, "--offload"], "needs --device cuda")
-    fails(["generate", "--model", "mnist-class", "--upscale", str(tiny_if), "--steps", "2", "--out", str(tmp_path)],
-          "IF --model")
+    fails(
+        ["generate", "--model", "mnist-class", "--upscale", str(tiny_if), "--steps", "2", "--out", str(tmp_path)],
+        "IF --model",
+    )
 
 
 # -- figures on IF: shapes, range, determinism --------------------------------------------------------------
@@ -494,11 +503,18 @@ def test_tiny_pipeline_in_fp16_on_cuda(tiny_if):
     assert den.unet.dtype == torch.float16
     cond = den.encode(["a rocket ship"])
     ts = den.pipeline_timesteps(10)
-    ours = samplers.sample_from_noise(CFG(den, 5.0), cond, ts, generator=torch.Generator("cuda").manual_seed(0),
-                                      device="cuda")
+    ours = samplers.sample_from_noise(
+        CFG(den, 5.0), cond, ts, generator=torch.Generator("cuda").manual_seed(0), device="cuda"
+    )
     pipe = _pipeline(IFPipeline, tiny_if, thresholding=False, clip_sample=False).to("cuda", torch.float16)
-    theirs = pipe(prompt_embeds=cond.half(), negative_prompt_embeds=den.encode([""]).half(), num_inference_steps=10,
-                  guidance_scale=5.0, generator=torch.Generator("cuda").manual_seed(0), output_type="pt").images
+    theirs = pipe(
+        prompt_embeds=cond.half(),
+        negative_prompt_embeds=den.encode([""]).half(),
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        generator=torch.Generator("cuda").manual_seed(0),
+        output_type="pt",
+    ).images
     diff = _max_diff(ours, theirs.float())
     print(f"fp16 CUDA, IFPipeline vs fundiff: max abs diff {diff:.2e}")
     assert torch.isfinite(ours).all() and diff < 2e-2

@@ -151,11 +151,18 @@ def _dtype_for(precision: str, device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def _from_pretrained_dtype_kw() -> str:
-    """transformers >= 5 names the load dtype ``dtype``, older ones ``torch_dtype``."""
-    import transformers
+def _dtype_kw(module: str, since: tuple[int, int]) -> str:
+    """The name of from_pretrained's load dtype: ``dtype`` from version ``since`` of ``module`` on, ``torch_dtype``
+    before (diffusers 0.42 and transformers 4.56 take ``dtype``; older ones ignore it)."""
+    import importlib
 
-    return "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    version = importlib.import_module(module).__version__
+    major_minor = tuple(int(re.match(r"\d+", part).group()) for part in version.split(".")[:2])
+    return "dtype" if major_minor >= since else "torch_dtype"
+
+
+def _diffusers_dtype(dtype: torch.dtype) -> dict:
+    return {_dtype_kw("diffusers", (0, 42)): dtype}
 
 
 # -- the denoiser ---------------------------------------------------------------------------------------
@@ -325,7 +332,11 @@ def load(
     dtype = _dtype_for(precision, device)
     try:
         unet = UNet2DConditionModel.from_pretrained(
-            path, subfolder="unet", use_safetensors=True, variant=_variant(path, "unet", dtype), torch_dtype=dtype
+            path,
+            subfolder="unet",
+            use_safetensors=True,
+            variant=_variant(path, "unet", dtype),
+            **_diffusers_dtype(dtype),
         )
         unet.to("cpu" if offload else device)
     except torch.cuda.OutOfMemoryError:
@@ -373,7 +384,7 @@ def _load_t5(path: Path, *, device: torch.device, dtype: torch.dtype):
             subfolder="text_encoder",
             use_safetensors=True,
             variant=variant,
-            **{_from_pretrained_dtype_kw(): dtype},
+            **{_dtype_kw("transformers", (4, 56)): dtype},
         )
         return tokenizer, encoder.eval().to(device)
     except torch.cuda.OutOfMemoryError:
@@ -416,7 +427,7 @@ class Upscaler:
                 requires_safety_checker=False,
                 use_safetensors=True,
                 variant=_variant(folder, "unet", dtype),
-                torch_dtype=dtype,
+                **_diffusers_dtype(dtype),
             )
             pipe.set_progress_bar_config(disable=True)
             if offload:
