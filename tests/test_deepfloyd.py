@@ -307,9 +307,9 @@ def _no_t5(*args, **kwargs):
 def test_embeddings_are_cached_and_a_second_run_never_loads_t5(tiny_if, tmp_path, monkeypatch):
     monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))
     first = runs.load_denoiser(tiny_if)
-    a = first.encode(["a rocket ship", "", "a rocket ship"])
+    a = first.encode(["a rocket ship", "a rocket ship"])
     assert first.prompts.t5_loads == 1
-    first.encode(["a rocket ship"])  # in memory now
+    a = torch.cat([a[:1], first.encode([""]), first.encode(["a rocket ship"])])  # the null prompt came along
     assert first.prompts.t5_loads == 1
     files = sorted((tmp_path / "cache" / "embeddings").glob("*.safetensors"))
     assert len(files) == 2  # one per distinct prompt
@@ -320,6 +320,35 @@ def test_embeddings_are_cached_and_a_second_run_never_loads_t5(tiny_if, tmp_path
     assert torch.equal(a, b)
     with pytest.raises(AssertionError, match="T5 was loaded"):
         second.encode(["a skull"])  # not cached: would need T5
+
+
+def test_a_cli_run_loads_t5_at_most_once_and_encodes_the_null_prompt_once(tiny_if, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))
+    loads, real = [], deepfloyd._load_t5
+    monkeypatch.setattr(deepfloyd, "_load_t5", lambda *a, **kw: loads.append(1) or real(*a, **kw))
+    argv = ["generate", "--model", str(tiny_if), "--prompt", "a skull", "--n", "1", "--out", str(tmp_path / "g")]
+    _run([*argv, "--steps", "2"], capsys)
+    assert len(loads) == 1  # "a skull" and "" together
+    _run([*argv, "--steps", "3"], capsys)
+    assert len(loads) == 1  # all cached now
+    den = runs.load_denoiser(tiny_if)
+    calls = {}
+    for steps in (2, 6):
+        counted = []
+        den.prompts = _Counting(den.prompts, counted)
+        techniques.sampling_figure(den, ["a skull"], n=1, timesteps=den.pipeline_timesteps(steps))
+        den.prompts = den.prompts.inner
+        calls[steps] = len(counted)
+    assert calls[2] == calls[6] == 3  # prompts at scale 1 and 5, the null prompt once: not per step
+
+
+class _Counting:
+    def __init__(self, inner, counted):
+        self.inner, self.counted = inner, counted
+
+    def __call__(self, prompts):
+        self.counted.append(list(prompts))
+        return self.inner(prompts)
 
 
 def test_embeddings_file_is_used_before_t5_and_read_without_pickle(tiny_if, tmp_path, monkeypatch):
@@ -518,6 +547,23 @@ def test_tiny_pipeline_in_fp16_on_cuda(tiny_if):
     diff = _max_diff(ours, theirs.float())
     print(f"fp16 CUDA, IFPipeline vs fundiff: max abs diff {diff:.2e}")
     assert torch.isfinite(ours).all() and diff < 2e-2
+
+
+@pytest.mark.gpu
+def test_offload_on_cuda_moves_the_unet_out_of_t5s_way(tiny_if, tmp_path, monkeypatch):
+    monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path))  # nothing cached: T5 must load
+    den = runs.load_denoiser(tiny_if, device="cuda", offload=True)
+    assert den.unet.device.type == "cpu"
+    x = samplers.sample_from_noise(
+        CFG(den, 5.0),
+        den.encode(["a rocket ship"]),
+        den.pipeline_timesteps(3),
+        generator=torch.Generator("cuda").manual_seed(0),
+        device="cuda",
+    )
+    assert den.unet.device.type == "cuda" and x.device.type == "cuda" and torch.isfinite(x).all()
+    den.encode(["a skull"])  # T5 again: the UNet leaves the GPU first
+    assert den.unet.device.type == "cpu" and den.prompts.t5_loads == 2  # "" came with the first prompt
 
 
 REAL = os.environ.get("FUNDIFF_IF_WEIGHTS")  # a local IF stage I folder or hub id whose weights are present

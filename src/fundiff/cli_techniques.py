@@ -83,7 +83,8 @@ def _add_if_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--offload",
         action="store_true",
-        help="DeepFloyd IF on CUDA: keep the UNet in CPU memory except while it runs (less GPU memory, slower)",
+        help="DeepFloyd IF on CUDA: the UNet, T5 and stage II take turns on the GPU instead of sharing it (less "
+        "GPU memory, slower)",
     )
 
 

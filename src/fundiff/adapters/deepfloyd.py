@@ -13,8 +13,8 @@ else a download of the needed files only: the gated repos need the licence accep
 and ``huggingface-cli login``). Weights are read from safetensors only (``use_safetensors=True``),
 never with ``trust_remote_code``. fp16 on CUDA, fp32 on the CPU. T5 is loaded only when a
 prompt's embedding is neither in the ``embeddings`` file nor in the cache (adapters/embeddings.py)
-and released right after. ``offload`` keeps the UNet in CPU memory except while it runs, so the
-UNet and T5 never share the GPU.
+and released right after. ``offload`` (CUDA) loads the UNet into CPU memory and moves it to the GPU
+only when it runs, and back before T5 or stage II is loaded, so the big models take turns on the GPU.
 
 What IFPipeline does and fundiff's loop does not by default: its scheduler's dynamic
 thresholding of x0_hat (Saharia et al. 2022, Sec. 2.3) or clipping, which the write-up's loop
@@ -310,7 +310,8 @@ def load(
     """An IF stage-I folder as an :class:`IFDenoiser` (the diffusers backend of runs.load_denoiser).
 
     ``embeddings``: a file of precomputed prompt embeddings (used before the cache and T5).
-    ``offload`` (CUDA only): the UNet stays in CPU memory between uses. ``cache``: keep T5
+    ``offload`` (CUDA only): the UNet goes to the GPU when it runs and back to CPU memory before T5
+    or stage II is loaded. ``cache``: keep T5
     embeddings on disk.
     """
     try:

@@ -152,8 +152,14 @@ class PromptEmbeddings:
         return emb
 
     def __call__(self, prompts: Sequence[str]) -> Tensor:
-        """(len(prompts), L, D) float32 on the CPU, in the order of ``prompts``."""
+        """(len(prompts), L, D) float32 on the CPU, in the order of ``prompts``.
+
+        When T5 has to be loaded, the null prompt "" is encoded along (classifier-free guidance asks
+        for it right after), so that one run loads T5 at most once.
+        """
         missing = sorted({preprocess(p) for p in prompts if self._lookup(p) is None})
+        if missing and self._lookup("") is None:
+            missing = sorted({*missing, ""})
         if missing:
             for prompt, emb in zip(missing, self._encode(missing)):
                 self._memo[prompt] = emb
