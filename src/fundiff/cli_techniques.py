@@ -36,7 +36,7 @@ _GUIDANCE_HELP = (
 
 
 # -- shared flags -------------------------------------------------------------------------------------
-def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None) -> None:
+def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None, steps: bool = True) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -54,6 +54,15 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
         help="seed of all noise in the figure (the write-up re-seeds per figure)",
     )
     p.add_argument("--out", default=f"out/{name}", help="output folder: NAME.png figure(s) and NAME/ with every image")
+    if steps:  # the timestep list of the command (setup has its own --num-steps)
+        _add_steps(p)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
+    p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_precision_option(p)
+    _add_if_options(p)
+
+
+def _add_steps(p: argparse.ArgumentParser) -> None:
     steps = p.add_mutually_exclusive_group()
     steps.add_argument(
         "--stride",
@@ -65,10 +74,6 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     steps.add_argument(
         "--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps"
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
-    p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
-    add_precision_option(p)
-    _add_if_options(p)
 
 
 def _add_if_options(p: argparse.ArgumentParser) -> None:
@@ -279,7 +284,7 @@ def _parser_setup(subparsers) -> None:
         "timesteps for that count (DeepFloyd IF's scheduler), from the same noise.",
         formatter_class=_Formatter,
     )
-    _add_common(p, "setup", guidance=DEFAULT_GUIDANCE)
+    _add_common(p, "setup", guidance=DEFAULT_GUIDANCE, steps=False)
     p.add_argument(
         "--prompts",
         nargs="+",
@@ -447,7 +452,9 @@ def _load(args: argparse.Namespace):
     options |= {"offload": True} if args.offload else {}
     den = runs.load_denoiser(folder, device=resolve_device(args.device), precision=args.precision, **options)
     T = den.schedule.T
-    if args.steps is not None:
+    if "steps" not in args:  # setup: timesteps per --num-steps
+        timesteps = []
+    elif args.steps is not None:
         timesteps = ts_lib.strided(T, steps=args.steps)
     elif args.stride is not None:
         timesteps = ts_lib.strided(T, stride=args.stride)

@@ -16,6 +16,10 @@ Defaults for fundiff's T = 300 models, mapped from the write-up's DeepFloyd IF (
 - prompts: "" (the null prompt) plays the write-up's "a high quality photo": fundiff's
   class models have no generic prompt, and with "" guidance is a no-op (eps_c = eps_u).
 - CFG scale s (ERRATA item 6): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
+
+On DeepFloyd IF itself (T = 1000, 64x64) these are the write-up's own values; the choices that
+depend on the model (prompts, the hybrid's filter) are a :class:`TechniqueDefaults` that the
+denoiser carries (``technique_defaults``, see adapters/deepfloyd.py), read by :func:`defaults_for`.
 """
 
 from __future__ import annotations

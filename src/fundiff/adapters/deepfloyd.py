@@ -86,7 +86,8 @@ def fetch(model: str, *, text_encoder: bool = True) -> Path | None:
     except ImportError:
         raise FundiffError(_missing_extra("huggingface_hub")) from None
     subs = ["unet"] + (["text_encoder"] if text_encoder else [])
-    common = ["model_index.json", "scheduler/*", "tokenizer/*"] + [f"{s}/config.json" for s in subs]
+    common = ["model_index.json", "scheduler/*", "image_noising_scheduler/*", "tokenizer/*"]  # the last two: stage II
+    common += [f"{s}/config.json" for s in subs]
     last = None
     for variant in ("fp16", None):  # fp16 halves the download; fp32-only repos get the plain files
         weights = [f"{s}/*{'fp16*' if variant else ''}.safetensors*" for s in subs]
@@ -99,19 +100,6 @@ def fetch(model: str, *, text_encoder: bool = True) -> Path | None:
         if any((path / "unet").glob("*.safetensors")):
             return path
     raise FundiffError(f"{model} has no safetensors weights for its UNet (in {last}); fundiff loads safetensors only")
-
-
-def resolve_folder(model: str | Path) -> Path:
-    """A local IF folder, or a hub id's folder (see :func:`fetch`)."""
-    path = Path(model)
-    if path.is_dir():
-        return path
-    fetched = fetch(str(model))
-    if fetched is None:
-        raise FundiffError(
-            f"model {str(model)!r} not found: give a diffusers IF folder or a hub id like {STAGE_I_IDS[0]}"
-        )
-    return fetched
 
 
 def _missing_extra(what: str) -> str:
