@@ -492,6 +492,8 @@ def test_cli_errors_on_if_are_one_line(tiny_if, tmp_path, capsys):
 
     base = ["--model", str(tiny_if), "--device", "cpu", "--steps", "2", "--out", str(tmp_path)]
     fails(["sdedit", *base, "--i-start", "1"], "pass --image")
+    if not torch.cuda.is_available():
+        fails(["generate", "--model", "DeepFloyd/IF-I-XL-v1.0", "--device", "cuda"], "no CUDA GPU is available")
     fails(["generate", *base, "--offload"], "needs --device cuda")
     fails(
         ["generate", "--model", "mnist-class", "--upscale", str(tiny_if), "--steps", "2", "--out", str(tmp_path)],

@@ -439,6 +439,7 @@ def _load(args: argparse.Namespace):
     from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
 
+    device = resolve_device(args.device)  # a missing CUDA is reported before any model is fetched
     try:
         folder = runs.resolve(args.model)
     except FundiffError:
@@ -450,7 +451,7 @@ def _load(args: argparse.Namespace):
         ) from None
     options = {"embeddings": args.embeddings} if args.embeddings else {}
     options |= {"offload": True} if args.offload else {}
-    den = runs.load_denoiser(folder, device=resolve_device(args.device), precision=args.precision, **options)
+    den = runs.load_denoiser(folder, device=device, precision=args.precision, **options)
     T = den.schedule.T
     if "steps" not in args:  # setup: timesteps per --num-steps
         timesteps = []

@@ -95,11 +95,24 @@ def fetch(model: str, *, text_encoder: bool = True) -> Path | None:
         try:
             path = Path(snapshot_download(model, allow_patterns=common + weights, ignore_patterns=_IGNORE))
         except Exception as e:  # offline, gated (licence not accepted), not logged in, no such repo, ...
-            raise _no_weights(model, f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}") from None
+            raise _no_weights(model, _hub_failure(e)) from None
         last = path
         if any((path / "unet").glob("*.safetensors")):
             return path
     raise FundiffError(f"{model} has no safetensors weights for its UNet (in {last}); fundiff loads safetensors only")
+
+
+def _hub_failure(e: Exception) -> str:
+    """Why the hub gave no weights, in a few words."""
+    kind = type(e).__name__
+    if kind == "LocalEntryNotFoundError":
+        return "not in the Hugging Face cache, and the hub is unreachable or HF_HUB_OFFLINE is set"
+    if kind == "GatedRepoError":
+        return "the repo is gated: its licence is not accepted or you are not logged in"
+    if kind == "RepositoryNotFoundError":
+        return "no such repo, or it is gated and you are not logged in"
+    first = str(e).splitlines()[0][:100] if str(e) else ""
+    return f"{kind}: {first}" if first else kind
 
 
 def _missing_extra(what: str) -> str:
