@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,7 +213,7 @@ class IFDenoiser:
     def device(self) -> torch.device:
         return self._device
 
-    def encode(self, prompts) -> Tensor:
+    def encode(self, prompts: Sequence[str]) -> Tensor:
         """(len(prompts), L, D) float32 T5 embeddings on ``device`` (file, cache, or T5; see adapters/embeddings)."""
         emb = self.prompts(list(prompts))
         if emb.shape[-1] != self.embed_dim:
