@@ -236,7 +236,7 @@ def test_cli_default_model_is_a_shipped_model():
 def test_cli_every_flag_has_help():
     parser, cmds = _cli()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(cmds) == {"noise", "blur", "denoise", "generate", "sdedit", "inpaint", "anagram", "hybrid"}
+    assert set(cmds) == {"setup", "noise", "blur", "denoise", "generate", "sdedit", "inpaint", "anagram", "hybrid"}
     for name, p in sub.choices.items():
         for action in p._actions:
             if action.dest != "help":

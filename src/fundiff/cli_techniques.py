@@ -1,5 +1,9 @@
-"""The write-up's Part A techniques as ``fundiff`` subcommands: noise, blur, denoise, generate,
+"""The write-up's Part A techniques as ``fundiff`` subcommands: setup, noise, blur, denoise, generate,
 sdedit, inpaint, anagram, hybrid. Each writes a figure and its images into --out.
+
+--model is a fundiff model or DeepFloyd IF stage I (a diffusers folder or a hub id such as
+DeepFloyd/IF-I-XL-v1.0, fundiff.adapters.deepfloyd). Defaults that depend on the model (prompts,
+the hybrid's filter) come from the denoiser's ``technique_defaults`` (techniques.defaults_for).
 
 Guidance convention (ERRATA item 6): --guidance s means eps = eps_u + s (eps_c - eps_u);
 s = 0 is unconditional, 1 conditional without guidance, s > 1 guided. (Code that writes
@@ -32,12 +36,13 @@ _GUIDANCE_HELP = (
 
 
 # -- shared flags -------------------------------------------------------------------------------------
-def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None) -> None:
+def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None, steps: bool = True) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="shipped model name, or the folder of a time- or class-conditioned model (./NAME for a local folder "
-        "named like a shipped model)",
+        help="shipped model name, the folder of a time- or class-conditioned model (./NAME for a local folder "
+        "named like a shipped model), or DeepFloyd IF stage I: a diffusers folder or a hub id such as "
+        "DeepFloyd/IF-I-XL-v1.0 (-L-, -M-)",
     )
     if guidance is not None:  # the commands that run the reverse process
         p.add_argument("--guidance", type=_float, default=guidance, help=_GUIDANCE_HELP)
@@ -49,6 +54,15 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
         help="seed of all noise in the figure (the write-up re-seeds per figure)",
     )
     p.add_argument("--out", default=f"out/{name}", help="output folder: NAME.png figure(s) and NAME/ with every image")
+    if steps:  # the timestep list of the command (setup has its own --num-steps)
+        _add_steps(p)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
+    p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_precision_option(p)
+    _add_if_options(p)
+
+
+def _add_steps(p: argparse.ArgumentParser) -> None:
     steps = p.add_mutually_exclusive_group()
     steps.add_argument(
         "--stride",
@@ -60,9 +74,23 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     steps.add_argument(
         "--steps", type=_pos_int, default=None, help="instead of --stride: this many evenly spaced timesteps"
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
-    p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
-    add_precision_option(p)
+
+
+def _add_if_options(p: argparse.ArgumentParser) -> None:
+    """Options of DeepFloyd IF models (refused for fundiff's own)."""
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        metavar="FILE",
+        help="DeepFloyd IF: precomputed T5 prompt embeddings, a .pth dict {prompt: tensor} (read with "
+        "weights_only=True) or .safetensors; other prompts come from the cache or T5",
+    )
+    p.add_argument(
+        "--offload",
+        action="store_true",
+        help="DeepFloyd IF on CUDA: the UNet, T5 and stage II take turns on the GPU instead of sharing it (less "
+        "GPU memory, slower)",
+    )
 
 
 def _add_image(p: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -137,6 +165,7 @@ def _add_samples(p: argparse.ArgumentParser, n: int) -> None:
 def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the Part A subcommands to ``subparsers``; returns {command name: handler(args)}."""
     commands = {
+        "setup": (_parser_setup, _cmd_setup),
         "noise": (_parser_noise, _cmd_noise),
         "blur": (_parser_blur, _cmd_blur),
         "denoise": (_parser_denoise, _cmd_denoise),
@@ -193,9 +222,9 @@ def _parser_denoise(subparsers) -> None:
     _add_noise_levels(p)
     p.add_argument(
         "--prompt",
-        default="",
-        help="prompt (class name) the denoiser is conditioned on; '' is the null prompt (the write-up's 'a high "
-        "quality photo' role)",
+        default=None,
+        help="prompt the denoiser is conditioned on (a class name, or text for IF); '' is the null prompt "
+        "(default: the model's generic prompt: '' for fundiff's models, 'a high quality photo' for IF)",
     )
     p.add_argument(
         "--i-start",
@@ -222,9 +251,55 @@ def _parser_generate(subparsers) -> None:
         "--prompt",
         nargs="+",
         default=None,
-        help="prompts (class names, e.g. 3 or sneaker; '' for none) (default: every class; '' for a time model)",
+        help="prompts (class names, e.g. 3 or sneaker; text for IF; '' for none) (default: every class; '' for a "
+        "time model; 'a high quality photo' for IF)",
     )
     _add_samples(p, 5)
+    _add_upscale(p)
+
+
+def _add_upscale(p: argparse.ArgumentParser) -> None:
+    from fundiff.adapters.deepfloyd import STAGE_II_DEFAULT
+
+    p.add_argument(
+        "--upscale",
+        nargs="?",
+        const=STAGE_II_DEFAULT,
+        default=None,
+        metavar="STAGE2",
+        help=f"DeepFloyd IF: also upscale the samples to 256x256 with IF stage II (default {STAGE_II_DEFAULT}, or "
+        "a local folder) and the same prompt embeddings",
+    )
+    p.add_argument("--upscale-steps", type=_pos_int, default=50, help="stage II denoising steps (IFPipeline's 50)")
+
+
+def _parser_setup(subparsers) -> None:
+    """The ``setup`` subcommand's parser."""
+    from fundiff.techniques import WRITEUP_SETUP_STEPS
+
+    p = subparsers.add_parser(
+        "setup",
+        help="the write-up's set-up table: prompts x number of denoising steps",
+        description="Write-up part 0: one sample per prompt for each num_inference_steps, on the model's own "
+        "timesteps for that count (DeepFloyd IF's scheduler), from the same noise.",
+        formatter_class=_Formatter,
+    )
+    _add_common(p, "setup", guidance=DEFAULT_GUIDANCE, steps=False)
+    p.add_argument(
+        "--prompts",
+        nargs="+",
+        default=None,
+        help="prompts, one column each (default: IF: the write-up's snowy village / man wearing a hat / rocket "
+        "ship; else the model's default prompts)",
+    )
+    p.add_argument(
+        "--num-steps",
+        type=_pos_int,
+        nargs="+",
+        default=list(WRITEUP_SETUP_STEPS),
+        help="numbers of denoising steps, one row each",
+    )
+    _add_upscale(p)
 
 
 def _parser_sdedit(subparsers) -> None:
@@ -239,7 +314,12 @@ def _parser_sdedit(subparsers) -> None:
     )
     _add_common(p, "sdedit", guidance=DEFAULT_GUIDANCE)
     _add_image(p, many=True)
-    p.add_argument("--prompt", default="", help="prompt (class name) to edit towards; '' is unconditioned")
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="prompt to edit towards; '' is unconditioned (default: '' for fundiff's models, 'a high quality "
+        "photo' for IF)",
+    )
     p.add_argument(
         "--i-start",
         type=_nonneg_int,
@@ -290,7 +370,12 @@ def _parser_inpaint(subparsers) -> None:
     p.add_argument(
         "--resample", type=_pos_int, default=5, help="repaint: times each jump point is resampled (1 = replace)"
     )
-    p.add_argument("--prompt", default="", help="prompt (class name) for the new content; '' is unconditioned")
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="prompt for the new content; '' is unconditioned (default: '' for fundiff's models, 'a high "
+        "quality photo' for IF)",
+    )
     _add_samples(p, 3)
 
 
@@ -306,14 +391,21 @@ def _parser_anagram(subparsers) -> None:
         formatter_class=_Formatter,
     )
     _add_common(p, "anagram", guidance=DEFAULT_GUIDANCE)
-    p.add_argument("--prompts", nargs="+", default=["6", "9"], help="one prompt per view; the first is seen as is")
+    p.add_argument(
+        "--prompts",
+        nargs="+",
+        default=None,
+        help="one prompt per view; the first is seen as is (default: 6 9 for digits; the write-up's campfire / old "
+        "man for IF)",
+    )
     p.add_argument(
         "--view",
         nargs="+",
         type=view_spec,
-        default=["rot180"],
+        default=None,
         metavar="VIEW",
-        help="view(s) for prompts 2.. (the first prompt gets identity), or one per prompt: a registered view "
+        help="view(s) for prompts 2.. (the first prompt gets identity), or one per prompt (default: rot180 for "
+        "digits, vflip for IF): a registered view "
         f"({', '.join(view_specs())}; checked when the command runs, so views registered later count too)",
     )
     _add_samples(p, 4)
@@ -330,9 +422,12 @@ def _parser_hybrid(subparsers) -> None:
         formatter_class=_Formatter,
     )
     _add_common(p, "hybrid", guidance=DEFAULT_GUIDANCE)
-    p.add_argument("--low", default="0", help="prompt seen from afar (low frequencies)")
-    p.add_argument("--high", default="1", help="prompt seen up close (high frequencies)")
-    _add_blur(p, kernel_size=9, sigma=1.5)
+    p.add_argument("--low", default=None, help="prompt seen from afar (low frequencies) (default: 0; IF: a skull)")
+    p.add_argument("--high", default=None, help="prompt seen up close (high frequencies) (default: 1; IF: waterfalls)")
+    p.add_argument("--kernel-size", type=_odd_int, default=None, help="Gaussian kernel size (odd) (default: 9; IF: 33)")
+    p.add_argument(
+        "--sigma", type=_pos_float, default=None, help="Gaussian standard deviation in pixels (default: 1.5; IF: 2)"
+    )
     _add_samples(p, 4)
 
 
@@ -344,6 +439,7 @@ def _load(args: argparse.Namespace):
     from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
 
+    device = resolve_device(args.device)  # a missing CUDA is reported before any model is fetched
     try:
         folder = runs.resolve(args.model)
     except FundiffError:
@@ -353,9 +449,13 @@ def _load(args: argparse.Namespace):
             f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass "
             "--model runs/mnist-class-quick"
         ) from None
-    den = runs.load_denoiser(folder, device=resolve_device(args.device), precision=args.precision)
+    options = {"embeddings": args.embeddings} if args.embeddings else {}
+    options |= {"offload": True} if args.offload else {}
+    den = runs.load_denoiser(folder, device=device, precision=args.precision, **options)
     T = den.schedule.T
-    if args.steps is not None:
+    if "steps" not in args:  # setup: timesteps per --num-steps
+        timesteps = []
+    elif args.steps is not None:
         timesteps = ts_lib.strided(T, steps=args.steps)
     elif args.stride is not None:
         timesteps = ts_lib.strided(T, stride=args.stride)
@@ -389,7 +489,14 @@ def _inputs(args: argparse.Namespace, den, folder: Path):
     from fundiff import data, runs
     from fundiff.checkpoints import load_config
 
-    dataset = runs.dataset_of(load_config(folder))
+    try:
+        cfg = load_config(folder)
+    except FundiffError:
+        raise FundiffError(
+            f"{args.model} has no test dataset to take an image from; pass --image PATH (a PNG or JPEG; the "
+            "write-up uses a photo of the Campanile)"
+        ) from None
+    dataset = runs.dataset_of(cfg)
     x_test, _ = data.load_split(dataset, args.data_dir, train=False)
     if args.index >= len(x_test):
         raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
@@ -445,8 +552,9 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
     den, timesteps, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
     x_0 = _inputs(args, den, folder)
+    prompt = _prompt(args, den)
     one = techniques.one_step_figure(
-        den, x_0, args.t, prompt=args.prompt, guidance=args.guidance, out=args.out, seed=args.seed
+        den, x_0, args.t, prompt=prompt, guidance=args.guidance, out=args.out, seed=args.seed
     )
     it = techniques.iterative_figure(
         den,
@@ -455,7 +563,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         sampler=sampler_from_args(args),
         i_start=args.i_start,
         every=args.every,
-        prompt=args.prompt,
+        prompt=prompt,
         guidance=args.guidance,
         kernel_size=args.kernel_size,
         sigma=args.sigma,
@@ -478,11 +586,48 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             guidance=args.guidance,
             timesteps=timesteps,
             sampler=sampler_from_args(args),
+            upscale=_upscale(args, den),
             out=args.out,
             seed=args.seed,
         ),
         args.out,
     )
+
+
+def _prompt(args: argparse.Namespace, den) -> str:
+    """--prompt, else the model's generic prompt ('' for fundiff's models, 'a high quality photo' for IF)."""
+    from fundiff.techniques import defaults_for
+
+    return args.prompt if args.prompt is not None else defaults_for(den).prompt
+
+
+def _upscale(args: argparse.Namespace, den):
+    """The stage II upscaling that --upscale asks for (techniques.Upscale), or None."""
+    if not args.upscale:
+        return None
+    from fundiff.adapters import deepfloyd
+
+    return deepfloyd.upscale_fn(
+        den, args.upscale, precision=args.precision, offload=args.offload, steps=args.upscale_steps, seed=args.seed
+    )
+
+
+def _cmd_setup(args: argparse.Namespace) -> None:
+    from fundiff import techniques
+
+    den, _, _ = _load(args)
+    prompts = args.prompts or list(techniques.defaults_for(den).setup_prompts or den.default_prompts)
+    fig = techniques.setup_figure(
+        den,
+        prompts,
+        steps=args.num_steps,
+        guidance=args.guidance,
+        sampler=sampler_from_args(args),
+        upscale=_upscale(args, den),
+        out=args.out,
+        seed=args.seed,
+    )
+    _done(fig, args.out)
 
 
 def _cmd_sdedit(args: argparse.Namespace) -> None:
@@ -498,7 +643,7 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
         den,
         _inputs(args, den, folder),
         i_starts=args.i_start,
-        prompt=args.prompt,
+        prompt=_prompt(args, den),
         guidance=args.guidance,
         timesteps=timesteps,
         sampler=sampler_from_args(args),
@@ -533,7 +678,7 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
         method=args.method,
         jump_length=args.jump_length,
         resample=args.resample,
-        prompt=args.prompt,
+        prompt=_prompt(args, den),
         guidance=args.guidance,
         timesteps=timesteps,
         sampler=sampler_from_args(args),
@@ -546,7 +691,9 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
 def _cmd_anagram(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
-    prompts, views = list(args.prompts), list(args.view)
+    den, timesteps, _ = _load(args)
+    defaults = techniques.defaults_for(den)
+    prompts, views = list(args.prompts or defaults.anagram_prompts), list(args.view or defaults.anagram_views)
     if len(views) == len(prompts) - 1:
         views = ["identity"] + views
     if len(views) != len(prompts):
@@ -554,7 +701,6 @@ def _cmd_anagram(args: argparse.Namespace) -> None:
             f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); got "
             f"{len(views)}"
         )
-    den, timesteps, _ = _load(args)
     _done(
         techniques.anagram_figure(
             den,
@@ -575,12 +721,13 @@ def _cmd_hybrid(args: argparse.Namespace) -> None:
     from fundiff import techniques
 
     den, timesteps, _ = _load(args)
+    d = techniques.defaults_for(den)
     fig = techniques.hybrid_figure(
         den,
-        args.low,
-        args.high,
-        kernel_size=args.kernel_size,
-        sigma=args.sigma,
+        d.hybrid_prompts[0] if args.low is None else args.low,
+        d.hybrid_prompts[1] if args.high is None else args.high,
+        kernel_size=args.kernel_size or d.hybrid_kernel_size,
+        sigma=args.sigma or d.hybrid_sigma,
         n=args.n,
         guidance=args.guidance,
         timesteps=timesteps,

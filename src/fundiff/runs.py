@@ -5,8 +5,11 @@ load(path, *, device, precision) -> Denoiser)``. :func:`load_denoiser` resolves 
 model, asks each registered backend in order whether it recognises the folder and loads it
 with the first that does; a folder no backend recognises is an error (no guessing). fundiff's
 own run folders (``config.json`` in the fundiff-run format) are the first backend; diffusers
-pipeline folders (``model_index.json``, DeepFloyd IF) are recognised but not supported yet
-(issue #8). Add a backend with :func:`register_backend`.
+pipeline folders (``model_index.json``: DeepFloyd IF stage I, fundiff.adapters.deepfloyd) the
+second. A backend may also ``fetch`` names that are no local folder (IF's hub ids such as
+``DeepFloyd/IF-I-XL-v1.0``, from the HF cache or the hub) and take options of its own
+(``load_denoiser(..., embeddings=FILE, offload=True)`` for IF). Add a backend with
+:func:`register_backend`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def resolve(model: str | Path) -> Path:
     means the shipped model, even if a folder of that name exists in the current directory, so
     that a command line (in a README, a model card) means the same thing wherever it runs.
     Reach such a local folder as a path: ``./mnist-class``. Anything else is a path; a
-    ``Path`` object is always a path.
+    ``Path`` object is always a path. A string that is no folder is offered to the backends'
+    ``fetch`` (a hub id such as ``DeepFloyd/IF-I-XL-v1.0`` gives its local snapshot folder).
     """
     text = str(model)
     if not isinstance(model, Path) and _is_bare_name(text) and (SHIPPED_DIR / text / "config.json").is_file():
@@ -53,6 +57,11 @@ def resolve(model: str | Path) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
+    if not isinstance(model, Path):
+        for backend in _BACKENDS:
+            fetched = backend.fetch(text) if backend.fetch is not None else None
+            if fetched is not None:
+                return fetched
     names = shipped_names()
     hint = f"; shipped models: {', '.join(names)}" if names else ""
     raise FundiffError(f"model {text!r} not found: give a run folder written by `fundiff train`{hint}")
@@ -102,7 +111,8 @@ class Backend:
 
     name: str  # shown in errors
     detects: Callable[[Path], bool]  # does this folder hold a model of this backend? (cheap: file checks)
-    load: Callable[..., Denoiser]  # load(path, *, device, precision) -> Denoiser (precision: devices.PRECISIONS)
+    load: Callable[..., Denoiser]  # load(path, *, device, precision, **options) -> Denoiser (devices.PRECISIONS)
+    fetch: Callable[[str], Path | None] | None = None  # a name that is no local folder -> its folder, or None
 
 
 def _is_fundiff_run(path: Path) -> bool:
@@ -117,7 +127,7 @@ def _is_fundiff_run(path: Path) -> bool:
 INFER_TIMING_BATCH = 64  # images per timed forward when choosing the precision for sampling
 
 
-def _load_fundiff(path: Path, *, device: torch.device | str, precision: str) -> Denoiser:
+def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **options) -> Denoiser:
     """A fundiff time- or class-conditioned run as a UNetDenoiser with its own noise schedule.
 
     ``precision`` "auto" times fp32 / bf16 autocast with and without channels_last for this
@@ -125,6 +135,8 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str) -> 
     """
     from fundiff.devices import choose_precision
 
+    if options:
+        raise FundiffError(f"{', '.join(sorted(options))} apply to DeepFloyd IF models, not to the fundiff run {path}")
     net, cfg = load_model(path, device=device)
     kind = net.config.kind
     if kind not in ("time", "class"):
@@ -151,16 +163,23 @@ def _is_diffusers_pipeline(path: Path) -> bool:
     return (path / "model_index.json").is_file()
 
 
-def _load_diffusers(path: Path, **_options) -> Denoiser:
-    raise FundiffError(
-        f"{path} is a diffusers pipeline folder (model_index.json); diffusers models (DeepFloyd IF) "
-        "are not supported yet; give a fundiff run folder or a shipped model name"
-    )
+def _load_diffusers(path: Path, **options) -> Denoiser:
+    """A diffusers pipeline folder: DeepFloyd IF stage I (fundiff.adapters.deepfloyd.load; options: embeddings,
+    offload)."""
+    from fundiff.adapters import deepfloyd
+
+    return deepfloyd.load(path, **options)
+
+
+def _fetch_diffusers(model: str) -> Path | None:
+    from fundiff.adapters import deepfloyd
+
+    return deepfloyd.fetch(model)
 
 
 _BACKENDS: list[Backend] = [
     Backend("fundiff", _is_fundiff_run, _load_fundiff),
-    Backend("diffusers", _is_diffusers_pipeline, _load_diffusers),
+    Backend("diffusers", _is_diffusers_pipeline, _load_diffusers, _fetch_diffusers),
 ]
 
 
@@ -193,15 +212,17 @@ def load_denoiser(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     conditional: bool | None = None,
+    **options,
 ) -> Denoiser:
     """The model (shipped name or folder, see :func:`resolve`) as a Denoiser, by its folder's backend.
 
     ``precision`` "fp32" (default), "bf16" or "auto" (the fastest here, measured once and cached).
     ``conditional=True`` requires a model that takes prompts (classifier-free guidance applies),
-    ``False`` one that does not; None accepts either.
+    ``False`` one that does not; None accepts either. ``options`` go to the backend (DeepFloyd IF:
+    ``embeddings=FILE``, ``offload=True``); a backend refuses options it does not take.
     """
     path = resolve(model)
-    den = backend_for(path).load(path, device=device, precision=precision)
+    den = backend_for(path).load(path, device=device, precision=precision, **options)
     if conditional is not None and den.conditional != conditional:
         need = "a conditional model (one that takes prompts)" if conditional else "an unconditional model"
         raise FundiffError(f"{model} is {'not ' if conditional else ''}conditional; this command needs {need}")

@@ -16,12 +16,16 @@ Defaults for fundiff's T = 300 models, mapped from the write-up's DeepFloyd IF (
 - prompts: "" (the null prompt) plays the write-up's "a high quality photo": fundiff's
   class models have no generic prompt, and with "" guidance is a no-op (eps_c = eps_u).
 - CFG scale s (ERRATA item 6): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
+
+On DeepFloyd IF itself (T = 1000, 64x64) these are the write-up's own values; the choices that
+depend on the model (prompts, the hybrid's filter) are a :class:`TechniqueDefaults` that the
+denoiser carries (``technique_defaults``, see adapters/deepfloyd.py), read by :func:`defaults_for`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +45,34 @@ WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T 
 WRITEUP_SDEDIT_STARTS = (1, 3, 5, 7, 10, 20)  # SDEdit i_start values
 WRITEUP_ITERATIVE_START = 10  # iterative denoising starts at strided_timesteps[10]
 WRITEUP_EVERY = 5  # the iterative figure shows every 5th step
+
+
+@dataclass(frozen=True)
+class TechniqueDefaults:
+    """A model family's defaults for the Part A commands, where the write-up's choices depend on the model.
+
+    A denoiser may carry its own as ``technique_defaults`` (DeepFloyd IF: the write-up's prompts,
+    kernel 33); :func:`defaults_for` falls back to :data:`DIGIT_DEFAULTS` (fundiff's 28x28 models).
+    """
+
+    prompt: str = ""  # the generic prompt of denoise / sdedit / inpaint (the write-up's "a high quality photo")
+    anagram_prompts: tuple[str, ...] = ("6", "9")
+    anagram_views: tuple[str, ...] = ("rot180",)  # views of prompts 2.. (the first is seen as is)
+    hybrid_prompts: tuple[str, str] = ("0", "1")  # (seen from afar: low frequencies, up close: high)
+    hybrid_kernel_size: int = 9  # 28x28 digits: sigma 1 lets the low prompt win, 2-3 gives neither
+    hybrid_sigma: float = 1.5
+    setup_prompts: tuple[str, ...] = ()  # the set-up figure's prompts (empty: the model's default_prompts)
+
+
+DIGIT_DEFAULTS = TechniqueDefaults()
+
+# upscale(images (B,C,H,W) in the value range, one prompt per image) -> larger images in the same range (IF stage II)
+Upscale = Callable[[Tensor, Sequence[str]], Tensor]
+
+
+def defaults_for(denoiser: Denoiser) -> TechniqueDefaults:
+    """The denoiser's ``technique_defaults``, or :data:`DIGIT_DEFAULTS`."""
+    return getattr(denoiser, "technique_defaults", None) or DIGIT_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -276,11 +308,13 @@ def sampling_figure(
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    upscale: Upscale | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
     """``n`` samples from pure noise per prompt, without CFG (scale 1) and with CFG (scale ``guidance``),
-    from the same x_T. Null prompts only: one unguided row each (guidance changes nothing)."""
+    from the same x_T. Null prompts only: one unguided row each (guidance changes nothing).
+    ``upscale`` (IF stage II) adds the figure ``generate_upscaled``."""
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
@@ -299,15 +333,26 @@ def sampling_figure(
     rows = [
         (f"{p or 'null prompt'} ({tag[s]})", xs[s][k * n : (k + 1) * n]) for k, p in enumerate(prompts) for s in scales
     ]
-    paths = _write(
-        out,
-        "generate",
-        rows,
-        col_labels=[f"sample {i + 1}" for i in range(n)],
-        title=f"sampling from noise, {len(timesteps)} steps",
-        value_range=denoiser.value_range,
-    )
-    return Figure({tag[s]: x for s, x in xs.items()}, paths)
+    cols, title = [f"sample {i + 1}" for i in range(n)], f"sampling from noise, {len(timesteps)} steps"
+    paths = _write(out, "generate", rows, col_labels=cols, title=title, value_range=denoiser.value_range)
+    images = {tag[s]: x for s, x in xs.items()}
+    if upscale is not None:
+        big = {s: upscale(x, all_prompts) for s, x in xs.items()}
+        rows = [
+            (f"{p or 'null prompt'} ({tag[s]})", big[s][k * n : (k + 1) * n])
+            for k, p in enumerate(prompts)
+            for s in scales
+        ]
+        paths += _write(
+            out,
+            "generate_upscaled",
+            rows,
+            col_labels=cols,
+            title=title + ", stage II",
+            value_range=denoiser.value_range,
+        )
+        images |= {f"{tag[s]} upscaled": x for s, x in big.items()}
+    return Figure(images, paths)
 
 
 # -- 1.7 SDEdit, hand-drawn editing, inpainting -------------------------------------------------------
@@ -478,3 +523,55 @@ def hybrid_figure(
         value_range=denoiser.value_range,
     )
     return Figure({"x_0": x, "lowpass": x_low, "highpass": x_high}, paths)
+
+
+# -- 0 set-up: prompts x number of steps ----------------------------------------------------------------
+WRITEUP_SETUP_STEPS = (2, 4, 6, 8, 12, 16)  # the write-up's first table: num_inference_steps
+
+
+def model_timesteps(denoiser: Denoiser, steps: int) -> list[int]:
+    """The model's own ``steps`` timesteps (``pipeline_timesteps``: DeepFloyd IF's scheduler), else evenly spaced."""
+    own = getattr(denoiser, "pipeline_timesteps", None)
+    return own(steps) if own is not None else ts_lib.strided(denoiser.schedule.T, steps=steps)
+
+
+def setup_figure(
+    denoiser: Denoiser,
+    prompts: Sequence[str],
+    *,
+    steps: Sequence[int] = WRITEUP_SETUP_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    upscale: Upscale | None = None,
+    out: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+) -> Figure:
+    """The write-up's set-up table: one sample per prompt (columns) for each number of steps (rows).
+
+    Timesteps are the model's own for each count (:func:`model_timesteps`); every row starts from
+    the same x_T (same seed). ``upscale`` (IF stage II) adds the figure ``setup_upscaled``.
+    """
+    model = guided(denoiser, prompts, guidance)
+    cond = model.encode(list(prompts))
+    xs = {
+        n: samplers.sample_from_noise(
+            model,
+            cond,
+            model_timesteps(denoiser, n),
+            generator=_generator(seed, denoiser.device),
+            sampler=sampler,
+            device=denoiser.device,
+        )
+        for n in steps
+    }
+    cols = [p or "null prompt" for p in prompts]
+    rows = [(f"{n} steps", x) for n, x in xs.items()]
+    title = f"prompts x number of steps, CFG s={guidance:g}"
+    vr = denoiser.value_range
+    paths = _write(out, "setup", rows, col_labels=cols, title=title, value_range=vr)
+    images = {f"{n} steps": x for n, x in xs.items()}
+    if upscale is not None:
+        big = [(label, upscale(x, prompts)) for label, x in rows]
+        paths += _write(out, "setup_upscaled", big, col_labels=cols, title=title + ", stage II", value_range=vr)
+        images |= {f"{label} upscaled": x for label, x in big}
+    return Figure(images, paths)
