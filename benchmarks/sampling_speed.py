@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=5.0, help="CFG scale")
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="UNet autocast precision")
     ap.add_argument("--n-eval", type=int, default=500, help="samples for accuracy and FID (a multiple of 10)")
+    ap.add_argument("--time-only", action="store_true", help="only the seconds column (no accuracy / FID)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args()
@@ -67,6 +68,8 @@ def main() -> None:
         t0 = time.perf_counter()
         draw_samples(guided, prompts100, timesteps, generator=torch.Generator().manual_seed(args.seed), sampler=sampler)
         wall = time.perf_counter() - t0
+        if args.time_only:
+            return wall, float("nan"), float("nan")
         g = torch.Generator().manual_seed(args.seed + 2)
         x = draw_samples(guided, prompts_eval, timesteps, generator=g, sampler=sampler)
         return wall, class_accuracy(clf, x, target, num_classes=len(names)).overall, fid(x)
