@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import cpu_description
 
+from _common import cpu_description
 from fundiff.devices import autocast_for, choose_precision
 from fundiff.memory import keep_freed_memory
 from fundiff.runs import load, resolve
