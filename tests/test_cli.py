@@ -109,6 +109,27 @@ def test_denoise_sweep(runs, tmp_path, capsys, monkeypatch):
     assert {"sweep.png", "noising.png", "metrics.json", "sigma_0.5.png", "sigma_1.png"} <= files
 
 
+def test_shipped_models_are_never_written_into(tmp_path, capsys, monkeypatch):
+    """Default outputs of a shipped model go to out/NAME/..., not into the installed package."""
+    from fundiff import runs
+
+    monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40, seed=3))
+    monkeypatch.chdir(tmp_path)
+    shipped = runs.resolve("mnist-denoiser")
+    before = sorted(p.name for p in shipped.iterdir())
+    assert cli.main(["denoise-sweep", "--model", "mnist-denoiser", "--n-eval", "10", "--n-show", "2"]) == 0
+    assert (tmp_path / "out" / "mnist-denoiser" / "sweep" / "metrics.json").is_file()
+    assert sorted(p.name for p in shipped.iterdir()) == before
+
+
+def test_denoise_checks_everything_before_writing(runs, tmp_path, capsys):
+    out = tmp_path / "d"
+    base = ["denoise", "--model", str(runs["class"]), "--out", str(out)]
+    _fails(capsys, base + ["--steps", "5", "--i-start", "10"], "i_start must be in 0..4")
+    _fails(capsys, base + ["--sampler", "dpm++", "--eta", "0.5"], "takes no eta")
+    assert not out.exists()
+
+
 def test_train_command_writes_run_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(32))
     run = tmp_path / "run"

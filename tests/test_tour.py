@@ -135,8 +135,10 @@ def test_bad_models_and_options_say_what_to_do(tmp_path, tiny, test_split):
     deepfloyd = tmp_path / "IF-I-M"
     deepfloyd.mkdir()
     (deepfloyd / "model_index.json").write_text("{}")
-    with pytest.raises(FundiffError, match="issue #8"):
+    with pytest.raises(FundiffError, match="runs on fundiff.s own models"):
         tour.run_tour(tmp_path / "o", model=str(deepfloyd))
+    with pytest.raises(FundiffError, match="runs on fundiff.s own models"):  # refused before any download
+        tour.run_tour(tmp_path / "o", model="DeepFloyd/IF-I-M-v1.0")
     with pytest.raises(FundiffError, match="needs a class-conditioned model"):
         tour.run_tour(tmp_path / "o", model=str(tiny["time"]))
     with pytest.raises(FundiffError, match="trained on mnist, not fashion-mnist"):

@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fundiff: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "rerun the same command to resume" if args.command == "tour" else "continue with --resume"
-        print(f"fundiff: interrupted; what was finished is kept ({hint})", file=sys.stderr)
+        hints = {"tour": " (rerun the same command to resume)", "train": " (continue with --resume)"}
+        hint = "" if getattr(args, "kind", None) == "classifier" else hints.get(args.command, "")
+        print(f"fundiff: interrupted; what was finished is kept{hint}", file=sys.stderr)
         return 130
     return 0
 

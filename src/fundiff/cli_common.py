@@ -121,7 +121,7 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
         choices=tuple(SAMPLERS),
         default=None,
         help=f"update rule (default {DEFAULT_SAMPLER}): ddpm ancestral steps, ddim, dpm++ (DPM-Solver++(2M), "
-        "deterministic, good in 5-20 steps)",
+        "deterministic, good from 8 steps)",
     )
     p.add_argument(
         "--eta",

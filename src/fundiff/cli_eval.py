@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff import DEFAULT_SEED
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.cli_common import (
     add_precision_option,
     add_sampler_options,
@@ -24,7 +24,6 @@ from fundiff.cli_common import (
     seed_int,
 )
 from fundiff.errors import FundiffError
-from fundiff.guidance import DEFAULT_GUIDANCE
 
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
@@ -82,13 +81,13 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=DEFAULT_SEED, help="seed of sampling noise and of the reference subset"
     )
-    p.add_argument("--out", default=None, help="metrics JSON path; plots go beside it (default: RUN/evaluation.json)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="metrics JSON path; plots go beside it (default: RUN/evaluation.json; for a shipped model "
+        "out/NAME/evaluation.json)",
+    )
     _add_common(p, data=True)
-
-
-def _images(x_uint8, device):
-    """uint8 (N,H,W) -> float (N,1,H,W) in [0,1] on device."""
-    return x_uint8.to(device).unsqueeze(1).float().div(255)
 
 
 def _find_classifier(name: str | None, dataset: str, device):
@@ -121,7 +120,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
     """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
 
     from fundiff import data, runs
-    from fundiff.checkpoints import atomic_write_json, load_config
+    from fundiff.atomic import atomic_write_json
+    from fundiff.checkpoints import load_config
+    from fundiff.data import to_unit_float
     from fundiff.devices import resolve_device
 
     run_dir = runs.resolve(args.model)
@@ -133,10 +134,10 @@ def evaluate_command(args: argparse.Namespace) -> None:
     names = runs.class_names_of(cfg)
     _check_options(args, kind, len(names))
     device = resolve_device(args.device)
-    out = Path(args.out) if args.out else run_dir / "evaluation.json"
+    out = Path(args.out) if args.out else runs.default_output(args.model, "evaluation.json")
     if out.suffix.lower() != ".json":
         raise FundiffError(f"--out must be a .json path, got {args.out!r}")
-    report: dict = {"model": str(run_dir), "kind": kind, "dataset": dataset, "seed": args.seed}
+    report: dict = {"model": str(args.model), "kind": kind, "dataset": dataset, "seed": args.seed}
     if kind != "denoiser":  # everything that can fail fast, before loading data and sampling
         from fundiff import timesteps as ts
 
@@ -153,13 +154,13 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if kind == "denoiser":
         n = min(args.n, len(x_test), len(x_train))
         _evaluate_denoiser(
-            args, run_dir, cfg, report, _images(x_test[:n], device), _images(x_train[:n], device), device
+            args, run_dir, cfg, report, to_unit_float(x_test[:n], device), to_unit_float(x_train[:n], device), device
         )
     else:
         from fundiff.metrics import FID
 
         print(f"features of the {len(x_test)} test images (FID's real set)...", file=sys.stderr)
-        fid_to_test = FID(clf, _images(x_test, device))
+        fid_to_test = FID(clf, to_unit_float(x_test, device))
         train = x_train.unsqueeze(1).to(device)  # uint8 until reference_fid takes its subset
         report |= {
             "classifier": clf_name,

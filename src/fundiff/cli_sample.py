@@ -20,7 +20,7 @@ from fundiff.errors import FundiffError
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add ``sample`` and ``denoise-sweep`` to the subparsers ``sub``; returns {command name: handler(args)}."""
-    from fundiff.guidance import DEFAULT_GUIDANCE
+    from fundiff import DEFAULT_GUIDANCE
 
     p = sub.add_parser(
         "sample", help="sample images from a time- or class-conditioned model", formatter_class=_Formatter
@@ -71,7 +71,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument("--n-show", type=_positive_int, default=8, help="test images shown per figure")
     p.add_argument("--n-eval", type=_positive_int, default=2000, help="test images used for MSE/PSNR")
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="noise seed")
-    p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/sweep; out/NAME/sweep for a shipped model)")
     _add_common(p, data=True)
     return {"sample": _cmd_sample, "denoise-sweep": _cmd_denoise_sweep}
 
@@ -129,7 +129,7 @@ def _cmd_denoise_sweep(args) -> None:
     import torch
 
     from fundiff import data, io, runs
-    from fundiff.checkpoints import atomic_write_json
+    from fundiff.atomic import atomic_write_json
     from fundiff.devices import resolve_device
     from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
 
@@ -141,13 +141,11 @@ def _cmd_denoise_sweep(args) -> None:
             "denoiser`)"
         )
     sigmas = args.sigmas or SWEEP_SIGMAS
-    if any(s < 0 for s in sigmas):
-        raise FundiffError("--sigmas must be >= 0")
     x_test, _ = data.load_split(runs.dataset_of(cfg), args.data_dir, train=False)
-    x = x_test[: max(args.n_eval, args.n_show)].unsqueeze(1).float().div(255).to(device)
+    x = data.to_unit_float(x_test[: max(args.n_eval, args.n_show)], device)
     g = torch.Generator(device=device).manual_seed(args.seed)
     rows, images = denoise_sweep(model, x, sigmas, generator=g)
-    out = Path(args.out) if args.out else runs.resolve(args.model) / "sweep"
+    out = Path(args.out) if args.out else runs.default_output(args.model, "sweep")
     out.mkdir(parents=True, exist_ok=True)
     n = args.n_show
     for s in sigmas:

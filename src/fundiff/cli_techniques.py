@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff import DEFAULT_SEED
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
 from fundiff.cli_common import add_precision_option, add_sampler_options, sampler_from_args
 from fundiff.cli_common import finite_float as _float
@@ -26,7 +26,6 @@ from fundiff.cli_common import positive_float as _pos_float
 from fundiff.cli_common import positive_int as _pos_int
 from fundiff.cli_common import seed_int as _seed_int
 from fundiff.errors import FundiffError
-from fundiff.guidance import DEFAULT_GUIDANCE
 
 DEFAULT_MODEL = "mnist-class"  # a shipped model's name
 _GUIDANCE_HELP = (
@@ -500,7 +499,7 @@ def _inputs(args: argparse.Namespace, den, folder: Path):
     x_test, _ = data.load_split(dataset, args.data_dir, train=False)
     if args.index >= len(x_test):
         raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
-    x = x_test[args.index : args.index + 1].unsqueeze(1).float().div(255)
+    x = data.to_unit_float(x_test[args.index : args.index + 1])
     if x.shape[-1] != den.image_size:
         raise FundiffError(
             f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; "
@@ -548,9 +547,12 @@ def _cmd_blur(args: argparse.Namespace) -> None:
 
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from fundiff import techniques
+    from fundiff import timesteps as ts_lib
 
     den, timesteps, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
+    sampler = sampler_from_args(args)  # every check before the first figure writes anything
+    ts_lib.from_start(timesteps, args.i_start)
     x_0 = _inputs(args, den, folder)
     prompt = _prompt(args, den)
     one = techniques.one_step_figure(
@@ -560,7 +562,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         den,
         x_0,
         timesteps=timesteps,
-        sampler=sampler_from_args(args),
+        sampler=sampler,
         i_start=args.i_start,
         every=args.every,
         prompt=prompt,

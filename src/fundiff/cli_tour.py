@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         metavar="NAME|RUN",
         help="Part A's class-conditioned model: a shipped name or a `fundiff train class` run folder "
         "(default: mnist-class, or fashion-class with --dataset fashion-mnist); "
-        "DeepFloyd IF folders: not yet (issue #8)",
+        "DeepFloyd IF: use the Part A commands",
     )
     p.add_argument("--dataset", choices=DATASETS, default=None, help="pick the shipped model of this dataset")
     p.add_argument(

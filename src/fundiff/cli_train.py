@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff import DEFAULT_SEED
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
 from fundiff.cli_common import add_device_threads as _add_common
 from fundiff.cli_common import int_list as _int_list
@@ -24,7 +24,6 @@ from fundiff.cli_common import positive_int as _positive_int
 from fundiff.cli_common import seed_int as _seed_int
 from fundiff.cli_common import unit_float as _unit_float
 from fundiff.errors import FundiffError
-from fundiff.guidance import DEFAULT_GUIDANCE
 
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
@@ -134,7 +133,7 @@ def _training_figures(cfg, device, class_names, data_dir):
             from fundiff import data as data_lib
 
             x_test, _ = data_lib.load_split(cfg.dataset, data_dir, train=False)
-            x = x_test[:8].unsqueeze(1).float().div(255).to(device)
+            x = data_lib.to_unit_float(x_test[:8], device)
             z = x + cfg.sigma * torch.randn(x.shape, generator=g, device=device)
             with torch.no_grad():
                 out = model(z).clamp(0, 1)
@@ -254,7 +253,8 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     from fundiff.devices import resolve_device
     from fundiff.training import portable_command, run_info
 
-    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, False)]
+    unset = {"resume": False}  # store_true flags are False when not given; the others are None
+    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, unset.get(name))]
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)
         raise FundiffError(

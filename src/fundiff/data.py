@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -112,7 +113,13 @@ def verify_idx(path: str | Path, kind: str, count: int) -> None:
 
 
 def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
+    """Hex SHA-256 of a file (remembered per path, size and modification time: every load_split verifies)."""
+    st = Path(path).stat()
+    return _sha256_of(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

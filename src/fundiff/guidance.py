@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fundiff import DEFAULT_GUIDANCE  # noqa: F401 (re-exported: guidance's home)
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
-
-DEFAULT_GUIDANCE = 5.0  # the write-up's CFG scale (gamma = 5 in eps_u + gamma (eps_c - eps_u)); every default uses it
 
 
 class CFG(DenoiserWrapper):

@@ -67,6 +67,15 @@ def resolve(model: str | Path) -> Path:
     raise FundiffError(f"model {text!r} not found: give a run folder written by `fundiff train`{hint}")
 
 
+def default_output(model: str | Path, name: str) -> Path:
+    """Where a command writes about ``model`` by default: RUN/NAME for a run folder, out/MODEL/NAME for a
+    shipped model (never inside the installed package, which may be read-only or shared)."""
+    folder = resolve(model)
+    if folder.resolve().is_relative_to(SHIPPED_DIR.resolve()):
+        return Path("out") / folder.name / name
+    return folder / name
+
+
 def dataset_of(cfg: dict) -> str:
     """The dataset a run was trained on (train.dataset); a missing or unknown one is an error."""
     from fundiff.data import CLASS_NAMES

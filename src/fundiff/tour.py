@@ -16,8 +16,8 @@ After each section ``OUT/manifest.json`` and ``OUT/index.html`` are rewritten fr
 
 from __future__ import annotations
 
+import functools
 import json
-import platform
 import shlex
 import shutil
 import subprocess
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import fundiff
-from fundiff import DEFAULT_SEED, report
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED, report
 from fundiff.atomic import atomic_write_json
 from fundiff.devices import resolve_device
 from fundiff.errors import FundiffError
@@ -364,7 +364,7 @@ def _a_sampling(t: _Tour, out: Path) -> Made:
     den, n = t.denoiser("class"), t.sizes.n_single
     ts = t.timesteps(den)
     fig = techniques.sampling_figure(
-        den, [""], n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den, [""], n=n, guidance=DEFAULT_GUIDANCE, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
     argv = t.argv("generate", "class", out, "--prompt", "", "--n", str(n), sampler=True)
     return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0])
@@ -376,10 +376,21 @@ def _a_cfg(t: _Tour, out: Path) -> Made:
     den, n, prompts = t.denoiser("class"), t.sizes.n, list(t.choices.cfg)
     ts = t.timesteps(den)
     fig = techniques.sampling_figure(
-        den, prompts, n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den, prompts, n=n, guidance=DEFAULT_GUIDANCE, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
     )
-    argv = t.argv("generate", "class", out, "--prompt", *prompts, "--n", str(n), "--guidance", "5", sampler=True)
-    return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0, 5.0])
+    argv = t.argv(
+        "generate",
+        "class",
+        out,
+        "--prompt",
+        *prompts,
+        "--n",
+        str(n),
+        "--guidance",
+        f"{DEFAULT_GUIDANCE:g}",
+        sampler=True,
+    )
+    return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0, DEFAULT_GUIDANCE])
 
 
 def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra: Sequence[str]) -> Made:
@@ -392,7 +403,7 @@ def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra
         x0,
         i_starts=starts,
         prompt=prompt,
-        guidance=5.0,
+        guidance=DEFAULT_GUIDANCE,
         timesteps=ts,
         sampler=t.sampler,
         name=name,
@@ -400,7 +411,7 @@ def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra
         seed=t.seed,
     )
     argv = t.argv("sdedit", "class", out, *extra, "--prompt", prompt, "--i-start", *map(str, starts), sampler=True)
-    guidance = [5.0] if prompt.strip() else [1.0]
+    guidance = [DEFAULT_GUIDANCE] if prompt.strip() else [1.0]
     return Made(list(fig.paths), argv, timesteps=ts, guidance=guidance)
 
 
@@ -436,7 +447,7 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
         jump_length=s.jump_length,
         resample=s.resample,
         prompt=prompt,
-        guidance=5.0,
+        guidance=DEFAULT_GUIDANCE,
         timesteps=ts,
         sampler=t.sampler,
         out=out,
@@ -445,7 +456,12 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
     extra = ["--mask-preset", "top-half", "--prompt", prompt, "--n", str(s.n), "--method", method]
     if method == "repaint":
         extra += ["--jump-length", str(s.jump_length), "--resample", str(s.resample)]
-    return Made(list(fig.paths), t.argv("inpaint", "class", out, *extra, sampler=True), timesteps=ts, guidance=[5.0])
+    return Made(
+        list(fig.paths),
+        t.argv("inpaint", "class", out, *extra, sampler=True),
+        timesteps=ts,
+        guidance=[DEFAULT_GUIDANCE],
+    )
 
 
 def _a_inpaint(t: _Tour, out: Path) -> Made:
@@ -462,10 +478,18 @@ def _a_anagram(t: _Tour, out: Path) -> Made:
     den, n, prompts, view = t.denoiser("class"), t.sizes.n, list(t.choices.anagram), t.choices.view
     ts = t.timesteps(den)
     fig = techniques.anagram_figure(
-        den, prompts, ["identity", view], n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den,
+        prompts,
+        ["identity", view],
+        n=n,
+        guidance=DEFAULT_GUIDANCE,
+        timesteps=ts,
+        sampler=t.sampler,
+        out=out,
+        seed=t.seed,
     )
     argv = t.argv("anagram", "class", out, "--prompts", *prompts, "--view", view, "--n", str(n), sampler=True)
-    return Made(list(fig.paths), argv, [_read_rates()], timesteps=ts, guidance=[5.0])
+    return Made(list(fig.paths), argv, [_read_rates()], timesteps=ts, guidance=[DEFAULT_GUIDANCE])
 
 
 def _a_hybrid(t: _Tour, out: Path) -> Made:
@@ -480,7 +504,7 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
         kernel_size=9,
         sigma=1.5,
         n=n,
-        guidance=5.0,
+        guidance=DEFAULT_GUIDANCE,
         timesteps=ts,
         sampler=t.sampler,
         out=out,
@@ -492,7 +516,7 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
         t.argv("hybrid", "class", out, *extra, sampler=True),
         [_read_rates()],
         timesteps=ts,
-        guidance=[5.0],
+        guidance=[DEFAULT_GUIDANCE],
     )
 
 
@@ -604,10 +628,17 @@ def _b_class(t: _Tour, out: Path) -> Made:
     ts = t.timesteps(den)
     curve, note = _loss_curve(t, "class-b", out)
     fig = techniques.sampling_figure(
-        den, list(den.class_names), n=n, guidance=5.0, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den,
+        list(den.class_names),
+        n=n,
+        guidance=DEFAULT_GUIDANCE,
+        timesteps=ts,
+        sampler=t.sampler,
+        out=out,
+        seed=t.seed,
     )
-    argv = t.argv("generate", "class-b", out, "--n", str(n), "--guidance", "5", sampler=True)
-    return Made(curve + list(fig.paths), argv, [], note, ts, [1.0, 5.0])
+    argv = t.argv("generate", "class-b", out, "--n", str(n), "--guidance", f"{DEFAULT_GUIDANCE:g}", sampler=True)
+    return Made(curve + list(fig.paths), argv, [], note, ts, [1.0, DEFAULT_GUIDANCE])
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -778,6 +809,7 @@ def _run_section(t: _Tour, sec: Section) -> dict:
 
 
 # -- the manifest ------------------------------------------------------------------------------------
+@functools.cache
 def git_commit() -> str | None:
     """HEAD of the git checkout fundiff is imported from, or None (installed package, no git)."""
     src = Path(fundiff.__file__).resolve().parent
@@ -790,14 +822,10 @@ def git_commit() -> str | None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (devices.cpu_name)."""
+    from fundiff.devices import cpu_name
+
+    return cpu_name()
 
 
 def machine_facts(device: torch.device) -> dict:
@@ -870,8 +898,8 @@ def _train_part_b(
         )
     for role, cfg in todo.items():
         folder = folders[role]
-        argv = ["fundiff", "train", cfg.kind, "--preset", preset, "--dataset", dataset, "--out", str(folder)]
-        command = shlex.join(argv + ["--threads", str(torch.get_num_threads())])
+        argv = ["train", cfg.kind, "--preset", preset, "--dataset", dataset, "--out", str(folder)]
+        command = "fundiff " + training.portable_command(argv + ["--threads", str(torch.get_num_threads())])
         result = training.train(
             cfg,
             folder,
@@ -899,12 +927,14 @@ def _resolve_class_model(model: str | None, dataset: str | None) -> tuple[str, s
     if dataset is not None and dataset not in DATASETS:
         raise FundiffError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     model = model or CHOICES[dataset or "mnist"].model
+    from fundiff.adapters.deepfloyd import is_hub_id
+
     path = Path(model)
-    if path.is_dir() and ((path / "model_index.json").is_file() or (path / "unet").is_dir()):
+    if is_hub_id(model) or (path.is_dir() and runs.backend_for(path).name != "fundiff"):
         raise FundiffError(
-            f"{model} looks like a DeepFloyd IF (diffusers) folder; the tour runs on fundiff's models only for "
-            "now (DeepFloyd IF is issue #8): pass a shipped name (mnist-class, fashion-class) or a "
-            "`fundiff train class` run"
+            f"{model} is not a fundiff model folder or shipped name; the tour runs on fundiff's own models for "
+            "now (DeepFloyd IF works with the Part A commands): pass a shipped name (mnist-class, fashion-class) "
+            "or a `fundiff train class` run"
         )
     cfg = load_config(runs.resolve(model))
     kind = cfg.get("model", {}).get("kind")
@@ -1001,7 +1031,9 @@ def _run_sections(t: _Tour, chosen: list[Section], command: str, start: float, l
 
 
 def _tour_command(out: Path, model: str, dataset: str, train: str | None, sampler: str) -> str:
-    argv = ["fundiff", "tour", "--out", str(out), "--model", model, "--dataset", dataset]
+    from fundiff.training import portable_command
+
+    argv = ["tour", "--out", str(out), "--model", model, "--dataset", dataset]
     argv += ["--train", train] if train else []
     argv += ["--sampler", sampler] if sampler != _default_sampler() else []
-    return shlex.join(argv + ["--threads", str(torch.get_num_threads())])
+    return "fundiff " + portable_command(argv + ["--threads", str(torch.get_num_threads())])

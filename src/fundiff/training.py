@@ -371,7 +371,8 @@ def _loss(
     if cfg.kind == "time":
         return F.mse_loss(model(x_t, t_norm).float(), eps)
     keep = (torch.rand(x0.shape[0], generator=g, device=x0.device) >= cfg.p_uncond).float()
-    c = F.one_hot(y, 10).float() * keep[:, None]
+    num_classes = getattr(model, "module", model).config.num_classes  # through a DDP wrapper
+    c = F.one_hot(y, num_classes).float() * keep[:, None]
     return F.mse_loss(model(x_t, t_norm, c).float(), eps)
 
 
@@ -641,19 +642,21 @@ def _train_epochs(s: _Session, progress: bool, on_epoch_end) -> TrainResult:
     s.t_start = time.perf_counter()
     epoch = s.step // s.steps_per_epoch
     s.model.train()
-    while s.step < s.total_steps:
-        _train_epoch(s, epoch, bar)
-        if s.step % s.steps_per_epoch == 0:
-            epoch += 1
-            _save(s, epoch)
-            bar.line()
-            if s.info.main and on_epoch_end is not None:
-                on_epoch_end(s.ema.module if s.ema is not None else s.model, epoch, s.run_dir)
-                s.model.train()
-        else:  # stopped mid-epoch by max_steps
-            _save(s, epoch)
-        _barrier(s.info)
-    bar.close()
+    try:
+        while s.step < s.total_steps:
+            _train_epoch(s, epoch, bar)
+            if s.step % s.steps_per_epoch == 0:
+                epoch += 1
+                _save(s, epoch)
+                bar.line()
+                if s.info.main and on_epoch_end is not None:
+                    on_epoch_end(s.ema.module if s.ema is not None else s.model, epoch, s.run_dir)
+                    s.model.train()
+            else:  # stopped mid-epoch by max_steps
+                _save(s, epoch)
+            _barrier(s.info)
+    finally:  # also on a NaN loss or Ctrl-C: the bar's last line stays readable
+        bar.close()
     wall = time.perf_counter() - s.t_start
     return TrainResult(s.run_dir, s.step, epoch, s.losses, s.images_seen / max(wall, 1e-9), wall)
 

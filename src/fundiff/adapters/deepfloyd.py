@@ -346,7 +346,10 @@ def load(
         raise FundiffError(OOM_HINT) from None
     except (OSError, ValueError) as e:
         raise FundiffError(f"cannot load the UNet of {path}: {str(e).splitlines()[0][:200]}") from None
-    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    try:
+        scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    except (OSError, ValueError) as e:
+        raise FundiffError(f"cannot load the scheduler of {path}: {str(e).splitlines()[0][:200]}") from None
     given = load_embeddings_file(embeddings) if embeddings else None
     den: IFDenoiser | None = None
 
@@ -408,7 +411,10 @@ class Upscaler:
     @classmethod
     def load(cls, model: str | Path, *, device: torch.device | str, precision: str = "auto", offload: bool = False):
         """Stage II from a local folder or hub id (default :data:`STAGE_II_DEFAULT`), without its text encoder."""
-        from diffusers import IFSuperResolutionPipeline
+        try:
+            from diffusers import IFSuperResolutionPipeline
+        except ImportError:
+            raise FundiffError(_missing_extra("diffusers")) from None
 
         device = torch.device(device)
         folder = Path(model) if Path(model).is_dir() else fetch(str(model), text_encoder=False)
