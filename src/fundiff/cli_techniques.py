@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_precision_option, add_sampler_options, sampler_from_args
+from fundiff.cli_common import add_device_threads, add_precision_option, add_sampler_options, sampler_from_args
 from fundiff.cli_common import finite_float as _float
 from fundiff.cli_common import nonneg_int as _nonneg_int
 from fundiff.cli_common import odd_int as _odd_int
@@ -55,8 +55,7 @@ def _add_common(p: argparse.ArgumentParser, name: str, *, guidance: float | None
     p.add_argument("--out", default=f"out/{name}", help="output folder: NAME.png figure(s) and NAME/ with every image")
     if steps:  # the timestep list of the command (setup has its own --num-steps)
         _add_steps(p)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")
-    p.add_argument("--threads", type=_pos_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_device_threads(p)
     add_precision_option(p)
     _add_if_options(p)
 

@@ -143,6 +143,7 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
     model on this machine once (cached, see devices.choose_precision); "fp32"/"bf16" force it.
     """
     from fundiff.devices import choose_precision
+    from fundiff.models.unet import example_inputs
 
     if options:
         raise FundiffError(f"{', '.join(sorted(options))} apply to DeepFloyd IF models, not to the fundiff run {path}")
@@ -153,19 +154,15 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
     schedule = schedule_of(cfg, path / "config.json")
     names = class_names_of(cfg) if kind == "class" else ()
     choice = choose_precision(
-        net, lambda: _example_inputs(net, INFER_TIMING_BATCH), torch.device(device), mode="infer", precision=precision
+        net,
+        lambda: example_inputs(net.config, INFER_TIMING_BATCH),
+        torch.device(device),
+        mode="infer",
+        precision=precision,
     )
     return UNetDenoiser(
         net, schedule, class_names=names, autocast_dtype=choice.dtype, channels_last=choice.channels_last
     )
-
-
-def _example_inputs(net, n: int) -> tuple[torch.Tensor, ...]:
-    """A UNet's positional inputs for timing: x_t (n,C,H,W), t/(T-1) (n,), and a one-hot c (class kind)."""
-    c = net.config
-    x = torch.randn(n, c.in_channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(0))
-    t = torch.linspace(0, 1, n)
-    return (x, t, torch.eye(c.num_classes)[torch.arange(n) % c.num_classes]) if c.kind == "class" else (x, t)
 
 
 def _is_diffusers_pipeline(path: Path) -> bool:

@@ -48,7 +48,7 @@ from fundiff.devices import (
     resolve_precision,
 )
 from fundiff.errors import FundiffError
-from fundiff.models.unet import MODEL_KINDS, UNet, UNetConfig
+from fundiff.models.unet import MODEL_KINDS, UNet, UNetConfig, example_inputs
 from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
 
 
@@ -484,7 +484,7 @@ def _precision(
         return PrecisionChoice(resolve_precision(cfg.precision, dev), cfg.channels_last is not False, "forced")
     choice: list[PrecisionChoice | None] = [None]
     if info.main:
-        make_batch = partial(_example_batch, model.config, batch_size, dev)
+        make_batch = partial(example_inputs, model.config, batch_size, dev)
         choice[0] = choose_precision(
             model, make_batch, dev, mode="train", precision=cfg.precision, channels_last=cfg.channels_last
         )
@@ -494,16 +494,6 @@ def _precision(
         dist.broadcast_object_list(choice, src=0)
     assert choice[0] is not None
     return choice[0]
-
-
-def _example_batch(model_cfg: UNetConfig, n: int, dev: torch.device) -> tuple[Tensor, ...]:
-    """Inputs of the UNet's forward for a batch of ``n`` (x in [0,1], t in [0,1], one-hot c), for timing."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, model_cfg.in_channels, model_cfg.image_size, model_cfg.image_size, generator=g)
-    t = torch.rand(n, generator=g)
-    c = F.one_hot(torch.randint(0, model_cfg.num_classes, (n,), generator=g), model_cfg.num_classes).float()
-    inputs = {"denoiser": (x,), "time": (x, t), "class": (x, t, c)}[model_cfg.kind]
-    return tuple(v.to(dev) for v in inputs)
 
 
 def _restore(s: _Session) -> None:

@@ -164,3 +164,14 @@ class UNet(nn.Module):
             u1 = u1 + t2
         u2 = self.u2(torch.cat([u1, e2], dim=1))
         return self.out(self.out_block(torch.cat([u2, e1], dim=1)))
+
+
+def example_inputs(config: UNetConfig, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """Positional inputs of a UNet's forward for a batch of ``n``, for timing: x in [0, 1] (n,C,H,W),
+    t in [0, 1] (n,) for time/class kinds, a one-hot c (n, num_classes) for the class kind. Fixed seed."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, config.in_channels, config.image_size, config.image_size, generator=g)
+    t = torch.rand(n, generator=g)
+    c = torch.nn.functional.one_hot(torch.randint(0, config.num_classes, (n,), generator=g), config.num_classes)
+    inputs = {"denoiser": (x,), "time": (x, t), "class": (x, t, c.float())}[config.kind]
+    return tuple(v.to(device) for v in inputs)
