@@ -118,6 +118,11 @@ class TrainConfig:
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
+# The time- and class-conditioned UNets share their recipe in each preset.
+_PAPER_DIFFUSION = dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", precision="fp32")
+_QUICK_DIFFUSION = dict(
+    hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995
+)
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
         "denoiser": dict(
@@ -129,49 +134,15 @@ PRESETS: dict[str, dict[str, dict]] = {
             precision="fp32",
             sample_epochs=(1, 5),
         ),
-        "time": dict(
-            hidden=64,
-            batch_size=128,
-            epochs=20,
-            lr=1e-3,
-            lr_schedule="exponential",
-            precision="fp32",
-            sample_epochs=(5, 20),
-        ),
-        "class": dict(
-            hidden=64,
-            batch_size=128,
-            epochs=20,
-            lr=1e-3,
-            lr_schedule="exponential",
-            precision="fp32",
-            sample_epochs=(5, 20),
-        ),
+        "time": dict(_PAPER_DIFFUSION, sample_epochs=(5, 20)),
+        "class": dict(_PAPER_DIFFUSION, sample_epochs=(5, 20)),
     },
     "quick": {
         "denoiser": dict(
             hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)
         ),
-        "time": dict(
-            hidden=64,
-            batch_size=256,
-            epochs=3,
-            lr=2e-3,
-            lr_schedule="cosine",
-            warmup_steps=100,
-            ema_decay=0.995,
-            sample_epochs=(3,),
-        ),
-        "class": dict(
-            hidden=64,
-            batch_size=256,
-            epochs=3,
-            lr=2e-3,
-            lr_schedule="cosine",
-            warmup_steps=100,
-            ema_decay=0.995,
-            sample_epochs=(3,),
-        ),
+        "time": dict(_QUICK_DIFFUSION, sample_epochs=(3,)),
+        "class": dict(_QUICK_DIFFUSION, sample_epochs=(3,)),
     },
     "tiny": {
         k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10)
