@@ -48,3 +48,27 @@ def test_shipped_files_hold_no_absolute_path():
     for path in sorted(runs.SHIPPED_DIR.glob("*/*.json")):
         text = path.read_text()
         assert strip_paths(json.loads(text)) == json.loads(text), f"{path} holds an absolute path"
+
+
+@pytest.mark.parametrize("name,grader", [("mnist-class", "mnist-classifier"), ("fashion-class", "fashion-classifier")])
+def test_shipped_class_models_meet_a_quality_floor(name, grader):
+    """A regression guard: 50 samples (5 per class, CFG 5, 8 DPM-Solver++ steps) read as their class >= 95%."""
+    from fundiff import DEFAULT_GUIDANCE, samplers
+    from fundiff import timesteps as ts
+    from fundiff.guidance import CFG
+    from fundiff.models.classifier import predict
+
+    den = runs.load_denoiser(name)
+    clf, _ = load_classifier(grader)
+    model = CFG(den, DEFAULT_GUIDANCE)
+    prompts = [p for p in den.default_prompts for _ in range(5)]
+    x = samplers.sample_from_noise(
+        model,
+        model.encode(prompts),
+        ts.strided(den.schedule.T, steps=8),
+        generator=torch.Generator().manual_seed(0),
+        sampler="dpm++",
+    ).clamp(0, 1)
+    target = torch.arange(len(den.default_prompts)).repeat_interleave(5)
+    accuracy = float((predict(clf, x) == target).float().mean())
+    assert accuracy >= 0.95, f"{name}: {accuracy:.0%} of samples read as their class"
