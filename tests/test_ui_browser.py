@@ -17,11 +17,11 @@ import pytest
 
 from helpers import synthetic_data
 from test_report_browser import CHROMIUM, CHROMIUM_ARGS
-from test_ui import pytestmark as _quiet_gradio  # noqa: F401  (the same warning filter)
 from test_ui import start_app
 
 VIEWPORT = {"width": 1280, "height": 1400}
 RESULT_TIMEOUT_MS = 60_000
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own use of pandas 3
 
 
 @pytest.fixture
@@ -42,17 +42,22 @@ def browser_and_app(tmp_path, monkeypatch):
         demo.close()
 
 
-def _strokes(page, selector: str, strokes: list[list[tuple[float, float]]]) -> None:
-    """Draw with the mouse on the canvas in ``selector``: each stroke a list of (x, y) fractions of its box."""
-    canvas = page.locator(f"{selector} canvas").first
+def _strokes(page, selector: str, strokes: list[list[tuple[float, float]]], *, pick_brush: bool = False) -> None:
+    """Draw with the mouse on the image editor in ``selector``: each stroke a list of (x, y) fractions of the
+    image, which the editor shows as a square centred in its canvas (about 0.8 of the canvas' shorter side)."""
+    if pick_brush:  # the sketchpad starts with no tool ("select the draw tool to start")
+        page.locator(f'{selector} button[aria-label="Brush"]').click()
+    canvas = page.locator(f"{selector} canvas:visible").first
     canvas.wait_for(state="visible")
     box = canvas.bounding_box()
+    side = 0.8 * min(box["width"], box["height"])
+    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
     for stroke in strokes:
         (x, y), *rest = stroke
-        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.move(left + x * side, top + y * side)
         page.mouse.down()
         for x, y in rest:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
+            page.mouse.move(left + x * side, top + y * side, steps=8)
         page.mouse.up()
 
 
@@ -82,11 +87,13 @@ def test_draw_sdedit_then_paint_and_inpaint_in_chromium(browser_and_app):
             page.goto(url, wait_until="networkidle")
 
             page.get_by_role("tab", name="SDEdit").click()
-            _strokes(page, "#sdedit-sketch", [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]])  # a 7
+            seven = [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]]
+            _strokes(page, "#sdedit-sketch", seven, pick_brush=True)
             _run_tab(page, "sdedit", shots)
 
             page.get_by_role("tab", name="inpainting").click()
-            _strokes(page, "#inpaint-editor", [[(0.1, y), (0.9, y)] for y in (0.1, 0.2, 0.3, 0.4)])
+            page.locator("#inpaint-editor canvas:visible").first.wait_for(state="visible")
+            _strokes(page, "#inpaint-editor", [[(0.05, y), (0.95, y)] for y in (0.05, 0.15, 0.25, 0.35, 0.45)])
             _run_tab(page, "inpaint", shots)
 
             for tab, name in [("sampling", "sampling"), ("visual anagrams", "anagram"), ("hybrid images", "hybrid")]:

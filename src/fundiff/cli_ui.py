@@ -59,7 +59,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         "--steps",
         type=positive_int,
         default=None,
-        help="start value of the steps field (default: the write-up's stride, 34 steps for T=300)",
+        help="start value of the steps field (default: the write-up's stride, 35 steps)",
     )
     p.add_argument("--out", default="out/ui", help="folder for the runs' figures, images and manifests")
     p.add_argument(

@@ -61,7 +61,7 @@ class UIConfig:
 
     models: tuple[str, ...]  # the model choices: shipped names, run folders, DeepFloyd IF (folder or hub id)
     model: str  # the one selected first
-    steps: int | None = None  # start value of the steps field (None: the write-up's stride, 34 steps of T=300)
+    steps: int | None = None  # start value of the steps field (None: the write-up's stride, 35 steps)
     device: str = "auto"
     precision: str = "auto"  # devices.PRECISIONS: auto measures fp32 / bf16 once per model and machine
     out: Path = Path("out/ui")  # one folder per run inside
@@ -470,9 +470,9 @@ def build(config: UIConfig) -> gr.Blocks:
             model = gr.Dropdown(list(config.models), value=config.model, label="model", scale=3)
             sampler = gr.Radio(list(samplers.SAMPLERS), value=samplers.DEFAULT_SAMPLER, label="sampler", scale=2)
             steps = gr.Number(
-                value=config.steps,
+                value=config.steps or len(techniques.default_timesteps(app.denoiser(config.model).schedule.T)),
                 precision=0,
-                label="steps (empty: the write-up's stride, 34 of T=300)",
+                label="steps (35: the write-up's stride; fewer: evenly spaced)",
                 minimum=1,
                 scale=2,
             )
@@ -596,6 +596,7 @@ def sdedit_levels(n_steps: int, T: int) -> list[int]:
 
 
 def _sdedit_tab(app: App, shared: list, steps: gr.Number) -> None:
+    last = int(steps.value) - 1
     from fundiff.images import FITS
 
     with gr.Row():
@@ -615,10 +616,10 @@ def _sdedit_tab(app: App, shared: list, steps: gr.Number) -> None:
             prompt = gr.Textbox(label="prompt ('' : unconditioned)", value="")
             guidance = _guidance()
             mode = gr.Radio(list(SDEDIT_MODES), value=SDEDIT_MODES[0], label="noise levels")
-            i_start = gr.Slider(0, 33, value=10, step=1, label="i_start (one level; larger: less noise)")
+            i_start = gr.Slider(0, last, value=min(10, last), step=1, label="i_start (one level; larger: less noise)")
             go = gr.Button("SDEdit", variant="primary", elem_id="sdedit-run")
         outputs = _outputs("sdedit")
-    steps.change(lambda s: gr.Slider(maximum=max(int(s) - 1, 0) if s else 33), steps, i_start, queue=False)
+    steps.change(lambda s: gr.Slider(maximum=max(int(s or 1) - 1, 0)), steps, i_start, queue=False)
 
     @_guard
     def run(
