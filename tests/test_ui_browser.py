@@ -32,12 +32,15 @@ def browser_and_app(tmp_path, monkeypatch):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; no browser download)")
     from fundiff import data
 
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(8, seed=3))
     docs = os.environ.get("FUNDIFF_UI_SCREENSHOTS")
-    demo, url, _ = start_app(tmp_path / "out", steps=None if docs else 3)
+    docs = Path(docs).resolve() if docs else None
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    if docs is None:  # the pictures for the docs use the real MNIST test set
+        monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(8, seed=3))
+    monkeypatch.chdir(tmp_path)  # the page and the commands show out/ui/RUN as a user would see them
+    demo, url, _ = start_app(Path("out/ui"), steps=None if docs else 3)
     try:
-        yield url, [tmp_path] + ([Path(docs)] if docs else [])
+        yield url, [tmp_path] + ([docs] if docs else [])
     finally:
         demo.close()
 
