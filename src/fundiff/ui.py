@@ -21,6 +21,7 @@ only in this module; analytics are off and the server binds to 127.0.0.1 unless 
 
 from __future__ import annotations
 
+import functools
 import html
 import queue
 import re
@@ -125,7 +126,7 @@ class _Stopped(Exception):
 def stream_steps(
     run: Callable[[samplers.StepHook], object], *, total: int
 ) -> Iterator[tuple[int, int, Tensor | None, object]]:
-    """Run ``run(on_step)`` in a worker thread; yield (steps done, t, latest x0_hat, None) while it samples
+    """Run ``run(on_step=hook)`` in a worker thread; yield (steps done, t, latest x0_hat, None) while it samples
     (at most every PREVIEW_EVERY_S) and (done, -1, None, result) at the end. The worker's exception is raised
     here; closing the iterator stops the worker at its next step."""
     events: queue.Queue = queue.Queue()
@@ -139,7 +140,7 @@ def stream_steps(
     def work() -> None:
         try:
             with torch.no_grad():
-                events.put(("done", run(on_step)))
+                events.put(("done", run(on_step=on_step)))
         except BaseException as e:  # handed to the page's thread, which raises it
             events.put(("error", e))
 
@@ -208,7 +209,7 @@ TITLES = {
 
 
 class App:
-    """The app's state: its config, the loaded models, and the tab functions the page calls."""
+    """The app's state and services for the tabs: config, loaded models, run folders, commands, manifests."""
 
     def __init__(self, config: UIConfig) -> None:
         self.config = config
@@ -345,8 +346,8 @@ class App:
         extra: Callable[[techniques.Figure], np.ndarray] | None = None,
         progress=None,
     ) -> Iterator[tuple]:
-        """Run ``make(on_step)`` for ``run``, yielding the page's outputs: (x0_hat preview, figure, [extra,]
-        downloads, status) -- previews while it samples, everything at the end."""
+        """Run ``make(on_step=hook)`` (a figure function, its arguments bound) for ``run``, yielding the page's
+        outputs (x0_hat preview, figure, [extra,] downloads, status): previews while it samples, all at the end."""
         skip, start = gr.skip(), time.perf_counter()
         vr = run.den.value_range
         for done, t, x0_hat, figure in stream_steps(make, total=total):
@@ -512,7 +513,6 @@ def _outputs(name: str, extra_label: str | None = None) -> list:
 
 def _guard(fn: Callable[..., Iterator]) -> Callable[..., Iterator]:
     """A tab function whose FundiffError (and any other error) reaches the page as a message, not a traceback."""
-    import functools
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
@@ -532,10 +532,24 @@ def _guard(fn: Callable[..., Iterator]) -> Callable[..., Iterator]:
     return guarded
 
 
+def _flags(**options) -> list[str]:
+    """CLI flags from keywords, in order: i_start=[1, 3] -> ["--i-start", "1", "3"]; prompt="" -> ["--prompt", ""]."""
+    flags = []
+    for key, value in options.items():
+        flags += [f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return flags
+
+
+def _common(r: _Run) -> dict:
+    """The figure functions' keywords that every tab passes the same way."""
+    return dict(timesteps=r.timesteps, sampler=r.sampler, out=r.folder, seed=r.seed)
+
+
 def _listen(button: gr.Button, fn, inputs: list, outputs: list, api_name: str) -> None:
-    """``fn`` on the button's click, in the one sampling slot; progress shows on the result, not on the live x0_hat."""
+    """``fn`` on the button's click, in the one sampling slot; progress shows on the result, not on the live x0_hat.
+    ``fn``'s FundiffError shows as a message in the page (:func:`_guard`)."""
     button.click(
-        fn,
+        _guard(fn),
         inputs,
         outputs,
         api_name=api_name,
@@ -561,31 +575,17 @@ def _sampling_tab(app: App, shared: list) -> None:
             guidance, n = _guidance(), _n(4)
             go = gr.Button("sample", variant="primary", elem_id="sampling-run")
         outputs = _outputs("sampling")
+    _listen(go, functools.partial(run_sampling, app), [*shared, prompts, guidance, n], outputs, "sample")
 
-    @_guard
-    def run(model, sampler, steps, seed, prompt_text, guidance, n, progress=PROGRESS):
-        r = app.new_run("sampling", model, seed, sampler, steps, [1.0, float(guidance)])
-        chosen, n = _prompts(r.den, prompt_text), _whole(n, "samples", 1, 64)
-        r.argv = app.command(r, "generate", "--prompt", *chosen, "--n", str(n), "--guidance", f"{guidance:g}")
-        guided = float(guidance) != 1.0 and any(p.strip() for p in chosen)
-        total = len(r.timesteps) * (2 if guided else 1)
 
-        def make(on_step):
-            return techniques.sampling_figure(
-                r.den,
-                chosen,
-                n=n,
-                guidance=float(guidance),
-                timesteps=r.timesteps,
-                sampler=sampler,
-                out=r.folder,
-                seed=r.seed,
-                on_step=on_step,
-            )
-
-        yield from app.play(r, make, total=total, progress=progress)
-
-    _listen(go, run, [*shared, prompts, guidance, n], outputs, "sample")
+def run_sampling(app: App, model, sampler, steps, seed, prompts, guidance, n, progress=PROGRESS) -> Iterator[tuple]:
+    """The sampling tab: techniques.sampling_figure (`fundiff generate`), per prompt without and with CFG."""
+    r = app.new_run("sampling", model, seed, sampler, steps, [1.0, float(guidance)])
+    prompts, n = _prompts(r.den, prompts), _whole(n, "samples", 1, 64)
+    r.argv = app.command(r, "generate", *_flags(prompt=prompts, n=n, guidance=f"{guidance:g}"))
+    guided = float(guidance) != 1.0 and any(p.strip() for p in prompts)  # as sampling_figure decides
+    make = functools.partial(techniques.sampling_figure, r.den, prompts, n=n, guidance=float(guidance), **_common(r))
+    yield from app.play(r, make, total=len(r.timesteps) * (2 if guided else 1), progress=progress)
 
 
 # -- tab: SDEdit -------------------------------------------------------------------------------------
@@ -596,9 +596,9 @@ def sdedit_levels(n_steps: int, T: int) -> list[int]:
 
 
 def _sdedit_tab(app: App, shared: list, steps: gr.Number) -> None:
-    last = int(steps.value) - 1
     from fundiff.images import FITS
 
+    last = int(steps.value) - 1
     with gr.Row():
         with gr.Column():
             source = gr.Radio(list(SDEDIT_SOURCES), value="drawing", label="edit")
@@ -620,55 +620,30 @@ def _sdedit_tab(app: App, shared: list, steps: gr.Number) -> None:
             go = gr.Button("SDEdit", variant="primary", elem_id="sdedit-run")
         outputs = _outputs("sdedit")
     steps.change(lambda s: gr.Slider(maximum=max(int(s or 1) - 1, 0)), steps, i_start, queue=False)
-
-    @_guard
-    def run(
-        model, sampler, steps, seed, source, sketch, upload, fit, prompt, guidance, mode, i_start, progress=PROGRESS
-    ):
-        r = app.new_run("sdedit", model, seed, sampler, steps, [float(guidance)])
-        path = copy_upload(upload, r.folder) if source == "upload" else save_drawing(sketch, r.folder)
-        den, prompt = r.den, _prompt(r.den, prompt)
-        x_0 = images.load_image(
-            path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
-        ).to(den.device)
-        n = len(r.timesteps)
-        starts = sdedit_levels(n, den.schedule.T) if mode == SDEDIT_MODES[0] else [_whole(i_start, "i_start", 0, n - 1)]
-        r.argv = app.command(
-            r,
-            "sdedit",
-            "--image",
-            str(path),
-            "--fit",
-            fit,
-            "--invert",
-            "auto",
-            "--prompt",
-            prompt,
-            "--i-start",
-            *map(str, starts),
-            "--guidance",
-            f"{guidance:g}",
-        )
-
-        def make(on_step):
-            return techniques.sdedit_figure(
-                den,
-                x_0,
-                i_starts=starts,
-                prompt=prompt,
-                guidance=float(guidance),
-                timesteps=r.timesteps,
-                sampler=sampler,
-                name="handdrawn",
-                out=r.folder,
-                seed=r.seed,
-                on_step=on_step,
-            )  # name: what `fundiff sdedit --image` calls it
-
-        yield from app.play(r, make, total=sum(n - i for i in starts), progress=progress)
-
     inputs = [*shared, source, sketch, upload, fit, prompt, guidance, mode, i_start]
-    _listen(go, run, inputs, outputs, "sdedit")
+    _listen(go, functools.partial(run_sdedit, app), inputs, outputs, "sdedit")
+
+
+def run_sdedit(
+    app: App, model, sampler, steps, seed, source, sketch, upload, fit, prompt, guidance, mode, i_start,
+    progress=PROGRESS,
+) -> Iterator[tuple]:  # fmt: skip
+    """The SDEdit tab: the drawing or upload saved as input.* and read as `fundiff sdedit --image` reads it,
+    then techniques.sdedit_figure at every write-up level (:func:`sdedit_levels`) or one i_start."""
+    r = app.new_run("sdedit", model, seed, sampler, steps, [float(guidance)])
+    path = copy_upload(upload, r.folder) if source == "upload" else save_drawing(sketch, r.folder)
+    den, prompt, n = r.den, _prompt(r.den, prompt), len(r.timesteps)
+    x_0 = images.load_image(
+        path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
+    ).to(den.device)
+    starts = sdedit_levels(n, den.schedule.T) if mode == SDEDIT_MODES[0] else [_whole(i_start, "i_start", 0, n - 1)]
+    flags = _flags(image=path, fit=fit, invert="auto", prompt=prompt, i_start=starts, guidance=f"{guidance:g}")
+    r.argv = app.command(r, "sdedit", *flags)
+    make = functools.partial(  # name: what `fundiff sdedit --image` calls the figure
+        techniques.sdedit_figure, den, x_0, i_starts=starts, prompt=prompt, guidance=float(guidance),
+        name="handdrawn", **_common(r),
+    )  # fmt: skip
+    yield from app.play(r, make, total=sum(n - i for i in starts), progress=progress)
 
 
 # -- tab: inpainting ---------------------------------------------------------------------------------
@@ -702,90 +677,50 @@ def _inpaint_tab(app: App, shared: list, demo: gr.Blocks) -> None:
             guidance, n = _guidance(), _n(3)
             go = gr.Button("inpaint", variant="primary", elem_id="inpaint-run")
         outputs = _outputs("inpaint")
-
-    def show(model, source, index, upload):
-        """The image to paint on, as the model sees it; a problem is a warning (the page may just have opened)."""
-        try:
-            with _scratch(app) as folder:
-                x_0, _ = _inpaint_image(app, model, source, index, upload, folder)
-        except FundiffError as e:
-            gr.Warning(html.escape(str(e), quote=False), title="fundiff")
-            return gr.skip()
-        return model_view(x_0, app.denoiser(model).value_range)  # the background; no strokes yet
-
+    show, picked = functools.partial(show_inpaint_image, app), [shared[0], source, index, upload]
     for trigger in (source.change, index.change, upload.change, shared[0].change, demo.load):
-        trigger(show, [shared[0], source, index, upload], editor, api_name=False, show_progress="hidden")
-
-    @_guard
-    def run(
-        model,
-        sampler,
-        steps,
-        seed,
-        source,
-        index,
-        upload,
-        editor,
-        mask_from,
-        method,
-        jump,
-        resample,
-        prompt,
-        guidance,
-        n,
-        progress=PROGRESS,
-    ):
-        r = app.new_run("inpaint", model, seed, sampler, steps, [float(guidance)])
-        den, prompt, n = r.den, _prompt(r.den, prompt), _whole(n, "samples", 1, 64)
-        x_0, image_flags = _inpaint_image(app, model, source, index, upload, r.folder)
-        if mask_from == "painted":
-            mask_path, size = painted_mask(editor, r.folder, den.image_size), den.image_size
-            mask = images.load_mask(mask_path, image_size=size, like=(size, size))  # as `--mask` reads it
-            mask_flags = ["--mask", str(mask_path)]
-        else:
-            mask, mask_flags = images.mask_preset(mask_from, den.image_size), ["--mask-preset", mask_from]
-        jump, resample = int(jump), int(resample)
-        repaint = ["--jump-length", str(jump), "--resample", str(resample)] if method == "repaint" else []
-        r.argv = app.command(
-            r,
-            "inpaint",
-            *image_flags,
-            *mask_flags,
-            "--method",
-            method,
-            *repaint,
-            "--prompt",
-            prompt,
-            "--n",
-            str(n),
-            "--guidance",
-            f"{guidance:g}",
-        )
-        walk = edits.repaint_walk(len(r.timesteps), jump, resample) if method == "repaint" else None
-        total = len(r.timesteps) if walk is None else sum(b < a for a, b in zip(walk, walk[1:]))
-
-        def make(on_step):
-            return techniques.inpaint_figure(
-                den,
-                x_0,
-                mask.to(x_0.device),
-                n=n,
-                method=method,
-                jump_length=jump,
-                resample=resample,
-                prompt=prompt,
-                guidance=float(guidance),
-                timesteps=r.timesteps,
-                sampler=sampler,
-                out=r.folder,
-                seed=r.seed,
-                on_step=on_step,
-            )
-
-        yield from app.play(r, make, total=total, progress=progress)
-
+        trigger(show, picked, editor, api_name=False, show_progress="hidden")
     inputs = [*shared, source, index, upload, editor, mask_from, method, jump, resample, prompt, guidance, n]
-    _listen(go, run, inputs, outputs, "inpaint")
+    _listen(go, functools.partial(run_inpaint, app), inputs, outputs, "inpaint")
+
+
+def show_inpaint_image(app: App, model, source, index, upload):
+    """The editor's background: the image to inpaint as the model sees it. A problem is a warning, not an
+    error (it runs when the page opens, e.g. before the dataset is there)."""
+    try:
+        with _scratch(app) as folder:
+            x_0, _ = _inpaint_image(app, model, source, index, upload, folder)
+    except FundiffError as e:
+        gr.Warning(html.escape(str(e), quote=False), title="fundiff")
+        return gr.skip()
+    return model_view(x_0, app.denoiser(model).value_range)
+
+
+def run_inpaint(
+    app: App, model, sampler, steps, seed, source, index, upload, editor, mask_from, method, jump, resample, prompt,
+    guidance, n, progress=PROGRESS,
+) -> Iterator[tuple]:  # fmt: skip
+    """The inpainting tab: image and painted mask saved as input.png / mask.png and read as `fundiff inpaint
+    --index/--image --mask` reads them (or a preset mask), then techniques.inpaint_figure."""
+    r = app.new_run("inpaint", model, seed, sampler, steps, [float(guidance)])
+    den, prompt, n = r.den, _prompt(r.den, prompt), _whole(n, "samples", 1, 64)
+    x_0, image_flags = _inpaint_image(app, model, source, index, upload, r.folder)
+    if mask_from == "painted":
+        mask_path, size = painted_mask(editor, r.folder, den.image_size), den.image_size
+        mask, mask_flags = images.load_mask(mask_path, image_size=size, like=(size, size)), _flags(mask=mask_path)
+    else:
+        mask, mask_flags = images.mask_preset(mask_from, den.image_size), _flags(mask_preset=mask_from)
+    jump, resample = int(jump), int(resample)
+    repaint = _flags(jump_length=jump, resample=resample) if method == "repaint" else []
+    flags = _flags(method=method) + repaint + _flags(prompt=prompt, n=n, guidance=f"{guidance:g}")
+    r.argv = app.command(r, "inpaint", *image_flags, *mask_flags, *flags)
+    walk = edits.repaint_walk(len(r.timesteps), jump, resample) if method == "repaint" else None
+    total = len(r.timesteps) if walk is None else sum(b < a for a, b in zip(walk, walk[1:]))
+    make = functools.partial(
+        techniques.inpaint_figure, den, x_0, mask.to(x_0.device), n=n, method=method, jump_length=jump,
+        resample=resample, prompt=prompt, guidance=float(guidance), **_common(r),
+    )  # fmt: skip
+    yield from app.play(r, make, total=total, progress=progress)
 
 
 class _scratch:
@@ -853,37 +788,27 @@ def _anagram_tab(app: App, shared: list) -> None:
             guidance, n = _guidance(), _n(4)
             go = gr.Button("make anagrams", variant="primary", elem_id="anagram-run")
         outputs = _outputs("anagram", "both orientations: as is (top), under the view (bottom)")
+    _listen(go, functools.partial(run_anagram, app), [*shared, first, second, view, guidance, n], outputs, "anagram")
 
-    @_guard
-    def run(model, sampler, steps, seed, first, second, view, guidance, n, progress=PROGRESS):
-        r = app.new_run("anagram", model, seed, sampler, steps, [float(guidance)])
-        den, n, v = r.den, _whole(n, "samples", 1, 64), get_view(view)
-        prompts = [_prompt(den, first), _prompt(den, second)]
-        r.argv = app.command(
-            r, "anagram", "--prompts", *prompts, "--view", view, "--n", str(n), "--guidance", f"{guidance:g}"
-        )
 
-        def make(on_step):
-            return techniques.anagram_figure(
-                den,
-                prompts,
-                ["identity", v],
-                n=n,
-                guidance=float(guidance),
-                timesteps=r.timesteps,
-                sampler=sampler,
-                out=r.folder,
-                seed=r.seed,
-                on_step=on_step,
-            )
+def run_anagram(
+    app: App, model, sampler, steps, seed, first, second, view, guidance, n, progress=PROGRESS
+) -> Iterator[tuple]:
+    """The anagram tab: techniques.anagram_figure with the identity for the first prompt and ``view`` for the
+    second; the samples shown large as they are and under the view."""
+    r = app.new_run("anagram", model, seed, sampler, steps, [float(guidance)])
+    den, n, v = r.den, _whole(n, "samples", 1, 64), get_view(view)
+    prompts = [_prompt(den, first), _prompt(den, second)]
+    r.argv = app.command(r, "anagram", *_flags(prompts=prompts, view=view, n=n, guidance=f"{guidance:g}"))
+    make = functools.partial(
+        techniques.anagram_figure, den, prompts, ["identity", v], n=n, guidance=float(guidance), **_common(r)
+    )
 
-        def both(fig: techniques.Figure) -> np.ndarray:
-            x = fig.images["x_0"]
-            return tiles(_unit(torch.cat([x, v.view_image(x, den.value_range)]), den.value_range), nrow=n, scale=6)
+    def both(fig: techniques.Figure) -> np.ndarray:
+        x = fig.images["x_0"]
+        return tiles(_unit(torch.cat([x, v.view_image(x, den.value_range)]), den.value_range), nrow=n, scale=6)
 
-        yield from app.play(r, make, total=len(r.timesteps), extra=both, progress=progress)
-
-    _listen(go, run, [*shared, first, second, view, guidance, n], outputs, "anagram")
+    yield from app.play(r, make, total=len(r.timesteps), extra=both, progress=progress)
 
 
 # -- tab: hybrid images ------------------------------------------------------------------------------
@@ -900,51 +825,28 @@ def _hybrid_tab(app: App, shared: list) -> None:
             guidance, n = _guidance(), _n(4)
             go = gr.Button("make hybrids", variant="primary", elem_id="hybrid-run")
         outputs = _outputs("hybrid", "up close (large) and from afar (small)")
+    inputs = [*shared, low, high, kernel, sigma, guidance, n]
+    _listen(go, functools.partial(run_hybrid, app), inputs, outputs, "hybrid")
 
-    @_guard
-    def run(model, sampler, steps, seed, low, high, kernel, sigma, guidance, n, progress=PROGRESS):
-        r = app.new_run("hybrid", model, seed, sampler, steps, [float(guidance)])
-        den, n, kernel, sigma = r.den, _whole(n, "samples", 1, 64), int(kernel), float(sigma)
-        low, high = _prompt(den, low), _prompt(den, high)
-        r.argv = app.command(
-            r,
-            "hybrid",
-            "--low",
-            low,
-            "--high",
-            high,
-            "--kernel-size",
-            str(kernel),
-            "--sigma",
-            f"{sigma:g}",
-            "--n",
-            str(n),
-            "--guidance",
-            f"{guidance:g}",
-        )
 
-        def make(on_step):
-            return techniques.hybrid_figure(
-                den,
-                low,
-                high,
-                kernel_size=kernel,
-                sigma=sigma,
-                n=n,
-                guidance=float(guidance),
-                timesteps=r.timesteps,
-                sampler=sampler,
-                out=r.folder,
-                seed=r.seed,
-                on_step=on_step,
-            )
+def run_hybrid(
+    app: App, model, sampler, steps, seed, low, high, kernel, sigma, guidance, n, progress=PROGRESS
+) -> Iterator[tuple]:
+    """The hybrid tab: techniques.hybrid_figure; the hybrids shown large (up close) and small (from afar)."""
+    r = app.new_run("hybrid", model, seed, sampler, steps, [float(guidance)])
+    den, n, kernel, sigma = r.den, _whole(n, "samples", 1, 64), int(kernel), float(sigma)
+    low, high = _prompt(den, low), _prompt(den, high)
+    flags = _flags(low=low, high=high, kernel_size=kernel, sigma=f"{sigma:g}", n=n, guidance=f"{guidance:g}")
+    r.argv = app.command(r, "hybrid", *flags)
+    make = functools.partial(
+        techniques.hybrid_figure, den, low, high, kernel_size=kernel, sigma=sigma, n=n, guidance=float(guidance),
+        **_common(r),
+    )  # fmt: skip
 
-        def sizes(fig: techniques.Figure) -> np.ndarray:
-            return near_and_far(_unit(fig.images["x_0"], den.value_range))
+    def sizes(fig: techniques.Figure) -> np.ndarray:
+        return near_and_far(_unit(fig.images["x_0"], den.value_range))
 
-        yield from app.play(r, make, total=len(r.timesteps), extra=sizes, progress=progress)
-
-    _listen(go, run, [*shared, low, high, kernel, sigma, guidance, n], outputs, "hybrid")
+    yield from app.play(r, make, total=len(r.timesteps), extra=sizes, progress=progress)
 
 
 # -- serving -----------------------------------------------------------------------------------------
