@@ -106,7 +106,7 @@ def start_app(out: Path, *, steps: int | None = 3):
 
     config = ui.UIConfig(models=("mnist-class",), model="mnist-class", steps=steps, precision="fp32", out=out)
     demo = ui.build(config)
-    _, url = ui.launch(demo, config, host="127.0.0.1", port=free_port(), block=False)
+    url = ui.launch(demo, config, host="127.0.0.1", port=free_port())
     return demo, url, config
 
 

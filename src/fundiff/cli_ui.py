@@ -109,5 +109,6 @@ def _cmd_ui(args: argparse.Namespace) -> None:
         raise FundiffError(f"the web UI needs gradio ({e}); install it with: pip install 'fundiff[ui]'") from None
     config = config_from_args(args)
     demo = ui.build(config)
-    print(f"fundiff ui: serving {', '.join(config.models)}; runs are written to {config.out}")
-    ui.launch(demo, config, host=args.host, port=args.port, block=True)
+    url = ui.launch(demo, config, host=args.host, port=args.port)
+    print(f"fundiff ui: open {url} (Ctrl-C stops it); models {', '.join(config.models)}; runs go to {config.out}")
+    demo.block_thread()

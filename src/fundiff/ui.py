@@ -54,6 +54,7 @@ PREVIEW_EVERY_S = 0.25  # at most this often the page gets a new x0_hat preview
 SDEDIT_MODES = ("all write-up levels", "one level")
 INPAINT_SOURCES = ("test image", "upload")
 SDEDIT_SOURCES = ("drawing", "upload")
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch Google fonts
 
 
 @dataclass(frozen=True)
@@ -850,30 +851,28 @@ def run_hybrid(
 
 
 # -- serving -----------------------------------------------------------------------------------------
-def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
-    """Serve ``demo`` on host:port (port None: the first free one from 7860) with one queue slot for sampling,
-    no analytics, no share link, no monitoring and no MCP server. ``block=False`` returns at once (tests).
+def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Serve ``demo`` on host:port (port None: the first free one from 7860) in background threads, with one
+    queue slot for sampling, no analytics, no share link, no monitoring, no MCP server and no web fonts.
 
-    Returns (the FastAPI app, the local URL)."""
+    Returns the local URL; ``demo.block_thread()`` waits (until Ctrl-C), ``demo.close()`` stops it."""
     config.out.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=1)
-    app, url, _ = demo.launch(
+    _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
         share=False,
         inbrowser=False,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         allowed_paths=[str(config.out.resolve())],
         enable_monitoring=False,
         mcp_server=False,
         ssr_mode=False,
-        quiet=not block,
+        quiet=True,
         show_error=False,
         max_file_size="20mb",
         footer_links=[],
         run_history=False,
-        theme=gr.themes.Default(
-            font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
-        ),  # system fonts: no web fonts fetched
+        theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
     )
-    return app, url
+    return url
