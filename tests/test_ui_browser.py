@@ -1,6 +1,7 @@
 """The web UI end to end in a real browser: headless Debian Chromium driven by Playwright's Python package.
 
-It starts fundiff.ui on a free local port (shipped mnist-class, 3 steps, synthetic test images),
+It starts fundiff.ui on a free local port (shipped mnist-class, 3 steps, synthetic test images), runs
+SDEdit on the empty canvas (a message, no traceback),
 draws a digit on the sketchpad with the mouse, runs SDEdit, paints a mask over the test image and
 runs inpainting, then the other tabs, and checks that each shows a result and that the page asked
 nothing of any host but the app. Set-up as tests/test_report_browser.py (no browser download; never
@@ -90,6 +91,9 @@ def test_draw_sdedit_then_paint_and_inpaint_in_chromium(browser_and_app):
             page.goto(url, wait_until="networkidle")
 
             page.get_by_role("tab", name="SDEdit").click()
+            page.locator("#sdedit-run").click()  # nothing drawn yet: a message in the page, no traceback
+            page.get_by_text("the canvas is empty").first.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+            assert page.get_by_text("Traceback").count() == 0
             seven = [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]]
             _strokes(page, "#sdedit-sketch", seven, pick_brush=True)
             _run_tab(page, "sdedit", shots)
