@@ -101,15 +101,17 @@ def sdedit(
     cond: Tensor,
     generator: torch.Generator | None,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    on_step: samplers.StepHook | None = None,
 ) -> Tensor:
     """SDEdit (Meng et al. 2022): noise x_0 to t = timesteps[i_start] by q(x_t | x_0), then denoise from there.
 
     x_0 (B,C,H,W) in the model's value range. Larger i_start = less noise = closer to x_0.
+    ``on_step`` as in :func:`samplers.sample`, over timesteps[i_start:].
     Returns the edited images (B,C,H,W), unclamped.
     """
     tail = ts_lib.from_start(ts_lib.validate(timesteps, denoiser.schedule.T), i_start)
     x_t = denoiser.schedule.q_sample(x_0, tail[0], _randn_like(x_0, generator))
-    return samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, sampler=sampler)
+    return samplers.sample(denoiser, x_t, tail, cond=cond, generator=generator, sampler=sampler, on_step=on_step)
 
 
 def repaint_walk(n: int, jump_length: int, resample: int) -> list[int]:
@@ -177,6 +179,7 @@ def inpaint(
     jump_length: int = 5,
     resample: int = 5,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    on_step: samplers.StepHook | None = None,
 ) -> Tensor:
     """Fill in x_0 (B,C,H,W) where ``mask`` is 1, keeping it exactly where ``mask`` is 0.
 
@@ -188,6 +191,8 @@ def inpaint(
     With resample=1 it equals "replace" (same noise draws, same result). Any ``sampler`` takes the
     denoising steps; a multistep one restarts after each jump back up (its history no longer applies).
     mask: (H,W), (C,H,W) or (B,C,H,W), 1 = generate new content. Returns (B,C,H,W).
+    ``on_step(i, t, t_prev, x_prev, x0_hat)`` sees each denoising step i = 0, 1, ... (RePaint: each step
+    down the walk) after the known region is put back, and may replace x_prev as in :func:`samplers.sample`.
     """
     if method not in INPAINT_METHODS:
         raise FundiffError(f"unknown inpainting method {method!r}; choose one of {', '.join(INPAINT_METHODS)}")
@@ -203,27 +208,26 @@ def inpaint(
         known = x_0 if t < 0 else schedule.q_sample(x_0, t, _randn_like(x_0, generator))
         return torch.where(m, x_t, known)
 
+    def known_then_hook(i: int, t: int, t_prev: int, x_prev: Tensor, x0_hat: Tensor) -> Tensor:
+        x_prev = keep_known(x_prev, t_prev)
+        replaced = on_step(i, t, t_prev, x_prev, x0_hat) if on_step is not None else None
+        return x_prev if replaced is None else replaced
+
     x = _randn_like(x_0, generator)
     if walk is None:
         return samplers.sample(
-            denoiser,
-            x,
-            timesteps,
-            cond=cond,
-            generator=generator,
-            sampler=sampler,
-            on_step=lambda i, t, t_prev, x_prev, x0_hat: keep_known(x_prev, t_prev),
+            denoiser, x, timesteps, cond=cond, generator=generator, sampler=sampler, on_step=known_then_hook
         )
 
     def t_at(q: int) -> int:  # level q of the walk -> timestep (level 0 is the clean image, t = -1)
         return timesteps[len(timesteps) - q] if q > 0 else -1
 
-    step = sampler.start(schedule)
+    step, i = sampler.start(schedule), 0
     for q, q_next in zip(walk, walk[1:]):
         t, t_next = t_at(q), t_at(q_next)
         if q_next < q:  # denoise one (strided) step, then put the known region back
-            x, _ = step(x, denoiser(x, _t_batch(t, x), cond), t, t_next, generator)
-            x = keep_known(x, t_next)
+            x, x0_hat = step(x, denoiser(x, _t_batch(t, x), cond), t, t_next, generator)
+            x, i = known_then_hook(i, t, t_next, x, x0_hat), i + 1
         else:  # jump back up to t_next > t, and restart the sampler there
             x = renoise(schedule, x, t, t_next, generator=generator)
             step = sampler.start(schedule)

@@ -193,11 +193,13 @@ def sample_from_noise(
     generator: torch.Generator | None,
     sampler: str | Sampler = DEFAULT_SAMPLER,
     device: torch.device | str = "cpu",
+    on_step: StepHook | None = None,
 ) -> Tensor:
     """Draw x_T ~ N(0, I) for each row of ``cond`` and denoise it (the write-up's i_start = 0).
 
+    ``on_step`` as in :func:`sample` (e.g. to watch x0_hat while sampling).
     Returns (B,C,H,W) float32 on ``device`` in the model's value range (unclamped).
     """
     shape = (cond.shape[0], denoiser.channels, denoiser.image_size, denoiser.image_size)
     x_T = noise_like(shape, generator=generator, device=device)
-    return sample(denoiser, x_T, timesteps, cond=cond, generator=generator, sampler=sampler)
+    return sample(denoiser, x_T, timesteps, cond=cond, generator=generator, sampler=sampler, on_step=on_step)

@@ -311,10 +311,12 @@ def sampling_figure(
     upscale: Upscale | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
     """``n`` samples from pure noise per prompt, without CFG (scale 1) and with CFG (scale ``guidance``),
     from the same x_T. Null prompts only: one unguided row each (guidance changes nothing).
-    ``upscale`` (IF stage II) adds the figure ``generate_upscaled``."""
+    ``upscale`` (IF stage II) adds the figure ``generate_upscaled``. ``on_step`` (samplers.sample's hook)
+    sees every step of each descent, one descent per scale."""
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
@@ -328,6 +330,7 @@ def sampling_figure(
             generator=_generator(seed, denoiser.device),
             sampler=sampler,
             device=denoiser.device,
+            on_step=on_step,
         )
     tag = {s: "no CFG" if s == 1.0 else f"CFG s={s:g}" for s in scales}
     rows = [
@@ -368,17 +371,22 @@ def sdedit_figure(
     name: str = "sdedit",
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
     """SDEdit (Meng et al. 2022) of x_0 (B,C,H,W) at each i_start: one row per image, originals last.
 
     With prompt "" it is the write-up's unconditioned image-to-image translation (also used
     for hand-drawn images); with a prompt, the text-conditioned one (CFG scale ``guidance``).
+    ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
     """
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     g = _generator(seed, x_0.device)
-    edited = {i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g, sampler=sampler) for i in i_starts}
+    edited = {
+        i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g, sampler=sampler, on_step=on_step)
+        for i in i_starts
+    }
     rows = [(f"image {b}", torch.stack([edited[i][b] for i in i_starts] + [x_0[b]])) for b in range(x_0.shape[0])]
     cols = [f"i_start {i} (t={timesteps[i]})" for i in i_starts] + ["original"]
     paths = _write(
@@ -407,8 +415,11 @@ def inpaint_figure(
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
-    """``n`` inpaintings of one image x_0 (1,C,H,W) where ``mask`` (.., H, W) is 1: original | mask | hole | results."""
+    """``n`` inpaintings of one image x_0 (1,C,H,W) where ``mask`` (.., H, W) is 1: original | mask | hole | results.
+
+    ``on_step``: edits.inpaint's hook (every step down, after the known region is put back)."""
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     model = guided(denoiser, prompt, guidance)
     x_n = x_0[:1].expand(n, *x_0.shape[1:])
@@ -423,6 +434,7 @@ def inpaint_figure(
         jump_length=jump_length,
         resample=resample,
         sampler=sampler,
+        on_step=on_step,
     )
     lo, hi = denoiser.value_range
     m = edits.binary_mask(mask, x_0[:1]).to(x_0.dtype)
@@ -451,8 +463,11 @@ def anagram_figure(
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
-    """``n`` visual anagrams (Geng et al. 2024): view i of each sample should show prompts[i]; one row per view."""
+    """``n`` visual anagrams (Geng et al. 2024): view i of each sample should show prompts[i]; one row per view.
+
+    ``on_step``: samplers.sample's hook."""
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     views = [get_view(v) for v in views]
     model = Anagram.from_prompts(guided(denoiser, prompts, guidance), views, prompts)
@@ -463,6 +478,7 @@ def anagram_figure(
         generator=_generator(seed, denoiser.device),
         sampler=sampler,
         device=denoiser.device,
+        on_step=on_step,
     )
     rows = [(f"{v.name}: {p or 'null prompt'}", v.view_image(x, denoiser.value_range)) for v, p in zip(views, prompts)]
     paths = _write(
@@ -489,12 +505,13 @@ def hybrid_figure(
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
     """``n`` hybrid images (factorized diffusion, Geng et al. 2024): coarse structure of ``low``, detail of ``high``.
 
     Rows: the hybrid, its low-pass part and its high-pass part (shown around mid-gray).
     Default filter for 28x28 digits: kernel 9, sigma 1.5 (sigma 1 lets the low prompt win, 2-3
-    gives neither; the write-up used kernel 33, sigma 2 on DeepFloyd's 64x64).
+    gives neither; the write-up used kernel 33, sigma 2 on DeepFloyd's 64x64). ``on_step``: samplers.sample's hook.
     """
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     filt = GaussianFilter(kernel_size, sigma)
@@ -506,6 +523,7 @@ def hybrid_figure(
         generator=_generator(seed, denoiser.device),
         sampler=sampler,
         device=denoiser.device,
+        on_step=on_step,
     )
     lo, hi = denoiser.value_range
     x_low, x_high = filt.lowpass(x), filt.highpass(x)

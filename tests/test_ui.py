@@ -1,0 +1,299 @@
+"""The web UI (fundiff.ui) through its API with gradio_client, and the ``on_step`` hooks it streams x0_hat from.
+
+The API tests start the app in this process on a free local port with the shipped ``mnist-class``
+model and 3 steps (test images: synthetic, no dataset needed), and skip where gradio or
+gradio_client is missing (pip install 'fundiff[ui]' gradio_client). The hook tests need neither.
+"""
+
+import json
+import shlex
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from fundiff import edits, images, report, techniques
+from fundiff.errors import FundiffError
+from helpers import synthetic_data, tiny_unet
+
+STEPS = [19, 12, 6, 0]
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own use of pandas 3
+
+
+class Steps:
+    """An on_step hook that records (i, t, t_prev) and the x_prev / x0_hat it saw, and changes nothing."""
+
+    def __init__(self) -> None:
+        self.seen, self.x_prev, self.x0_hat = [], [], []
+
+    def __call__(self, i, t, t_prev, x_prev, x0_hat):
+        self.seen.append((i, t, t_prev))
+        self.x_prev.append(x_prev.clone())
+        self.x0_hat.append(x0_hat.clone())
+
+
+def _same(a: techniques.Figure, b: techniques.Figure) -> bool:
+    return a.images.keys() == b.images.keys() and all(torch.equal(a.images[k], b.images[k]) for k in a.images)
+
+
+# -- the hooks (no gradio) ---------------------------------------------------------------------------
+def test_sdedit_figure_on_step_sees_each_descent_and_changes_nothing():
+    den, x0, hook = tiny_unet(), images.load_image("seven"), Steps()
+    plain = techniques.sdedit_figure(den, x0, i_starts=(1, 2), timesteps=STEPS, prompt="7", seed=3)
+    watched = techniques.sdedit_figure(den, x0, i_starts=(1, 2), timesteps=STEPS, prompt="7", seed=3, on_step=hook)
+    assert _same(plain, watched)
+    assert hook.seen == [(0, 12, 6), (1, 6, 0), (2, 0, -1), (0, 6, 0), (1, 0, -1)]
+    assert torch.equal(hook.x_prev[2], watched.images["i_start=1"])  # the last step's x_prev is the result
+    assert hook.x0_hat[0].shape == x0.shape
+
+
+@pytest.mark.parametrize("method", ["replace", "repaint"])
+def test_inpaint_on_step_sees_the_known_region_put_back(method):
+    den, x0 = tiny_unet(), images.load_image("four")
+    mask, hook = images.mask_preset("top-half"), Steps()
+    kw = dict(n=2, method=method, jump_length=1, resample=2, prompt="4", timesteps=STEPS, seed=5)
+    plain = techniques.inpaint_figure(den, x0, mask, **kw)
+    watched = techniques.inpaint_figure(den, x0, mask, **kw, on_step=hook)
+    assert _same(plain, watched)
+    walk = edits.repaint_walk(len(STEPS), 1, 2) if method == "repaint" else list(range(len(STEPS), -1, -1))
+    downs = sum(b < a for a, b in zip(walk, walk[1:]))
+    assert [i for i, _, _ in hook.seen] == list(range(downs)) and hook.seen[-1][2] == -1
+    keep = ~images.mask_preset("top-half").bool().expand(2, 1, 28, 28)
+    assert torch.equal(hook.x_prev[-1][keep], x0.expand(2, -1, -1, -1)[keep])  # after the known part is put back
+
+
+def test_inpaint_on_step_may_replace_x_like_samplers_sample():
+    den, x0 = tiny_unet(), images.load_image("two")
+
+    def zero(i, t, t_prev, x_prev, x0_hat):
+        return torch.zeros_like(x_prev)
+
+    out = edits.inpaint(
+        den, x0, images.mask_preset("center"), STEPS, cond=den.encode([""]), generator=None, on_step=zero
+    )
+    assert torch.equal(out, torch.zeros_like(x0))
+
+
+def test_sampling_anagram_and_hybrid_figures_pass_on_step():
+    den = tiny_unet()
+    runs = {
+        "sampling": lambda hook: techniques.sampling_figure(
+            den, ["3"], n=2, guidance=3.0, timesteps=STEPS, on_step=hook
+        ),
+        "anagram": lambda hook: techniques.anagram_figure(
+            den, ["6", "9"], ["identity", "rot180"], n=2, timesteps=STEPS, on_step=hook
+        ),
+        "hybrid": lambda hook: techniques.hybrid_figure(den, "0", "1", n=2, timesteps=STEPS, on_step=hook),
+    }
+    for name, run in runs.items():
+        hook = Steps()
+        assert _same(run(None), run(hook)), name
+        descents = 2 if name == "sampling" else 1  # without and with CFG
+        assert [t for _, t, _ in hook.seen] == STEPS * descents, name
+
+
+# -- the app through its API -------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(out: Path, *, steps: int | None = 3):
+    """fundiff.ui on a free local port with the shipped mnist-class model: (demo, url, config)."""
+    from fundiff import ui
+
+    config = ui.UIConfig(models=("mnist-class",), model="mnist-class", steps=steps, precision="fp32", out=out)
+    demo = ui.build(config)
+    url = ui.launch(demo, config, host="127.0.0.1", port=free_port())
+    return demo, url, config
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(gradio_client.Client, config, demo) of an app that lives for this module; test images are synthetic."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
+        client_lib = pytest.importorskip("gradio_client", reason="the API test needs gradio_client")
+        from fundiff import data
+
+        mp.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(8, seed=3))
+        demo, url, config = start_app(tmp_path_factory.mktemp("ui") / "out")
+        try:
+            yield client_lib.Client(url, verbose=False), config, demo
+        finally:
+            demo.close()
+
+
+def _png(path: Path, pixels) -> Path:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _seven(path: Path) -> Path:
+    """A dark-on-light hand-drawn 7, as a user would upload it (any size)."""
+    import numpy as np
+
+    img = np.full((120, 100), 255, np.uint8)
+    img[15:27, 15:85] = 0
+    for r in range(27, 110):
+        c = 85 - (r - 27) * 45 // 83
+        img[r, c - 6 : c + 6] = 0
+    return _png(path, img)
+
+
+def _result(out) -> tuple[Path, list[Path], str]:
+    """(figure PNG, downloads, status) of a tab without an extra image."""
+    live, figure, files, status = out
+    return Path(figure), [Path(f) for f in files], status
+
+
+def _manifest(files: list[Path]) -> dict:
+    return json.loads(next(f for f in files if f.name == "manifest.json").read_text())
+
+
+def _argv(manifest: dict) -> list[str]:
+    return shlex.split(manifest["sections"][0]["command"])
+
+
+def test_api_sampling_writes_figure_zip_and_a_tour_manifest(served):
+    client, config, _ = served
+    out = client.predict("mnist-class", "ddpm", 3, 20040805, "3, seven", 5.0, 2, api_name="/sample")
+    figure, files, status = _result(out)
+    assert figure.stat().st_size > 1000 and "done in" in status
+    assert sorted(f.suffix for f in files) == [".json", ".png", ".zip"]
+    m = _manifest(files)
+    assert m["format"] == "fundiff-tour/1" and m["seed"] == 20040805 and m["models"]["model"]["sha256"]
+    entry = m["sections"][0]
+    assert entry["timesteps"] == [299, 150, 0] and entry["guidance"] == [1.0, 5.0]
+    assert _argv(m)[:2] == ["fundiff", "generate"] and "--steps" in _argv(m) and "3" in _argv(m)
+    folder = Path(_argv(m)[_argv(m).index("--out") + 1])
+    assert report.files_intact(folder, entry["files"]) and (folder / "index.html").is_file()
+    assert entry["figures"] == ["generate.png"] and "generate/3-no-cfg_sample-1.png" in entry["files"]
+
+
+def test_api_sdedit_of_an_upload_is_what_the_cli_command_makes(served, tmp_path):
+    from fundiff import cli
+
+    client, _, _ = served
+    from gradio_client import handle_file
+
+    upload = handle_file(str(_seven(tmp_path / "seven.png")))
+    out = client.predict(
+        "mnist-class", "ddim", 3, 7, "upload", None, upload, "ink", "7", 3.0, "one level", 1, api_name="/sdedit"
+    )
+    figure, files, status = _result(out)
+    m = _manifest(files)
+    argv = _argv(m)
+    assert argv[:2] == ["fundiff", "sdedit"] and argv[argv.index("--i-start") + 1] == "1"
+    ui_folder = Path(argv[argv.index("--out") + 1])
+    argv[argv.index("--out") + 1] = str(tmp_path / "cli")
+    assert cli.main(argv[1:]) == 0
+    made = sorted((tmp_path / "cli" / "handdrawn").glob("*.png"))
+    assert made and [p.read_bytes() for p in made] == [(ui_folder / "handdrawn" / p.name).read_bytes() for p in made]
+
+
+def test_api_inpainting_with_a_painted_mask(served, tmp_path):
+    import numpy as np
+    from gradio_client import handle_file
+
+    client, _, _ = served
+    background = _png(tmp_path / "bg.png", np.zeros((280, 280, 3), np.uint8))
+    layer = np.zeros((280, 280, 4), np.uint8)
+    layer[:140, :, :] = (255, 51, 153, 178)  # the top half painted
+    editor = {
+        "background": handle_file(str(background)),
+        "layers": [handle_file(str(_png(tmp_path / "l.png", layer)))],
+        "composite": handle_file(str(background)),
+        "id": None,
+    }
+    out = client.predict(
+        "mnist-class",
+        "ddpm",
+        3,
+        1,
+        "test image",
+        2,
+        None,
+        editor,
+        "painted",
+        "repaint",
+        1,
+        2,
+        "",
+        5.0,
+        2,
+        api_name="/inpaint",
+    )
+    figure, files, _ = _result(out)
+    argv = _argv(_manifest(files))
+    folder = Path(argv[argv.index("--out") + 1])
+    mask = images.load_mask(folder / "mask.png")
+    assert mask[..., :14, :].all() and not mask[..., 14:, :].any()
+    assert argv[argv.index("--index") + 1] == "2" and argv[argv.index("--method") + 1] == "repaint"
+    assert (folder / "inpaint.png").is_file() and len(list((folder / "inpaint").glob("*inpainted*.png"))) == 2
+
+
+def _message(client, *args, api_name: str) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as e:
+        client.predict(*args, api_name=api_name)
+    return str(e.value)
+
+
+def test_api_bad_inputs_give_a_message(served, tmp_path):
+    from gradio_client import handle_file
+
+    client, _, _ = served
+    assert "unknown prompt 'banana'" in _message(
+        client, "mnist-class", "ddpm", 3, 1, "banana", 5.0, 1, api_name="/sample"
+    )
+    sdedit = ["mnist-class", "ddpm", 3, 1]
+    assert "canvas is empty" in _message(
+        client, *sdedit, "drawing", None, None, "ink", "", 5.0, "one level", 1, api_name="/sdedit"
+    )
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    assert "'notes.txt' is not an image" in _message(
+        client, *sdedit, "upload", None, handle_file(str(text)), "pad", "", 5.0, "one level", 1, api_name="/sdedit"
+    )
+    nothing = {"background": None, "layers": [], "composite": None, "id": None}
+    assert "mask is empty" in _message(
+        client, *sdedit, "test image", 0, None, nothing, "painted", "replace", 5, 5, "", 5.0, 1, api_name="/inpaint"
+    )
+    assert "steps must be in 1..300" in _message(client, "mnist-class", "ddpm", 301, 1, "3", 5.0, 1, api_name="/sample")
+
+
+def test_one_sampler_at_a_time_no_analytics(served):
+    from fundiff import ui
+
+    _, _, demo = served
+    sampling = [fn for fn in demo.fns.values() if fn.api_name in ("sample", "sdedit", "inpaint", "anagram", "hybrid")]
+    assert len(sampling) == 5
+    assert all(fn.concurrency_id == ui.SAMPLING_SLOT and fn.concurrency_limit == 1 for fn in sampling)
+    assert demo.analytics_enabled is False and demo.share is False and demo.server_name == "127.0.0.1"
+
+
+# -- the command ---------------------------------------------------------------------------------------
+def test_cli_ui_flags_make_the_config(tmp_path):
+    pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
+    import argparse
+
+    from fundiff import cli_ui
+
+    parser = argparse.ArgumentParser()
+    handlers = cli_ui.register(parser.add_subparsers(dest="command"))
+    assert set(handlers) == {"ui"}
+    args = parser.parse_args(["ui", "--port", "7999", "--steps", "5", "--out", str(tmp_path)])
+    config = cli_ui.config_from_args(args)
+    assert args.host == "127.0.0.1" and config.model == "mnist-class" and config.steps == 5
+    assert "mnist-class" in config.models and "mnist-denoiser" not in config.models  # diffusion models only
+    with pytest.raises(FundiffError, match="not a folder"):
+        cli_ui.config_from_args(parser.parse_args(["ui", "--runs", str(tmp_path / "none")]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ui", "--port", "0"])
