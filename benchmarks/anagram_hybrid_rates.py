@@ -6,7 +6,9 @@ Anagrams: for each (prompt pair, view), N samples (each its own noise, from one 
 identity view should read as the first prompt and the view as the second. Hybrids: seen
 from afar (the low-pass band) the image should read as the low prompt, seen up close (the
 whole image) as the high prompt. (The high-pass band alone, edges on gray, is far outside
-what the classifier was trained on, so it is not graded.)
+what the classifier was trained on, so it is not graded.) "From afar" is one fixed blur
+(--afar, default the Gaussian kernel 9, sigma 1.5), whatever filter made the hybrid, so that
+--hybrid-filters can compare generation filters on the same footing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from fundiff.models.classifier import predict
 from fundiff.prompts import class_index
 from fundiff.runs import load_denoiser
 from fundiff.techniques import anagram_figure, hybrid_figure
+from fundiff.views import GaussianFilter
+
+
+def _filter(spec: str) -> tuple[int, float]:
+    """ "KERNEL:SIGMA" -> (kernel, sigma)."""
+    kernel, sigma = spec.split(":")
+    return int(kernel), float(sigma)
 
 
 def _rate(hits: torch.Tensor) -> float:
@@ -35,6 +44,8 @@ def main() -> None:
     ap.add_argument("--classifier", default="mnist-classifier")
     ap.add_argument("--anagrams", default="6:9:rot180,1:7:vflip,3:8:hflip", help="PROMPT1:PROMPT2:VIEW,...")
     ap.add_argument("--hybrids", default="0:1,8:3,7:1", help="LOW:HIGH,...")
+    ap.add_argument("--hybrid-filters", default="9:1.5", help="generation filters KERNEL:SIGMA,... to compare")
+    ap.add_argument("--afar", default="9:1.5", help="KERNEL:SIGMA of the blur that grades 'seen from afar'")
     ap.add_argument("--n", type=int, default=50, help="samples (seeds) per case")
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
@@ -58,15 +69,24 @@ def main() -> None:
         ok2 = predict(clf, fig.images[view].clamp(0, 1)) == k2
         label = f"{names[k1]} / {names[k2]} ({view})"
         print(f"{label:28s} {_rate(ok1):>12.2f} {_rate(ok2):>12.2f} {_rate(ok1 & ok2):>6.2f}")
-    print(f"{'hybrid (low / high)':28s} {'afar as low':>12s} {'close as high':>13s} {'both':>6s}")
-    for case in filter(None, args.hybrids.split(",")):
-        low, high = case.split(":")
-        fig = hybrid_figure(den, low, high, n=args.n, guidance=args.guidance, seed=args.seed)
-        k_lo, k_hi = class_index(low, names), class_index(high, names)
-        ok_lo = predict(clf, fig.images["lowpass"].clamp(0, 1)) == k_lo  # from afar: the low-pass band
-        ok_hi = predict(clf, fig.images["x_0"].clamp(0, 1)) == k_hi  # up close: the whole image
-        label = f"{names[k_lo]} / {names[k_hi]}"
-        print(f"{label:28s} {_rate(ok_lo):>12.2f} {_rate(ok_hi):>13.2f} {_rate(ok_lo & ok_hi):>6.2f}")
+    afar = GaussianFilter(*_filter(args.afar))
+    print(f"{'hybrid (low / high), filter':34s} {'afar as low':>12s} {'close as high':>13s} {'both':>6s}")
+    for spec in filter(None, args.hybrid_filters.split(",")):
+        kernel, sigma = _filter(spec)
+        both = []
+        for case in filter(None, args.hybrids.split(",")):
+            low, high = case.split(":")
+            fig = hybrid_figure(
+                den, low, high, n=args.n, guidance=args.guidance, seed=args.seed, kernel_size=kernel, sigma=sigma
+            )
+            k_lo, k_hi = class_index(low, names), class_index(high, names)
+            x = fig.images["x_0"].clamp(0, 1)
+            ok_lo = predict(clf, afar.lowpass(x).clamp(0, 1)) == k_lo  # from afar: blurred
+            ok_hi = predict(clf, x) == k_hi  # up close: the whole image
+            both.append(_rate(ok_lo & ok_hi))
+            label = f"{names[k_lo]} / {names[k_hi]}, {kernel}/{sigma:g}"
+            print(f"{label:34s} {_rate(ok_lo):>12.2f} {_rate(ok_hi):>13.2f} {both[-1]:>6.2f}", flush=True)
+        print(f"{'mean of both, filter ' + spec:34s} {'':>12s} {'':>13s} {sum(both) / len(both):>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Each command group lives in its own module with ``register(subparsers) -> {name: handler}``:
 cli_data (data fetch), cli_train (train, incl. the classifier), cli_sample (sample,
-denoise-sweep), cli_export (export), cli_eval (evaluate), cli_techniques (Part A), cli_tour (tour).
+denoise-sweep), cli_export (export), cli_eval (evaluate), cli_techniques (Part A), cli_tour (tour), cli_ui (ui).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from fundiff.memory import keep_freed_memory
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fundiff`` parser; every subcommand's namespace carries its ``handler(args)``."""
-    from fundiff import cli_data, cli_eval, cli_export, cli_sample, cli_techniques, cli_tour, cli_train
+    from fundiff import cli_data, cli_eval, cli_export, cli_sample, cli_techniques, cli_tour, cli_train, cli_ui
 
     parser = Parser(prog="fundiff", description=__doc__.split("\n\n")[0], formatter_class=Formatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_tour, cli_data, cli_train, cli_sample, cli_export, cli_eval, cli_techniques):
+    for module in (cli_tour, cli_data, cli_train, cli_sample, cli_export, cli_eval, cli_techniques, cli_ui):
         for name, handler in module.register(sub).items():
             sub.choices[name].set_defaults(handler=handler)
     return parser
