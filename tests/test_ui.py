@@ -63,16 +63,17 @@ def test_inpaint_on_step_sees_the_known_region_put_back(method):
     assert torch.equal(hook.x_prev[-1][keep], x0.expand(2, -1, -1, -1)[keep])  # after the known part is put back
 
 
-def test_inpaint_on_step_may_replace_x_like_samplers_sample():
+def test_inpaint_on_step_may_replace_x_inside_the_mask_only():
     den, x0 = tiny_unet(), images.load_image("two")
+    mask = images.mask_preset("center")
 
     def zero(i, t, t_prev, x_prev, x0_hat):
         return torch.zeros_like(x_prev)
 
-    out = edits.inpaint(
-        den, x0, images.mask_preset("center"), STEPS, cond=den.encode([""]), generator=None, on_step=zero
-    )
-    assert torch.equal(out, torch.zeros_like(x0))
+    out = edits.inpaint(den, x0, mask, STEPS, cond=den.encode([""]), generator=None, on_step=zero)
+    inside = mask.bool().expand_as(x0)
+    assert torch.equal(out[inside], torch.zeros_like(out[inside]))  # the hook's replacement, where new content goes
+    assert torch.equal(out[~inside], x0[~inside])  # and never outside the mask
 
 
 def test_sampling_anagram_and_hybrid_figures_pass_on_step():
@@ -249,7 +250,8 @@ def _message(client, *args, api_name: str) -> str:
 def test_api_bad_inputs_give_a_message(served, tmp_path):
     from gradio_client import handle_file
 
-    client, _, _ = served
+    client, config, _ = served
+    before = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
     assert "unknown prompt 'banana'" in _message(
         client, "mnist-class", "ddpm", 3, 1, "banana", 5.0, 1, api_name="/sample"
     )
@@ -267,6 +269,8 @@ def test_api_bad_inputs_give_a_message(served, tmp_path):
         client, *sdedit, "test image", 0, None, nothing, "painted", "replace", 5, 5, "", 5.0, 1, api_name="/inpaint"
     )
     assert "steps must be in 1..300" in _message(client, "mnist-class", "ddpm", 301, 1, "3", 5.0, 1, api_name="/sample")
+    after = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
+    assert after == before  # a failed run leaves no folder behind
 
 
 def test_one_sampler_at_a_time_no_analytics(served):
@@ -297,3 +301,16 @@ def test_cli_ui_flags_make_the_config(tmp_path):
         cli_ui.config_from_args(parser.parse_args(["ui", "--runs", str(tmp_path / "none")]))
     with pytest.raises(SystemExit):
         parser.parse_args(["ui", "--port", "0"])
+
+
+def test_out_must_be_a_folder_of_its_own(tmp_path, monkeypatch):
+    """Every file under --out can be downloaded: the working folder, home or / are refused."""
+    pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
+    from fundiff import ui
+    from fundiff.errors import FundiffError
+
+    monkeypatch.chdir(tmp_path)
+    for out in (tmp_path, tmp_path.parent, Path.home()):
+        config = ui.UIConfig(models=("mnist-class",), model="mnist-class", out=out)
+        with pytest.raises(FundiffError, match="would let the page serve every file"):
+            ui.launch(None, config)

@@ -192,7 +192,8 @@ def inpaint(
     denoising steps; a multistep one restarts after each jump back up (its history no longer applies).
     mask: (H,W), (C,H,W) or (B,C,H,W), 1 = generate new content. Returns (B,C,H,W).
     ``on_step(i, t, t_prev, x_prev, x0_hat)`` sees each denoising step i = 0, 1, ... (RePaint: each step
-    down the walk) after the known region is put back, and may replace x_prev as in :func:`samplers.sample`.
+    down the walk) after the known region is put back, and may replace x_prev as in :func:`samplers.sample`,
+    inside the mask only: outside it the result is x_0 whatever the hook returns.
     """
     if method not in INPAINT_METHODS:
         raise FundiffError(f"unknown inpainting method {method!r}; choose one of {', '.join(INPAINT_METHODS)}")
@@ -211,7 +212,7 @@ def inpaint(
     def known_then_hook(i: int, t: int, t_prev: int, x_prev: Tensor, x0_hat: Tensor) -> Tensor:
         x_prev = keep_known(x_prev, t_prev)
         replaced = on_step(i, t, t_prev, x_prev, x0_hat) if on_step is not None else None
-        return x_prev if replaced is None else replaced
+        return x_prev if replaced is None else torch.where(m, replaced, x_prev)  # the known region stays known
 
     x = _randn_like(x_0, generator)
     if walk is None:

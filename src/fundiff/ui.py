@@ -145,7 +145,8 @@ def stream_steps(
         except BaseException as e:  # handed to the page's thread, which raises it
             events.put(("error", e))
 
-    threading.Thread(target=work, name="fundiff-ui-sampler", daemon=True).start()
+    worker = threading.Thread(target=work, name="fundiff-ui-sampler", daemon=True)
+    worker.start()
     done, last = 0, 0.0
     try:
         while True:
@@ -166,6 +167,7 @@ def stream_steps(
                 raise payload[0]
     finally:
         stop.set()
+        worker.join()  # the sampling slot is free only once the worker has stopped (one run at a time)
 
 
 # -- one run: its folder, the reproducing command, manifest and zip -----------------------------------
@@ -218,6 +220,14 @@ class App:
         self._facts: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._count = 0
+        self._unfinished: set[Path] = set()  # run folders made but not yet finished (removed if the run fails)
+
+    def discard_unfinished(self) -> None:
+        """Remove the folders of runs that failed (bad input, errors): nothing partial stays in --out."""
+        with self._lock:
+            folders, self._unfinished = self._unfinished, set()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- models, timesteps, folders --
     def denoiser(self, model: str) -> Denoiser:
@@ -265,6 +275,8 @@ class App:
             self._count += 1
             folder = self.config.out / f"{time.strftime('%Y%m%d-%H%M%S')}-{self._count}-{kind}"
         folder.mkdir(parents=True, exist_ok=False)
+        with self._lock:
+            self._unfinished.add(folder)
         title, caption = TITLES[kind]
         return _Run(kind, title, caption, folder, model, den, seed, sampler, timesteps, steps_flags, list(guidance))
 
@@ -295,6 +307,8 @@ class App:
         """Write the run's manifest.json (the tour's format, one section) and index.html; zip the folder.
 
         Returns (zip, manifest, figure PNG)."""
+        with self._lock:
+            self._unfinished.discard(run.folder)
         files = [p for p in run.folder.rglob("*") if p.is_file()]
         entry = {
             "id": run.id,
@@ -462,7 +476,8 @@ def build(config: UIConfig) -> gr.Blocks:
     """The page: shared settings (model, sampler, steps, seed) above one tab per technique."""
     app = App(config)
     app.denoiser(config.model)  # a model that cannot load is reported before the server starts
-    with gr.Blocks(title="fundiff", analytics_enabled=False) as demo:
+    # delete_cache: gradio's copies of uploads and results older than an hour go, checked hourly
+    with gr.Blocks(title="fundiff", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# fundiff: fun with diffusion models\nDraw, paint a mask, pick prompts, and watch the model denoise. "
             "Every run writes its figure, images and a manifest (with the CLI command that reproduces it) "
@@ -512,13 +527,23 @@ def _outputs(name: str, extra_label: str | None = None) -> list:
     return [live, figure, *extra, files, status]
 
 
-def _guard(fn: Callable[..., Iterator]) -> Callable[..., Iterator]:
-    """A tab function whose FundiffError (and any other error) reaches the page as a message, not a traceback."""
+def _guard(fn: Callable[..., Iterator], app: App | None = None) -> Callable[..., Iterator]:
+    """A tab function whose FundiffError (and any other error) reaches the page as a message, not a traceback;
+    a failed run's folder is removed (``app``)."""
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
         try:
             yield from fn(*args, **kwargs)
+        except BaseException:
+            if app is not None:
+                app.discard_unfinished()
+            raise
+
+    @functools.wraps(fn)
+    def shown(*args, **kwargs):
+        try:
+            yield from guarded(*args, **kwargs)
         except FundiffError as e:
             raise gr.Error(html.escape(str(e), quote=False), title="fundiff", print_exception=False) from None
         except _Stopped:
@@ -530,7 +555,7 @@ def _guard(fn: Callable[..., Iterator]) -> Callable[..., Iterator]:
                 html.escape(f"unexpected {type(e).__name__}: {e}", quote=False), title="fundiff: internal error"
             ) from e
 
-    return guarded
+    return shown
 
 
 def _flags(**options) -> list[str]:
@@ -550,7 +575,7 @@ def _listen(button: gr.Button, fn, inputs: list, outputs: list, api_name: str) -
     """``fn`` on the button's click, in the one sampling slot; progress shows on the result, not on the live x0_hat.
     ``fn``'s FundiffError shows as a message in the page (:func:`_guard`)."""
     button.click(
-        _guard(fn),
+        _guard(fn, getattr(fn, "args", (None,))[0] if isinstance(fn, functools.partial) else None),
         inputs,
         outputs,
         api_name=api_name,
@@ -680,7 +705,8 @@ def _inpaint_tab(app: App, shared: list, demo: gr.Blocks) -> None:
         outputs = _outputs("inpaint")
     show, picked = functools.partial(show_inpaint_image, app), [shared[0], source, index, upload]
     for trigger in (source.change, index.change, upload.change, shared[0].change, demo.load):
-        trigger(show, picked, editor, api_name=False, show_progress="hidden")
+        # in the sampling slot: loading a model (and timing its precision) never overlaps a run
+        trigger(show, picked, editor, api_name=False, show_progress="hidden", concurrency_id=SAMPLING_SLOT)
     inputs = [*shared, source, index, upload, editor, mask_from, method, jump, resample, prompt, guidance, n]
     _listen(go, functools.partial(run_inpaint, app), inputs, outputs, "inpaint")
 
@@ -855,24 +881,38 @@ def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: 
     """Serve ``demo`` on host:port (port None: the first free one from 7860) in background threads, with one
     queue slot for sampling, no analytics, no share link, no monitoring, no MCP server and no web fonts.
 
-    Returns the local URL; ``demo.block_thread()`` waits (until Ctrl-C), ``demo.close()`` stops it."""
+    Returns the local URL; ``demo.block_thread()`` waits (until Ctrl-C), ``demo.close()`` stops it.
+    Every file under ``config.out`` can be downloaded, so it must not be (or contain) the working folder, the
+    home folder or /."""
+    out = config.out.resolve()
+    for broad in (Path.cwd().resolve(), Path.home().resolve(), Path(out.anchor)):
+        if out == broad or out in broad.parents:
+            raise FundiffError(
+                f"--out {config.out} would let the page serve every file under {out}; give a folder of its own "
+                "(default out/ui)"
+            )
     config.out.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        inbrowser=False,
-        prevent_thread_lock=True,
-        allowed_paths=[str(config.out.resolve())],
-        enable_monitoring=False,
-        mcp_server=False,
-        ssr_mode=False,
-        quiet=True,
-        show_error=False,
-        max_file_size="20mb",
-        footer_links=[],
-        run_history=False,
-        theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
-    )
+    try:
+        _, url, _ = demo.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            prevent_thread_lock=True,
+            allowed_paths=[str(config.out.resolve())],
+            enable_monitoring=False,
+            mcp_server=False,
+            ssr_mode=False,
+            quiet=True,
+            show_error=False,
+            max_file_size="20mb",
+            footer_links=[],
+            run_history=False,
+            theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
+        )
+    except OSError as e:  # e.g. the port is taken
+        raise FundiffError(
+            f"cannot serve on {host}:{port or 'a free port from 7860'}: {e}; pick another --port"
+        ) from None
     return url
