@@ -188,22 +188,8 @@ def blur_figure(
     ts = _noise_ts(denoiser, ts)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     blurred = torch.stack([edits.gaussian_blur_denoise(x_t, kernel_size, sigma) for x_t in x_ts])
-    rows = [row for b in range(x_0.shape[0]) for row in ((f"noisy {b}", x_ts[:, b]), (f"blurred {b}", blurred[:, b]))]
-    paths = _write(
-        out,
-        "blur",
-        rows,
-        col_labels=[f"t={t}" for t in ts],
-        title=f"Gaussian blur (kernel {kernel_size}, σ={sigma:g})",
-        value_range=denoiser.value_range,
-    )
-    return Figure(
-        {
-            **{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)},
-            **{f"blurred t={t}": blurred[k] for k, t in enumerate(ts)},
-        },
-        paths,
-    )
+    title = f"Gaussian blur (kernel {kernel_size}, σ={sigma:g})"
+    return _noisy_and(denoiser, ts, x_ts, "blurred", blurred, name="blur", title=title, out=out)
 
 
 def one_step_figure(
@@ -225,22 +211,21 @@ def one_step_figure(
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     x0_hats = torch.stack([edits.one_step_denoise(model, x_t, t, cond=cond) for t, x_t in zip(ts, x_ts)])
-    rows = [row for b in range(x_0.shape[0]) for row in ((f"noisy {b}", x_ts[:, b]), (f"one-step {b}", x0_hats[:, b]))]
-    paths = _write(
-        out,
-        "one_step",
-        rows,
-        col_labels=[f"t={t}" for t in ts],
-        title=f"one-step denoising, prompt {prompt!r}",
-        value_range=denoiser.value_range,
-    )
-    return Figure(
-        {
-            **{f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)},
-            **{f"one-step t={t}": x0_hats[k] for k, t in enumerate(ts)},
-        },
-        paths,
-    )
+    title = f"one-step denoising, prompt {prompt!r}"
+    return _noisy_and(denoiser, ts, x_ts, "one-step", x0_hats, name="one_step", title=title, out=out)
+
+
+def _noisy_and(
+    denoiser: Denoiser, ts: Sequence[int], x_ts: Tensor, label: str, results: Tensor, *, name: str, title: str, out
+) -> Figure:
+    """The noisy images x_ts (len(ts), B, C, H, W) above what a method made of them (same shape), per image b."""
+    rows = [row for b in range(x_ts.shape[1]) for row in ((f"noisy {b}", x_ts[:, b]), (f"{label} {b}", results[:, b]))]
+    cols = [f"t={t}" for t in ts]
+    paths = _write(out, name, rows, col_labels=cols, title=title, value_range=denoiser.value_range)
+    images = {f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)} | {
+        f"{label} t={t}": results[k] for k, t in enumerate(ts)
+    }
+    return Figure(images, paths)
 
 
 def iterative_figure(

@@ -175,6 +175,10 @@ class _Tour:
         by_kind = {"class": class_numbers, "time": time_numbers, "denoiser": denoiser_numbers}
         return by_kind[self.model_facts[role]["kind"]](self.card(role))
 
+    def figure_options(self, timesteps: list[int], out: Path) -> dict:
+        """The keywords every techniques figure gets the same way in the tour."""
+        return dict(timesteps=timesteps, sampler=self.sampler, out=out, seed=self.seed)
+
     def timesteps(self, den) -> list[int]:
         """As `fundiff <technique>` picks them: --steps N when the sizes set it, else the write-up's stride."""
         from fundiff import techniques
@@ -364,7 +368,11 @@ def _a_sampling(t: _Tour, out: Path) -> Made:
     den, n = t.denoiser("class"), t.sizes.n_single
     ts = t.timesteps(den)
     fig = techniques.sampling_figure(
-        den, [""], n=n, guidance=DEFAULT_GUIDANCE, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den,
+        [""],
+        n=n,
+        guidance=DEFAULT_GUIDANCE,
+        **t.figure_options(ts, out),
     )
     argv = t.argv("generate", "class", out, "--prompt", "", "--n", str(n), sampler=True)
     return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0])
@@ -376,7 +384,11 @@ def _a_cfg(t: _Tour, out: Path) -> Made:
     den, n, prompts = t.denoiser("class"), t.sizes.n, list(t.choices.cfg)
     ts = t.timesteps(den)
     fig = techniques.sampling_figure(
-        den, prompts, n=n, guidance=DEFAULT_GUIDANCE, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed
+        den,
+        prompts,
+        n=n,
+        guidance=DEFAULT_GUIDANCE,
+        **t.figure_options(ts, out),
     )
     argv = t.argv(
         "generate",
@@ -448,10 +460,7 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
         resample=s.resample,
         prompt=prompt,
         guidance=DEFAULT_GUIDANCE,
-        timesteps=ts,
-        sampler=t.sampler,
-        out=out,
-        seed=t.seed,
+        **t.figure_options(ts, out),
     )
     extra = ["--mask-preset", "top-half", "--prompt", prompt, "--n", str(s.n), "--method", method]
     if method == "repaint":
@@ -483,10 +492,7 @@ def _a_anagram(t: _Tour, out: Path) -> Made:
         ["identity", view],
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        timesteps=ts,
-        sampler=t.sampler,
-        out=out,
-        seed=t.seed,
+        **t.figure_options(ts, out),
     )
     argv = t.argv("anagram", "class", out, "--prompts", *prompts, "--view", view, "--n", str(n), sampler=True)
     return Made(list(fig.paths), argv, [_read_rates()], timesteps=ts, guidance=[DEFAULT_GUIDANCE])
@@ -505,10 +511,7 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
         sigma=1.5,
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        timesteps=ts,
-        sampler=t.sampler,
-        out=out,
-        seed=t.seed,
+        **t.figure_options(ts, out),
     )
     extra = ("--low", low, "--high", high, "--kernel-size", "9", "--sigma", "1.5", "--n", str(n))
     return Made(
@@ -616,7 +619,12 @@ def _b_time(t: _Tour, out: Path) -> Made:
     den, n = t.denoiser("time"), t.sizes.n_single
     ts = t.timesteps(den)
     curve, note = _loss_curve(t, "time", out)
-    fig = techniques.sampling_figure(den, [""], n=n, timesteps=ts, sampler=t.sampler, out=out, seed=t.seed)
+    fig = techniques.sampling_figure(
+        den,
+        [""],
+        n=n,
+        **t.figure_options(ts, out),
+    )
     argv = t.argv("generate", "time", out, "--n", str(n), sampler=True)
     return Made(curve + list(fig.paths), argv, [], note, ts, [1.0])
 
@@ -632,10 +640,7 @@ def _b_class(t: _Tour, out: Path) -> Made:
         list(den.class_names),
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        timesteps=ts,
-        sampler=t.sampler,
-        out=out,
-        seed=t.seed,
+        **t.figure_options(ts, out),
     )
     argv = t.argv("generate", "class-b", out, "--n", str(n), "--guidance", f"{DEFAULT_GUIDANCE:g}", sampler=True)
     return Made(curve + list(fig.paths), argv, [], note, ts, [1.0, DEFAULT_GUIDANCE])
