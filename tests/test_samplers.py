@@ -126,9 +126,9 @@ def test_dpm_solver_pp_is_deterministic_and_first_step_is_ddim():
 def test_sampler_by_name_and_bad_options():
     assert isinstance(samplers.get_sampler("ddpm"), samplers.DDPM)
     assert samplers.get_sampler("ddim", eta=0.3) == samplers.DDIM(eta=0.3)
-    assert set(samplers.SAMPLERS) >= {"ddpm", "ddim", "dpm++"}
-    with pytest.raises(FundiffError, match="choose one of ddpm, ddim, dpm\\+\\+"):
-        samplers.get_sampler("euler")
+    assert set(samplers.SAMPLERS) >= {"ddpm", "ddim", "dpm++", "euler", "heun"}
+    with pytest.raises(FundiffError, match="choose one of ddpm, ddim, dpm\\+\\+, euler, heun"):
+        samplers.get_sampler("unipc")
     with pytest.raises(FundiffError, match="takes no eta; eta applies to ddim"):
         samplers.get_sampler("dpm++", eta=0.5)
     for bad in (5.0, -0.1, float("nan")):

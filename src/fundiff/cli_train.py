@@ -67,8 +67,11 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     """The flags that override a preset's TrainConfig values (None: the preset's)."""
+    from fundiff.denoisers import OBJECTIVES
     from fundiff.devices import PRECISIONS
-    from fundiff.training import LR_SCHEDULES
+    from fundiff.flow import TIME_LAWS
+    from fundiff.schedules import BETA_SCHEDULES
+    from fundiff.training import LOSS_WEIGHTS, LR_SCHEDULES
 
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
@@ -109,6 +112,25 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--save-every", type=_nonneg_int, default=None, help="checkpoint every N steps (and at every epoch end)"
     )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="what a time/class UNet learns: eps (write-up, DDPM), v (v-prediction), flow (flow matching: "
+        "velocity on the straight noise-data path; sample with --sampler heun or euler)",
+    )
+    p.add_argument(
+        "--loss-weight", choices=LOSS_WEIGHTS, default=None, help="eps/v loss weighting: none or min-snr (gamma 5)"
+    )
+    p.add_argument(
+        "--flow-times", choices=TIME_LAWS, default=None, help="flow matching's training times (default uniform)"
+    )
+    p.add_argument(
+        "--beta-schedule", choices=BETA_SCHEDULES, default=None, help="DDPM noise schedule (write-up: linear)"
+    )
+    p.add_argument(
+        "--T", type=_positive_int, default=None, dest="T", help="diffusion steps, or flow grid points for sampling"
+    )
 
 
 def _handle_train(args: argparse.Namespace) -> None:
@@ -148,17 +170,18 @@ def _training_figures(cfg, device, class_names, data_dir):
         from fundiff import timesteps as ts
         from fundiff.denoisers import UNetDenoiser
         from fundiff.guidance import CFG
-        from fundiff.schedules import NoiseSchedule
+        from fundiff.training import schedule_of_config
 
-        schedule = NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
-        den = UNetDenoiser(model, schedule, class_names=class_names)
+        den = UNetDenoiser(model, schedule_of_config(cfg), class_names=class_names, objective=cfg.objective)
         if cfg.kind == "class":
             prompts = [name for name in class_names for _ in range(4)]
             den = CFG(den, DEFAULT_GUIDANCE)
             rows = 10
         else:
             prompts, rows = [""] * 40, 4
-        x = samplers.sample_from_noise(den, den.encode(prompts), ts.full(cfg.T), generator=g, device=device)
+        steps = ts.full(cfg.T) if cfg.objective != "flow" else ts.strided(cfg.T, steps=min(cfg.T, 50))
+        sampler = "ddpm" if cfg.objective != "flow" else "heun"
+        x = samplers.sample_from_noise(den, den.encode(prompts), steps, generator=g, device=device, sampler=sampler)
         io.save_grid(x.clamp(0, 1), run_dir / f"samples_epoch{epoch}.png", nrow=len(prompts) // rows, scale=2)
 
     return draw
@@ -166,7 +189,7 @@ def _training_figures(cfg, device, class_names, data_dir):
 
 _OVERRIDES = (  # `fundiff train` flags that override a preset value (None: keep the preset's)
     "epochs", "batch_size", "lr", "lr_schedule", "hidden", "max_steps", "sigma", "ema_decay", "precision",
-    "channels_last", "sample_epochs", "save_every",
+    "channels_last", "sample_epochs", "save_every", "objective", "loss_weight", "flow_times", "beta_schedule", "T",
 )  # fmt: skip
 
 
@@ -239,6 +262,11 @@ _DIFFUSION_ONLY = (
     "channels_last",
     "sample_epochs",
     "save_every",
+    "objective",
+    "loss_weight",
+    "flow_times",
+    "beta_schedule",
+    "T",
 )
 
 

@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from fundiff import flow
 from fundiff.devices import autocast_for
 from fundiff.errors import FundiffError
 from fundiff.prompts import class_index
@@ -94,11 +95,18 @@ class DenoiserWrapper:
         return self.denoiser.describe_prompt(prompt)
 
 
+OBJECTIVES = ("eps", "v", "flow")  # what a fundiff UNet was trained to predict (training.TrainConfig.objective)
+
+
 class UNetDenoiser:
     """fundiff's time- or class-conditioned UNet as a Denoiser.
 
     The UNet sees t normalised to [0, 1] as t / (T - 1) and, for the class kind, a one-hot
-    class vector c (zeros = no class). ``class_names`` maps prompts to classes. ``autocast_dtype``
+    class vector c (zeros = no class). ``objective`` says what it predicts: ``eps`` (the
+    write-up), ``v`` = alpha eps - sigma x_0 (Salimans & Ho 2022; eps = sigma x_t + alpha v) or
+    ``flow``, a rectified-flow velocity at flow time tau on input x_tau = x_t / (alpha + sigma)
+    (flow.py; ``schedule`` is then flow.schedule(T)); all are served as eps.
+    ``class_names`` maps prompts to classes. ``autocast_dtype``
     (e.g. bfloat16) and ``channels_last`` choose the arithmetic (``devices.choose_precision``
     measures which is fastest); the model is converted to that memory format in place.
     """
@@ -111,10 +119,14 @@ class UNetDenoiser:
         class_names: Sequence[str] = (),
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        objective: str = "eps",
     ) -> None:
         kind = model.config.kind
         if kind not in ("time", "class"):
             raise FundiffError(f"a {kind!r} model is not a diffusion model; use a 'time' or 'class' model")
+        if objective not in OBJECTIVES:
+            raise FundiffError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        self.objective = objective
         self.model = model
         self.schedule = schedule
         self.kind = kind
@@ -161,8 +173,19 @@ class UNetDenoiser:
 
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
-        t_norm = t.to(x_t.device, torch.float32) / (self.schedule.T - 1)
-        x_t = x_t.contiguous(memory_format=self.memory_format)
+        t = t.to(x_t.device)
+        abar = self.schedule.abar_at(t.cpu()).to(x_t.device, torch.float32).reshape(-1, 1, 1, 1)
+        if self.objective == "flow":
+            tau, scale = flow.tau_and_scale(abar)
+            x_in, t_in = x_t * scale, tau.flatten()
+        else:
+            x_in, t_in = x_t, t.to(torch.float32) / (self.schedule.T - 1)
+        x_in = x_in.contiguous(memory_format=self.memory_format)
         with autocast_for(x_t.device, self.autocast_dtype):
-            eps = self.model(x_t, t_norm, cond if self.kind == "class" else None)
-        return Prediction(eps.float().contiguous())
+            out = self.model(x_in, t_in, cond if self.kind == "class" else None)
+        out = out.float().contiguous()
+        if self.objective == "eps":
+            return Prediction(out)
+        if self.objective == "v":
+            return Prediction((1 - abar).sqrt() * x_t + abar.sqrt() * out)
+        return Prediction(flow.eps_from_velocity(x_in.contiguous(), out, tau))

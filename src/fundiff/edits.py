@@ -223,13 +223,14 @@ def inpaint(
     def t_at(q: int) -> int:  # level q of the walk -> timestep (level 0 is the clean image, t = -1)
         return timesteps[len(timesteps) - q] if q > 0 else -1
 
-    step, i = sampler.start(schedule), 0
+    predict = samplers.predictor(denoiser, cond)
+    step, i = sampler.start(schedule, predict), 0
     for q, q_next in zip(walk, walk[1:]):
         t, t_next = t_at(q), t_at(q_next)
         if q_next < q:  # denoise one (strided) step, then put the known region back
-            x, x0_hat = step(x, denoiser(x, _t_batch(t, x), cond), t, t_next, generator)
+            x, x0_hat = step(x, predict(x, t), t, t_next, generator)
             x, i = known_then_hook(i, t, t_next, x, x0_hat), i + 1
         else:  # jump back up to t_next > t, and restart the sampler there
             x = renoise(schedule, x, t, t_next, generator=generator)
-            step = sampler.start(schedule)
+            step = sampler.start(schedule, predict)
     return x

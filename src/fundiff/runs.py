@@ -97,8 +97,15 @@ def class_names_of(cfg: dict) -> tuple[str, ...]:
 
 
 def schedule_of(cfg: dict, where: str | Path = "config.json") -> NoiseSchedule:
-    """The noise schedule a run was trained with (train.beta_schedule, train.T); both must be there."""
+    """The noise schedule a run was trained with (train.beta_schedule, train.T); both must be there.
+
+    A flow-matching run (train.objective "flow") samples on the VP grid of T flow times (flow.schedule).
+    """
     train = cfg.get("train", {})
+    if train.get("objective") == "flow" and "T" in train:
+        from fundiff import flow
+
+        return flow.schedule(int(train["T"]))
     missing = [k for k in ("beta_schedule", "T") if k not in train]
     if missing:
         raise FundiffError(
@@ -161,7 +168,12 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
         precision=precision,
     )
     return UNetDenoiser(
-        net, schedule, class_names=names, autocast_dtype=choice.dtype, channels_last=choice.channels_last
+        net,
+        schedule,
+        class_names=names,
+        autocast_dtype=choice.dtype,
+        channels_last=choice.channels_last,
+        objective=cfg["train"].get("objective", "eps"),
     )
 
 

@@ -7,12 +7,17 @@ A sampler turns the denoiser's prediction at ``t`` into the next, less noisy ``x
   with the learned variance when the denoiser predicts one;
 - ``ddim``: DDIM (Song et al. 2021, Eq. 12); ``eta`` in [0, 1], 0 is deterministic;
 - ``dpm++``: DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), a deterministic second-order
-  multistep solver for few-step sampling, first-order on its first and last step.
+  multistep solver for few-step sampling, first-order on its first and last step;
+- ``euler`` and ``heun``: the probability-flow ODE integrated in flow time tau (flow.py):
+  ``dx_tau/dtau = eps_hat - x0_hat`` on ``x_tau = x_t / (alpha_t + sigma_t)``. For a flow-matching
+  model that is its own velocity ODE; ``euler`` equals DDIM with eta = 0; ``heun`` (Karras et
+  al. 2022, Alg. 1) averages the slopes at both ends of a step (two denoiser calls per step,
+  Euler on the last step to the clean image).
 
 Pure-noise sampling, strided iterative denoising and SDEdit differ only in the timestep
 list and the start ``x``; inpainting adds a per-step hook; RePaint restarts the sampler
 after each jump back up. **Adding a sampler** touches this file only: a class with a
-``name`` and ``start(schedule) -> Step``, and an entry in :data:`SAMPLERS`; the CLI's
+``name`` and ``start(schedule, predict) -> Step``, and an entry in :data:`SAMPLERS`; the CLI's
 ``--sampler`` choices, every edit, technique and the evaluation take it from there.
 """
 
@@ -43,12 +48,17 @@ class Step(Protocol):
     ) -> tuple[Tensor, Tensor]: ...
 
 
+# predict(x, t) -> the denoiser's Prediction at integer timestep t (same conditioning as the descent)
+Predict = Callable[[Tensor, int], Prediction]
+
+
 class Sampler(Protocol):
-    """A named update rule. ``start`` gives a fresh :class:`Step` for one descent (multistep state lives there)."""
+    """A named update rule. ``start`` gives a fresh :class:`Step` for one descent (multistep state lives there);
+    ``predict`` lets a multi-stage step (Heun) call the denoiser again."""
 
     name: ClassVar[str]
 
-    def start(self, schedule: NoiseSchedule) -> Step: ...
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,7 @@ class DDPM:
 
     name: ClassVar[str] = "ddpm"
 
-    def start(self, schedule: NoiseSchedule) -> Step:
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
             return schedule.p_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, v=pred.v, generator=generator)
 
@@ -75,7 +85,7 @@ class DDIM:
         if not (math.isfinite(self.eta) and 0.0 <= self.eta <= 1.0):
             raise FundiffError(f"DDIM's eta must be in [0, 1] (0: deterministic, 1: DDPM-like), got {self.eta}")
 
-    def start(self, schedule: NoiseSchedule) -> Step:
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
             return schedule.ddim_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, eta=self.eta, generator=generator)
 
@@ -100,7 +110,7 @@ class DPMSolverPP:
 
     name: ClassVar[str] = "dpm++"
 
-    def start(self, schedule: NoiseSchedule) -> Step:
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         history: list[tuple[float, Tensor]] = []  # (lambda_t, x0_hat) of the previous step
 
         def step(x_t, pred, t, t_prev, generator):
@@ -123,12 +133,64 @@ class DPMSolverPP:
         return step
 
 
-SAMPLERS: dict[str, type] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP)}
+def _flow_frame(schedule: NoiseSchedule, t: int) -> tuple[float, float]:
+    """(tau_t, alpha_t + sigma_t): flow time of level t and the factor x_t = (alpha + sigma) x_tau; t = -1: (0, 1)."""
+    alpha, sigma = _alpha_sigma(schedule, t)
+    return sigma / (alpha + sigma), alpha + sigma
+
+
+def _flow_velocity(schedule: NoiseSchedule, x_t: Tensor, pred: Prediction, t: int) -> tuple[Tensor, Tensor]:
+    """(velocity eps_hat - x0_hat, x0_hat) of the prediction at level t."""
+    eps = pred.eps.to(x_t.dtype)
+    x0_hat = schedule.x0_from_eps(x_t, t, eps)
+    return eps - x0_hat, x0_hat
+
+
+@dataclass(frozen=True)
+class Euler:
+    """Euler steps in flow time: x_tau' = x_tau + (tau' - tau) u, u = eps_hat - x0_hat (= DDIM, eta 0)."""
+
+    name: ClassVar[str] = "euler"
+
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
+        def step(x_t, pred, t, t_prev, generator):
+            (tau, k), (tau_prev, k_prev) = _flow_frame(schedule, t), _flow_frame(schedule, t_prev)
+            u, x0_hat = _flow_velocity(schedule, x_t, pred, t)
+            return k_prev * (x_t / k + (tau_prev - tau) * u), x0_hat
+
+        return step
+
+
+@dataclass(frozen=True)
+class Heun:
+    """Heun steps in flow time (Karras et al. 2022, Alg. 1): an Euler predictor to tau', then
+    x_tau' = x_tau + (tau' - tau) (u(x_tau, tau) + u(x_euler, tau')) / 2. The step to the clean
+    image (tau' = 0) is a plain Euler step. Two denoiser calls per step otherwise."""
+
+    name: ClassVar[str] = "heun"
+
+    def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
+        if predict is None:
+            raise FundiffError("the heun sampler calls the denoiser twice per step; start it with predict")
+
+        def step(x_t, pred, t, t_prev, generator):
+            (tau, k), (tau_prev, k_prev) = _flow_frame(schedule, t), _flow_frame(schedule, t_prev)
+            u, x0_hat = _flow_velocity(schedule, x_t, pred, t)
+            x_euler = x_t / k + (tau_prev - tau) * u
+            if t_prev < 0:
+                return x_euler, x0_hat
+            u_prev, _ = _flow_velocity(schedule, k_prev * x_euler, predict(k_prev * x_euler, t_prev), t_prev)
+            return k_prev * (x_t / k + (tau_prev - tau) * (u + u_prev) / 2), x0_hat
+
+        return step
+
+
+SAMPLERS: dict[str, type] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP, Euler, Heun)}
 DEFAULT_SAMPLER = "ddpm"
 
 
 def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None = None) -> Sampler:
-    """A sampler by name (``ddpm``, ``ddim``, ``dpm++``), or ``sampler`` itself if it is one.
+    """A sampler by name (``ddpm``, ``ddim``, ``dpm++``, ``euler``, ``heun``), or ``sampler`` itself if it is one.
 
     ``eta`` applies to samplers that take it (DDIM); giving it to another is an error.
     """
@@ -145,6 +207,15 @@ def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None =
         takes = [n for n, c in SAMPLERS.items() if "eta" in getattr(c, "__dataclass_fields__", {})]
         raise FundiffError(f"the {sampler} sampler takes no eta; eta applies to {', '.join(takes)}")
     return cls(eta=eta)
+
+
+def predictor(denoiser: Denoiser, cond: Tensor) -> Predict:
+    """predict(x, t): ``denoiser`` at integer timestep t for every row of x, conditioned on ``cond``."""
+
+    def predict(x: Tensor, t: int) -> Prediction:
+        return denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), cond)
+
+    return predict
 
 
 @torch.no_grad()
@@ -165,11 +236,11 @@ def sample(
     """
     schedule = denoiser.schedule
     timesteps = ts_lib.validate(timesteps, schedule.T)
-    step = get_sampler(sampler).start(schedule)
+    predict = predictor(denoiser, cond)
+    step = get_sampler(sampler).start(schedule, predict)
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x_prev, x0_hat = step(x, denoiser(x, t_batch, cond), t, t_prev, generator)
+        x_prev, x0_hat = step(x, predict(x, t), t, t_prev, generator)
         if on_step is not None:
             replaced = on_step(i, t, t_prev, x_prev, x0_hat)
             if replaced is not None:

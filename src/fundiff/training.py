@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from fundiff import DEFAULT_SEED
+from fundiff import DEFAULT_SEED, flow
 from fundiff import checkpoints as ckpt
+from fundiff.denoisers import OBJECTIVES
 from fundiff.devices import (
     PRECISIONS,
     PrecisionChoice,
@@ -70,6 +71,9 @@ class TrainConfig:
     sigma: float = 0.5  # noise level of the one-step denoiser's training data
     T: int = 300  # diffusion steps (time / class kinds)
     beta_schedule: str = "linear"  # "linear" (write-up) or "cosine"
+    objective: str = "eps"  # what the UNet predicts: "eps" (write-up), "v" (v-prediction) or "flow" (flow matching)
+    loss_weight: str = "none"  # "none", or "min-snr" (Hang et al. 2023, gamma = 5; eps and v objectives)
+    flow_times: str = "uniform"  # flow matching's training times: "uniform" or "logit-normal"
     p_uncond: float = 0.1  # probability of dropping the class vector (class kind)
     ema_decay: float = 0.0  # EMA of weights (decay warmed up as (1 + step) / (10 + step)); 0 disables it
     max_steps: int | None = None  # stop after this many optimizer steps in total (short runs)
@@ -99,6 +103,22 @@ class TrainConfig:
                 self.precision in PRECISIONS,
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
             ),
+            (
+                self.objective in OBJECTIVES,
+                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}",
+            ),
+            (
+                self.loss_weight in LOSS_WEIGHTS,
+                f"unknown loss weight {self.loss_weight!r}; choose one of {', '.join(LOSS_WEIGHTS)}",
+            ),
+            (
+                self.loss_weight == "none" or self.objective != "flow",
+                "min-snr weighting applies to the eps and v objectives, not to flow; drop --loss-weight",
+            ),
+            (
+                self.flow_times in flow.TIME_LAWS,
+                f"unknown flow time law {self.flow_times!r}; choose one of {', '.join(flow.TIME_LAWS)}",
+            ),
             (0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}"),
             (0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
@@ -116,6 +136,8 @@ class TrainConfig:
 
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
+LOSS_WEIGHTS = ("none", "min-snr")
+MIN_SNR_GAMMA = 5.0
 
 # The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
 # The time- and class-conditioned UNets share their recipe in each preset.
@@ -163,6 +185,12 @@ def preset_config(preset: str, kind: str, **overrides) -> TrainConfig:
         raise FundiffError(f"unknown training option(s) {', '.join(sorted(unknown))}")
     values = {**PRESETS[preset][kind], **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(kind=kind, preset=preset, **values)
+
+
+def schedule_of_config(cfg: TrainConfig) -> NoiseSchedule:
+    """The discrete schedule a time/class run samples on: its beta schedule, or for the flow
+    objective the VP-equivalent grid of T flow times (flow.schedule)."""
+    return flow.schedule(cfg.T) if cfg.objective == "flow" else NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
 
 
 # -- distributed ---------------------------------------------------------------------------
@@ -335,16 +363,44 @@ def _loss(
     eps = torch.randn(x0.shape, generator=g, device=x0.device)
     if cfg.kind == "denoiser":
         return F.mse_loss(model(x0 + cfg.sigma * eps).float(), x0)
-    assert schedule is not None
-    t = torch.randint(0, cfg.T, (x0.shape[0],), generator=g, device=x0.device)
-    x_t = schedule.q_sample(x0, t, eps)
-    t_norm = t.float() / (cfg.T - 1)
-    if cfg.kind == "time":
-        return F.mse_loss(model(x_t, t_norm).float(), eps)
-    keep = (torch.rand(x0.shape[0], generator=g, device=x0.device) >= cfg.p_uncond).float()
-    num_classes = getattr(model, "module", model).config.num_classes  # through a DDP wrapper
-    c = F.one_hot(y, num_classes).float() * keep[:, None]
-    return F.mse_loss(model(x_t, t_norm, c).float(), eps)
+    b = x0.shape[0]
+    if cfg.objective == "flow":
+        tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
+        x_in, t_in, target, weight = flow.interpolate(x0, eps, tau), tau, flow.velocity(x0, eps), None
+    else:
+        assert schedule is not None
+        t = torch.randint(0, cfg.T, (b,), generator=g, device=x0.device)
+        x_in, t_in = schedule.q_sample(x0, t, eps), t.float() / (cfg.T - 1)
+        target, weight = diffusion_target(schedule, x0, eps, t, cfg.objective, cfg.loss_weight)
+    c = None
+    if cfg.kind == "class":
+        keep = (torch.rand(b, generator=g, device=x0.device) >= cfg.p_uncond).float()
+        num_classes = getattr(model, "module", model).config.num_classes  # through a DDP wrapper
+        c = F.one_hot(y, num_classes).float() * keep[:, None]
+    err = (model(x_in, t_in, c).float() - target).pow(2)
+    if weight is None:
+        return err.mean()
+    return (err.mean(dim=(1, 2, 3)) * weight).mean()
+
+
+def diffusion_target(
+    schedule: NoiseSchedule, x0: Tensor, eps: Tensor, t: Tensor, objective: str, loss_weight: str
+) -> tuple[Tensor, Tensor | None]:
+    """(regression target, per-sample loss weight or None) of a DDPM objective at timesteps ``t`` (B,).
+
+    ``eps``: the noise; ``v``: alpha_t eps - sigma_t x0 (Salimans & Ho 2022). ``min-snr``
+    (Hang et al. 2023) weights each sample by min(SNR, gamma) / SNR for eps and
+    min(SNR, gamma) / (SNR + 1) for v, SNR = abar / (1 - abar), gamma = 5: the eps-loss of
+    a clean-ish sample no longer dominates, and the v-loss is the same weighting in x0 terms.
+    """
+    abar = schedule.abar_at(t.cpu()).to(x0.device, torch.float32)
+    alpha, sigma = abar.sqrt().reshape(-1, 1, 1, 1), (1 - abar).sqrt().reshape(-1, 1, 1, 1)
+    target = eps if objective == "eps" else alpha * eps - sigma * x0
+    if loss_weight == "none":
+        return target, None
+    snr = abar / (1 - abar)
+    weight = snr.clamp(max=MIN_SNR_GAMMA) / (snr if objective == "eps" else snr + 1)
+    return target, weight
 
 
 def _gather_rng(g: torch.Generator, info: DistInfo) -> list[Tensor]:
@@ -432,7 +488,7 @@ def _setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device,
         ema=_ema_model(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
         opt=torch.optim.Adam(model.parameters(), lr=cfg.lr),
         g=torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank),
-        schedule=NoiseSchedule.from_name(cfg.beta_schedule, cfg.T) if cfg.kind != "denoiser" else None,
+        schedule=schedule_of_config(cfg) if cfg.kind != "denoiser" else None,
         x_all=images.to(dev),  # uint8, converted per batch
         y_all=labels.to(dev),
         per_rank_batch=per_rank_batch,

@@ -1,0 +1,86 @@
+"""Flow matching (rectified flow; Lipman et al. 2023, Liu et al. 2023) on the same UNets.
+
+Flow time ``tau`` runs from 0 (data) to 1 (noise) along the straight path
+
+    x_tau = (1 - tau) x_0 + tau eps,        eps ~ N(0, I),
+
+and the UNet ``u(x_tau, tau)`` learns the velocity ``d x_tau / d tau = eps - x_0`` with a
+plain MSE (conditional flow matching). Sampling integrates dx/dtau = u from tau = 1 to 0
+(Euler or Heun, samplers.py).
+
+**One Denoiser under everything.** The straight path is a rescaled VP (DDPM) process:
+with ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)`` and ``x_vp = alpha x_0 + sigma eps``,
+
+    x_tau = x_vp / (alpha + sigma),   tau = sigma / (alpha + sigma),
+    abar(tau) = (1 - tau)^2 / ((1 - tau)^2 + tau^2).
+
+So a flow model is served as a Denoiser on the discrete schedule :func:`schedule` (a grid of
+flow times), converting its velocity to the noise estimate ``eps = x_tau + (1 - tau) u`` and
+``x0 = x_tau - tau u``. Every sampler, CFG, SDEdit, inpainting, anagram and hybrid then runs
+on it unchanged; CFG on eps equals CFG on the velocity (eps is affine in u at fixed x, tau).
+DDIM with eta = 0 on that grid *is* the Euler method in tau (both keep x0_hat and eps_hat
+fixed over a step), and any VP model can be integrated in tau the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fundiff.errors import FundiffError
+from fundiff.schedules import NoiseSchedule
+
+TIME_LAWS = ("uniform", "logit-normal")
+
+
+def interpolate(x_0: Tensor, eps: Tensor, tau: Tensor) -> Tensor:
+    """x_tau = (1 - tau) x_0 + tau eps; ``tau`` (B,) broadcasts over (B, C, H, W)."""
+    tau = tau.reshape(-1, *([1] * (x_0.ndim - 1))).to(x_0.dtype)
+    return (1 - tau) * x_0 + tau * eps
+
+
+def velocity(x_0: Tensor, eps: Tensor) -> Tensor:
+    """The conditional flow matching target d x_tau / d tau = eps - x_0."""
+    return eps - x_0
+
+
+def sample_times(
+    n: int, *, law: str = "uniform", generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> Tensor:
+    """n training times tau in (0, 1): ``uniform``, or ``logit-normal`` (sigmoid of N(0, 1); Esser et al. 2024,
+    which spends more steps on the middle times)."""
+    if law == "uniform":
+        return torch.rand(n, generator=generator, device=device)
+    if law == "logit-normal":
+        return torch.sigmoid(torch.randn(n, generator=generator, device=device))
+    raise FundiffError(f"unknown flow time law {law!r}; choose one of {', '.join(TIME_LAWS)}")
+
+
+def grid(T: int) -> Tensor:
+    """The T flow times tau_t = (t + 1) / (T + 1), t = 0..T-1 (float64): t = -1 is tau = 0, the data."""
+    if T < 2:
+        raise FundiffError(f"a flow grid needs T >= 2, got {T}")
+    return torch.arange(1, T + 1, dtype=torch.float64) / (T + 1)
+
+
+def schedule(T: int) -> NoiseSchedule:
+    """The VP schedule equivalent to flow times :func:`grid`: abar = (1 - tau)^2 / ((1 - tau)^2 + tau^2)."""
+    tau = grid(T)
+    abar = (1 - tau) ** 2 / ((1 - tau) ** 2 + tau**2)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    return NoiseSchedule(1 - abar / prev, kind="flow")
+
+
+def tau_and_scale(abar: Tensor) -> tuple[Tensor, Tensor]:
+    """(tau, 1 / (alpha + sigma)) of VP levels ``abar``: x_tau = x_vp / (alpha + sigma)."""
+    alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+    return sigma / (alpha + sigma), 1 / (alpha + sigma)
+
+
+def eps_from_velocity(x_tau: Tensor, u: Tensor, tau: Tensor) -> Tensor:
+    """The noise estimate of velocity ``u`` at (x_tau, tau): eps = x_tau + (1 - tau) u."""
+    return x_tau + (1 - tau) * u
+
+
+__all__ = ["TIME_LAWS", "interpolate", "velocity", "sample_times", "grid", "schedule", "tau_and_scale",
+           "eps_from_velocity"]  # fmt: skip

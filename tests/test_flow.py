@@ -1,0 +1,266 @@
+"""Flow matching and the other training objectives: targets, the VP <-> flow-time map, Euler / Heun, CFG."""
+
+import math
+
+import pytest
+import torch
+from tests.helpers import synthetic_data, tiny_config
+
+from fundiff import flow, samplers, training
+from fundiff import timesteps as ts
+from fundiff.denoisers import Prediction, UNetDenoiser
+from fundiff.errors import FundiffError
+from fundiff.guidance import CFG
+from fundiff.models.unet import UNet, UNetConfig
+from fundiff.schedules import NoiseSchedule
+
+
+def test_flow_grid_and_its_vp_schedule_pinned():
+    tau = flow.grid(4)
+    assert tau.tolist() == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    sched = flow.schedule(4)
+    # abar(tau) = (1 - tau)^2 / ((1 - tau)^2 + tau^2): 0.64/0.68, 0.36/0.52, 0.16/0.52, 0.04/0.68
+    assert sched.abar.tolist() == pytest.approx([0.64 / 0.68, 0.36 / 0.52, 0.16 / 0.52, 0.04 / 0.68])
+    back, scale = flow.tau_and_scale(sched.abar)
+    assert torch.allclose(back, tau, atol=1e-12)
+    alpha, sigma = sched.abar.sqrt(), (1 - sched.abar).sqrt()
+    assert torch.allclose(scale, 1 / (alpha + sigma))
+    # x_tau = x_vp / (alpha + sigma) is the straight path (1 - tau) x0 + tau eps
+    x0, eps = torch.randn(4, 1, 2, 2, dtype=torch.float64), torch.randn(4, 1, 2, 2, dtype=torch.float64)
+    x_vp = alpha.view(-1, 1, 1, 1) * x0 + sigma.view(-1, 1, 1, 1) * eps
+    assert torch.allclose(x_vp * scale.view(-1, 1, 1, 1), flow.interpolate(x0, eps, tau))
+    with pytest.raises(FundiffError, match="T >= 2"):
+        flow.grid(1)
+
+
+def test_flow_target_and_time_laws():
+    x0, eps = torch.full((2, 1, 1, 1), 0.25), torch.full((2, 1, 1, 1), -1.0)
+    assert flow.velocity(x0, eps).flatten().tolist() == [-1.25, -1.25]
+    assert flow.interpolate(x0, eps, torch.tensor([0.0, 1.0])).flatten().tolist() == [0.25, -1.0]
+    g = torch.Generator().manual_seed(0)
+    for law in flow.TIME_LAWS:
+        tau = flow.sample_times(20000, law=law, generator=g)
+        assert 0 < tau.min() and tau.max() < 1
+        assert abs(tau.mean().item() - 0.5) < 0.01  # both laws are symmetric about 1/2
+    spread = {law: flow.sample_times(20000, law=law, generator=g).std().item() for law in flow.TIME_LAWS}
+    assert spread["uniform"] == pytest.approx(1 / math.sqrt(12), abs=0.01)
+    assert spread["logit-normal"] < 0.25  # concentrated on the middle times
+    with pytest.raises(FundiffError, match="choose one of uniform, logit-normal"):
+        flow.sample_times(3, law="beta")
+
+
+class _Echo(torch.nn.Module):
+    """A 'UNet' that returns what ``fn(x, t)`` says, recording its inputs."""
+
+    def __init__(self, fn, kind="time"):
+        super().__init__()
+        self.config = UNetConfig(kind=kind, hidden=4)
+        self.fn, self.seen = fn, []
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, c=None):
+        self.seen.append((x.clone(), t.clone()))
+        return self.fn(x, t)
+
+
+@pytest.mark.parametrize("objective", ["eps", "v", "flow"])
+def test_each_objective_is_served_as_the_true_noise(objective):
+    """A model that predicts its objective's exact target gives back the exact eps at every level."""
+    T = 30
+    sched = flow.schedule(T) if objective == "flow" else NoiseSchedule.linear(T)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.rand(5, 1, 28, 28, generator=g), torch.randn(5, 1, 28, 28, generator=g)
+    t = torch.tensor([0, 7, 13, 22, 29])
+    abar = sched.abar[t].float().view(-1, 1, 1, 1)
+    alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+    x_t = alpha * x0 + sigma * eps
+
+    def oracle(x, t_in):
+        if objective == "eps":
+            return eps
+        if objective == "v":
+            return alpha * eps - sigma * x0
+        return flow.velocity(x0, eps)
+
+    model = _Echo(oracle)
+    den = UNetDenoiser(model, sched, objective=objective)
+    got = den(x_t, t, den.encode([""] * 5)).eps
+    assert torch.allclose(got, eps, atol=2e-5)
+    x_in, t_in = model.seen[-1]
+    if objective == "flow":  # the UNet sees x_tau and tau, not x_t and t / (T - 1)
+        tau = flow.grid(T)[t].float()
+        assert torch.allclose(t_in, tau)
+        assert torch.allclose(x_in, flow.interpolate(x0, eps, tau), atol=1e-5)
+    else:
+        assert torch.allclose(t_in, t.float() / (T - 1))
+        assert torch.equal(x_in, x_t)
+
+
+def test_training_targets_pinned():
+    """The loss of each objective is the MSE to its target, replaying the training generator."""
+    images, labels = synthetic_data(8)
+    x0 = images[:8].unsqueeze(1).float() / 255
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = UNet(UNetConfig(kind="time", hidden=4)).eval()
+    for objective, weight in (("eps", "none"), ("v", "none"), ("eps", "min-snr"), ("v", "min-snr"), ("flow", "none")):
+        cfg = tiny_config("time", objective=objective, loss_weight=weight, T=50)
+        sched = training.schedule_of_config(cfg)
+        loss = training._loss(net, cfg, sched, x0, labels[:8], torch.Generator().manual_seed(3))
+        g = torch.Generator().manual_seed(3)
+        eps = torch.randn(x0.shape, generator=g)
+        if objective == "flow":
+            tau = torch.rand(8, generator=g)
+            want = (net(flow.interpolate(x0, eps, tau), tau) - (eps - x0)).pow(2).mean()
+        else:
+            t = torch.randint(0, 50, (8,), generator=g)
+            abar = sched.abar[t].float()
+            a, s = abar.sqrt().view(-1, 1, 1, 1), (1 - abar).sqrt().view(-1, 1, 1, 1)
+            target = eps if objective == "eps" else a * eps - s * x0
+            err = (net(a * x0 + s * eps, t.float() / 49) - target).pow(2).mean(dim=(1, 2, 3))
+            snr = abar / (1 - abar)
+            w = torch.ones(8) if weight == "none" else snr.clamp(max=5) / (snr if objective == "eps" else snr + 1)
+            want = (err * w).mean()
+        assert loss.item() == pytest.approx(want.item(), rel=1e-5), (objective, weight)
+
+
+def test_min_snr_weights_pinned():
+    sched = NoiseSchedule.linear(300)
+    t = torch.tensor([0, 100, 299])
+    x0, eps = torch.zeros(3, 1, 1, 1), torch.zeros(3, 1, 1, 1)
+    _, w_eps = training.diffusion_target(sched, x0, eps, t, "eps", "min-snr")
+    _, w_v = training.diffusion_target(sched, x0, eps, t, "v", "min-snr")
+    snr = (sched.abar[t] / (1 - sched.abar[t])).tolist()
+    assert snr[0] == pytest.approx(9999) and 1 < snr[1] < 5 and snr[2] < 0.06  # beta_0 = 1e-4
+    # SNR > 5: eps weighted 5 / SNR, v 5 / (SNR + 1); SNR < 5: eps 1, v SNR / (SNR + 1)
+    assert w_eps.tolist() == pytest.approx([5 / 9999, 1.0, 1.0], rel=1e-3)
+    assert w_v.tolist() == pytest.approx([5 / 10000, snr[1] / (snr[1] + 1), snr[2] / (snr[2] + 1)], rel=1e-3)
+    assert training.diffusion_target(sched, x0, eps, t, "eps", "none")[1] is None
+
+
+def test_bad_objective_options_are_one_line_errors():
+    with pytest.raises(FundiffError, match="unknown objective 'x0'; choose one of eps, v, flow"):
+        tiny_config(objective="x0")
+    with pytest.raises(FundiffError, match="min-snr weighting applies to the eps and v objectives"):
+        tiny_config(objective="flow", loss_weight="min-snr")
+    with pytest.raises(FundiffError, match="unknown flow time law"):
+        tiny_config(objective="flow", flow_times="beta")
+
+
+class _Gaussian:
+    """The exact denoiser of Gaussian data x0 ~ N(m, s^2) (per pixel) on ``schedule``: the probability-flow
+    ODE then has a closed-form solution, (x_t - alpha m) / sqrt(alpha^2 s^2 + sigma^2) is constant."""
+
+    def __init__(self, schedule, m=0.3, s=0.5):
+        self.schedule, self.m, self.s = schedule, m, s
+
+    def level(self, t):
+        abar = schedule_abar(self.schedule, t)
+        return math.sqrt(abar), math.sqrt(1 - abar)
+
+    def __call__(self, x, t, cond):
+        alpha, sigma = self.level(int(t[0]))
+        x0 = self.m + alpha * self.s**2 / (alpha**2 * self.s**2 + sigma**2) * (x - alpha * self.m)
+        return Prediction((x - alpha * x0) / sigma)
+
+    def exact(self, x_T, t_T):
+        alpha, sigma = self.level(t_T)
+        return self.m + self.s * (x_T - alpha * self.m) / math.sqrt(alpha**2 * self.s**2 + sigma**2)
+
+
+def schedule_abar(schedule, t):
+    return float(schedule.abar_at(t))
+
+
+def _run(sampler, den, x_T, steps):
+    timesteps = ts.strided(den.schedule.T, steps=steps)
+    return samplers.sample(den, x_T, timesteps, cond=torch.zeros(x_T.shape[0], 0), sampler=sampler)
+
+
+def test_euler_is_ddim_with_eta_zero_and_heun_is_second_order():
+    den = _Gaussian(flow.schedule(1000))
+    x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for steps in (3, 10):
+        assert torch.allclose(_run("euler", den, x_T, steps), _run("ddim", den, x_T, steps), atol=1e-10)
+    exact = den.exact(x_T, 999)
+
+    def err(sampler, steps):
+        return (_run(sampler, den, x_T, steps) - exact).abs().max().item()
+
+    e_euler = [err("euler", n) for n in (10, 20, 40)]
+    e_heun = [err("heun", n) for n in (10, 20, 40)]
+    assert e_heun[-1] < e_euler[-1] / 10
+    for a, b in zip(e_euler, e_euler[1:]):
+        assert 1.6 < a / b < 2.6  # first order: half the error per doubling
+    for a, b in zip(e_heun, e_heun[1:]):
+        assert a / b > 3.0  # second order: a quarter
+
+
+def test_euler_and_heun_are_exact_on_straight_paths():
+    """Data that is one point makes every flow path a straight line: Euler and Heun land on it in any step count."""
+    T = 100
+    target = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+
+    def straight(x, tau):  # the exact velocity towards the single data point: (x_tau - x0) / tau
+        return (x - target) / tau.view(-1, 1, 1, 1)
+
+    den = UNetDenoiser(_Echo(straight), flow.schedule(T), objective="flow")
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    for sampler in ("euler", "heun"):
+        for steps in (1, 2, 7):
+            out = _run(sampler, den, x_T, steps)
+            assert torch.allclose(out, target, atol=2e-3), (sampler, steps)
+
+
+def test_heun_calls_the_denoiser_twice_per_step_but_once_on_the_last():
+    calls = []
+    inner = _Gaussian(flow.schedule(50))
+
+    def counting(x, t, cond):
+        calls.append(int(t[0]))
+        return inner(x, t, cond)
+
+    counting.schedule = inner.schedule
+    _run("heun", counting, torch.randn(1, 1, 4, 4, dtype=torch.float64), 5)
+    assert len(calls) == 2 * 5 - 1
+    with pytest.raises(FundiffError, match="start it with predict"):
+        samplers.Heun().start(inner.schedule)
+
+
+def test_cfg_on_a_flow_model_guides_the_velocity():
+    """CFG on the served eps equals eps of the guided velocity u_null + w (u_c - u_null)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        net = UNet(UNetConfig(kind="class", hidden=4)).eval()
+    sched = flow.schedule(40)
+    den = UNetDenoiser(net, sched, objective="flow")
+    x_t = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+    t = torch.tensor([35, 20, 4])
+    cond = den.encode(["3", "7", "0"])
+    got = CFG(den, 5.0)(x_t, t, cond).eps
+    tau, scale = flow.tau_and_scale(sched.abar[t].float().view(-1, 1, 1, 1))
+    x_tau = x_t * scale
+    with torch.no_grad():
+        u_c, u_0 = net(x_tau, tau.flatten(), cond), net(x_tau, tau.flatten(), torch.zeros_like(cond))
+    want = flow.eps_from_velocity(x_tau, u_0 + 5.0 * (u_c - u_0), tau)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_flow_run_trains_samples_and_edits_through_the_common_paths(tmp_path):
+    from fundiff import edits, runs
+
+    images, labels = synthetic_data(48)
+    cfg = tiny_config("class", objective="flow", epochs=1, T=100)
+    training.train(cfg, tmp_path / "flow", data=(images, labels), progress=False)
+    den = runs.load_denoiser(str(tmp_path / "flow"), precision="fp32")
+    assert den.objective == "flow" and den.schedule.kind == "flow"
+    g = torch.Generator().manual_seed(0)
+    x = samplers.sample_from_noise(CFG(den, 3.0), den.encode(["1", "2"]), ts.strided(100, steps=6), generator=g,
+                                   sampler="heun")  # fmt: skip
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
+    x0 = images[:2].unsqueeze(1).float() / 255
+    mask = torch.zeros(1, 1, 28, 28)
+    mask[..., 10:20, 10:20] = 1
+    out = edits.inpaint(den, x0, mask, ts.strided(100, steps=5), cond=den.encode(["", ""]), generator=g,
+                        sampler="euler")  # fmt: skip
+    assert torch.equal(out[..., :10, :], x0[..., :10, :])  # inpainting keeps the known pixels
