@@ -243,7 +243,7 @@ BAD_FLAGS = [  # (argv, what the one-line message says); all refused before anyt
     (["sample", "--model", "mnist-class", "--threads", "0", "--out", "o.png"], "--threads: expected an integer >= 1"),
     (["sample", "--model", "mnist-class", "--eta", "5", "--out", "o.png"], "--eta: expected a number in [0, 1]"),
     (["sdedit", "--eta", "nan"], "--eta: expected a number in [0, 1]"),
-    (["generate", "--sampler", "euler"], "invalid choice: 'euler'"),
+    (["generate", "--sampler", "rk4"], "invalid choice: 'rk4'"),
     (["sample", "--model", "mnist-class", "--sampler", "dpm++", "--eta", "0.5", "--out", "o.png"], "takes no eta"),
     (["generate", "--sampler", "ddpm", "--eta", "0.5"], "takes no eta"),
 ]

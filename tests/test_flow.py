@@ -264,3 +264,83 @@ def test_a_flow_run_trains_samples_and_edits_through_the_common_paths(tmp_path):
     out = edits.inpaint(den, x0, mask, ts.strided(100, steps=5), cond=den.encode(["", ""]), generator=g,
                         sampler="euler")  # fmt: skip
     assert torch.equal(out[..., :10, :], x0[..., :10, :])  # inpainting keeps the known pixels
+
+
+def test_the_default_sampler_is_the_models_and_wrappers_forward_it():
+    from fundiff.composers import Anagram
+    from fundiff.denoisers import DEFAULT_SAMPLER, FLOW_DEFAULT_SAMPLER
+
+    net = UNet(UNetConfig(kind="class", hidden=4)).eval()
+    flow_den = UNetDenoiser(net, flow.schedule(10), objective="flow")
+    assert flow_den.default_sampler == FLOW_DEFAULT_SAMPLER == "heun"
+    assert CFG(flow_den, 3.0).default_sampler == "heun"
+    assert Anagram(flow_den, ["identity", "rot180"], list(flow_den.encode(["1", "2"]))).default_sampler == "heun"
+    for objective in ("eps", "v"):
+        den = UNetDenoiser(net, NoiseSchedule.linear(10), objective=objective)
+        assert den.default_sampler == DEFAULT_SAMPLER == samplers.DEFAULT_SAMPLER == "ddpm"
+        assert samplers.default_sampler_of(CFG(den, 3.0)) == "ddpm"
+    assert samplers.default_sampler_of(object()) == "ddpm"  # a Denoiser that names none
+
+
+# -- the CLI on flow models: `fundiff train --objective flow`, then sample / evaluate with the model's sampler --
+@pytest.fixture(scope="module")
+def flow_runs(tmp_path_factory):
+    """A tiny flow class and flow time model trained through `fundiff train`, and a tiny classifier."""
+    from fundiff import cli, data
+    from fundiff.classify import ClassifierTrainConfig, train_classifier
+    from fundiff.models.classifier import ClassifierConfig
+
+    root = tmp_path_factory.mktemp("flow-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(32, seed=0 if train else 1))
+        for kind in ("class", "time"):
+            argv = ["train", kind, "--preset", "tiny", "--objective", "flow", "--T", "100", "--out", str(root / kind)]
+            argv += ["--precision", "fp32", "--threads", "1", "--max-steps", "2", "--device", "cpu", "--no-progress"]
+            assert cli.main(argv) == 0
+    cfg = ClassifierTrainConfig(max_steps=2, batch_size=16, precision="fp32")
+    train_classifier(cfg, root / "clf", data=synthetic_data(32), test_data=synthetic_data(16, seed=1), progress=False,
+                     model_config=ClassifierConfig(width=4, features=8))  # fmt: skip
+    return {"class": root / "class", "time": root / "time", "clf": root / "clf"}
+
+
+def test_sample_without_sampler_uses_the_flow_models_heun(flow_runs, tmp_path):
+    from fundiff import cli
+
+    base = ["sample", "--model", str(flow_runs["class"]), "--class", "3", "--n", "2", "--steps", "4"]
+    base += ["--precision", "fp32", "--threads", "1", "--device", "cpu"]
+    for name, extra in [("default", []), ("heun", ["--sampler", "heun"]), ("ddpm", ["--sampler", "ddpm"])]:
+        assert cli.main(base + ["--out", str(tmp_path / f"{name}.png"), *extra]) == 0
+    default = (tmp_path / "default.png").read_bytes()
+    assert default == (tmp_path / "heun.png").read_bytes()
+    assert default != (tmp_path / "ddpm.png").read_bytes()
+
+
+def test_evaluate_records_the_sampler_and_the_objective(flow_runs, tmp_path, monkeypatch, capsys):
+    import json
+
+    from fundiff import cli, data
+
+    monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40 if train else 30))
+    base = ["evaluate", "--model", str(flow_runs["time"]), "--classifier", str(flow_runs["clf"]), "--n", "6"]
+    base += ["--steps", "3", "--precision", "fp32", "--threads", "1", "--device", "cpu"]
+    assert cli.main(base + ["--out", str(tmp_path / "heun.json")]) == 0
+    r = json.loads((tmp_path / "heun.json").read_text())
+    assert (r["sampler"], r["objective"], r["steps"]) == ("heun", "flow", 3) and "eta" not in r
+    assert "3 steps, sampler heun" in capsys.readouterr().out
+    assert cli.main(base + ["--eta", "0.5", "--out", str(tmp_path / "ddim.json")]) == 0  # --eta alone: DDIM
+    r = json.loads((tmp_path / "ddim.json").read_text())
+    assert (r["sampler"], r["eta"], r["objective"]) == ("ddim", 0.5, "flow")
+    assert "sampler ddim (eta 0.5)" in capsys.readouterr().out
+
+
+def test_a_bad_objective_flag_is_a_one_line_parser_error(tmp_path, capsys):
+    from fundiff import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "class", "--objective", "x0", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert err.startswith(
+        "fundiff train: error: argument --objective: invalid choice: 'x0' (choose from 'eps', 'v', 'flow')"
+    )
+    assert not (tmp_path / "r").exists()

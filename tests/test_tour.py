@@ -148,7 +148,7 @@ def test_bad_models_and_options_say_what_to_do(tmp_path, tiny, test_split):
     with pytest.raises(FundiffError, match="no sections chosen"):
         tiny_tour(tmp_path / "o", tiny, sections=[])
     with pytest.raises(FundiffError, match="unknown sampler"):
-        tiny_tour(tmp_path / "o", tiny, sampler="euler")
+        tiny_tour(tmp_path / "o", tiny, sampler="rk4")
     with pytest.raises(FundiffError, match="not found"):
         tour.run_tour(tmp_path / "o", model=str(tmp_path / "missing"))
     assert not (tmp_path / "o").exists()  # nothing written before the checks

@@ -112,16 +112,22 @@ def add_device_threads(p: argparse.ArgumentParser, *, data: bool = False) -> Non
         )
 
 
+SAMPLER_HELP = (
+    "update rule: ddpm ancestral steps, ddim, dpm++ (DPM-Solver++(2M), deterministic, good from 8 steps), "
+    "euler/heun: ODE in flow time; heun: 2 denoiser calls per step (default: the model's, heun for "
+    "flow-matching models, else ddpm)"
+)
+
+
 def add_sampler_options(p: argparse.ArgumentParser) -> None:
     """--sampler (choices from fundiff.samplers' registry) and --eta, for every command that samples."""
-    from fundiff.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from fundiff.samplers import SAMPLERS
 
     p.add_argument(
         "--sampler",
         choices=tuple(SAMPLERS),
         default=None,
-        help=f"update rule (default {DEFAULT_SAMPLER}): ddpm ancestral steps, ddim, dpm++ (DPM-Solver++(2M), "
-        "deterministic, good from 8 steps)",
+        help=SAMPLER_HELP,
     )
     p.add_argument(
         "--eta",
@@ -131,12 +137,16 @@ def add_sampler_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def sampler_from_args(args: argparse.Namespace):
-    """The Sampler that --sampler / --eta name (a one-line error for --eta with a sampler that takes none)."""
-    from fundiff.samplers import DEFAULT_SAMPLER, get_sampler
+def sampler_from_args(args: argparse.Namespace, default):
+    """The Sampler that --sampler / --eta name; neither: ``default``, a Denoiser (its default sampler,
+    samplers.default_sampler_of) or a sampler name. A one-line error for --eta with a sampler that takes none,
+    whatever ``default`` is, so ``sampler_from_args(args, DEFAULT_SAMPLER)`` checks the flags before a model loads.
+    """
+    from fundiff.samplers import default_sampler_of, get_sampler
 
-    name = args.sampler or ("ddim" if args.eta is not None else DEFAULT_SAMPLER)
-    return get_sampler(name, eta=args.eta)
+    if args.sampler is None and args.eta is None:
+        return get_sampler(default if isinstance(default, str) else default_sampler_of(default))
+    return get_sampler(args.sampler or "ddim", eta=args.eta)
 
 
 PRECISION_HELP = (

@@ -146,6 +146,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         if args.steps > den.schedule.T:
             raise FundiffError(f"--steps must be at most T={den.schedule.T} for this model, got {args.steps}")
         timesteps = ts.strided(den.schedule.T, steps=args.steps)
+        sampler = sampler_from_args(args, den)  # --sampler, else the model's own (heun for a flow model)
     x_test, y_test = data.load_split(dataset, args.data_dir, train=False)
     x_train, _ = data.load_split(dataset, args.data_dir, train=True)
     if kind != "denoiser" and args.n > len(x_train):
@@ -166,12 +167,15 @@ def evaluate_command(args: argparse.Namespace) -> None:
             "classifier": clf_name,
             "classifier_test_accuracy": clf_info["test_accuracy"],
             "steps": len(timesteps),
+            "sampler": sampler.name,
+            **({"eta": sampler.eta} if hasattr(sampler, "eta") else {}),
+            "objective": getattr(den, "objective", "eps"),
             "precision": args.precision,
         }
         if kind == "time":
-            _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device)
+            _evaluate_time(args, den, sampler, clf, names, timesteps, fid_to_test, train, y_test, report, device)
         else:
-            _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device)
+            _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, out, device)
     atomic_write_json(out, report)
     _print_report(report, names)
     print(f"metrics in {out}")
@@ -202,7 +206,7 @@ def _check_options(args, kind: str, n_classes: int) -> None:
         )
 
 
-def _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test, report, device) -> None:
+def _evaluate_time(args, den, sampler, clf, names, timesteps, fid_to_test, train, y_test, report, device) -> None:
     """FID, its floor and the class histogram of ``args.n`` unconditional samples, into ``report``."""
     import torch
 
@@ -211,9 +215,7 @@ def _evaluate_time(args, den, clf, names, timesteps, fid_to_test, train, y_test,
 
     print(f"sampling {args.n} images ({len(timesteps)} steps)...", file=sys.stderr)
     g = torch.Generator(device=device).manual_seed(args.seed)
-    x = draw_samples(
-        den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size, sampler=sampler_from_args(args)
-    )
+    x = draw_samples(den, [""] * args.n, timesteps, generator=g, batch_size=args.batch_size, sampler=sampler)
     hist = class_histogram(clf, x, num_classes=len(names))
     test_frac = torch.bincount(y_test, minlength=len(names)).double() / len(y_test)
     report |= {
@@ -265,7 +267,7 @@ def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> N
     }
 
 
-def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report, out, device) -> None:
+def _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, out, device) -> None:
     import torch
 
     from fundiff.evaluation import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep
@@ -293,7 +295,7 @@ def _evaluate_class(args, den, clf, names, timesteps, fid_to_test, train, report
             generator=g,
             fid=fid_to_test,
             batch_size=args.batch_size,
-            sampler=sampler_from_args(args),
+            sampler=sampler,
         )
     }
     main = results[float(guidance)]
@@ -332,7 +334,7 @@ def _print_report(r: dict, names) -> None:
     acc = r["classifier_test_accuracy"]
     print(
         f"classifier {r['classifier']} (test accuracy {'unknown' if acc is None else f'{acc:.4f}'}); {r['n']} samples, "
-        f"{r['steps']} steps"
+        f"{r['steps']} steps, sampler {r['sampler']}" + (f" (eta {r['eta']:g})" if "eta" in r else "")
     )
     print(f"FID {r['fid']:.3f}   (floor: train vs test at the same count {r['fid_floor']:.3f})")
     if r["kind"] == "time":

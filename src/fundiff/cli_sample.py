@@ -107,7 +107,7 @@ def _cmd_sample(args) -> None:
             raise FundiffError("--class needs a class index or name, not an empty string")
         prompts = [c for c in chosen for _ in range(args.n)]
         model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
-    sampler = sampler_from_args(args)
+    sampler = sampler_from_args(args, den)
     g = torch.Generator(device=device).manual_seed(args.seed)
     x = samplers.sample_from_noise(
         model, model.encode(prompts), timesteps, generator=g, sampler=sampler, device=device

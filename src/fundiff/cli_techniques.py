@@ -438,6 +438,10 @@ def _load(args: argparse.Namespace):
     from fundiff.techniques import default_timesteps
 
     device = resolve_device(args.device)  # a missing CUDA is reported before any model is fetched
+    if "sampler" in args:  # --sampler / --eta are checked before any model is fetched; the default needs the model
+        from fundiff.samplers import DEFAULT_SAMPLER
+
+        sampler_from_args(args, DEFAULT_SAMPLER)
     try:
         folder = runs.resolve(args.model)
     except FundiffError:
@@ -550,7 +554,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
 
     den, timesteps, folder = _load(args)
     _check_ts(args.t, den.schedule.T)
-    sampler = sampler_from_args(args)  # every check before the first figure writes anything
+    sampler = sampler_from_args(args, den)  # every check before the first figure writes anything
     ts_lib.from_start(timesteps, args.i_start)
     x_0 = _inputs(args, den, folder)
     prompt = _prompt(args, den)
@@ -586,7 +590,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             n=args.n,
             guidance=args.guidance,
             timesteps=timesteps,
-            sampler=sampler_from_args(args),
+            sampler=sampler_from_args(args, den),
             upscale=_upscale(args, den),
             out=args.out,
             seed=args.seed,
@@ -623,7 +627,7 @@ def _cmd_setup(args: argparse.Namespace) -> None:
         prompts,
         steps=args.num_steps,
         guidance=args.guidance,
-        sampler=sampler_from_args(args),
+        sampler=sampler_from_args(args, den),
         upscale=_upscale(args, den),
         out=args.out,
         seed=args.seed,
@@ -647,7 +651,7 @@ def _cmd_sdedit(args: argparse.Namespace) -> None:
         prompt=_prompt(args, den),
         guidance=args.guidance,
         timesteps=timesteps,
-        sampler=sampler_from_args(args),
+        sampler=sampler_from_args(args, den),
         name="handdrawn" if args.image else "sdedit",
         out=args.out,
         seed=args.seed,
@@ -682,7 +686,7 @@ def _cmd_inpaint(args: argparse.Namespace) -> None:
         prompt=_prompt(args, den),
         guidance=args.guidance,
         timesteps=timesteps,
-        sampler=sampler_from_args(args),
+        sampler=sampler_from_args(args, den),
         out=args.out,
         seed=args.seed,
     )
@@ -710,7 +714,7 @@ def _cmd_anagram(args: argparse.Namespace) -> None:
             n=args.n,
             guidance=args.guidance,
             timesteps=timesteps,
-            sampler=sampler_from_args(args),
+            sampler=sampler_from_args(args, den),
             out=args.out,
             seed=args.seed,
         ),
@@ -732,7 +736,7 @@ def _cmd_hybrid(args: argparse.Namespace) -> None:
         n=args.n,
         guidance=args.guidance,
         timesteps=timesteps,
-        sampler=sampler_from_args(args),
+        sampler=sampler_from_args(args, den),
         out=args.out,
         seed=args.seed,
     )

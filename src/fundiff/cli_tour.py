@@ -18,7 +18,7 @@ The default run (shipped models) takes a few minutes on 2 CPU cores."""
 
 def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the ``tour`` subcommand to ``subparsers``; returns {"tour": handler}."""
-    from fundiff.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from fundiff.samplers import SAMPLERS
     from fundiff.tour import DATASETS
     from fundiff.training import PRESETS
 
@@ -48,7 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         help=f"retrain Part B's denoiser, time and class models with this preset first ({', '.join(PRESETS)}); "
         "says up front how long it will take",
     )
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER, help="sampler of every figure")
+    p.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default=None,
+        help="sampler of every figure (default: each model's own, heun for flow-matching models, else ddpm)",
+    )
     p.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="seed of every figure (re-seeded per figure)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available)")

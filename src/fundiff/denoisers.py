@@ -11,7 +11,9 @@ never look inside a particular backend: ``device``; ``conditional`` (``encode`` 
 non-null prompts, so guidance applies); ``default_prompts`` (what to show when the user gives
 none: the class names of a class model, ``("",)`` for an unconditional one, a generic prompt
 such as "a high quality photo" for a text model); ``describe_prompt`` (a short label for a
-prompt, for grid rows and file names).
+prompt, for grid rows and file names). Optionally ``default_sampler``: the name of the sampler
+its users take when none is asked for (``heun`` for a flow-matching UNet); read it with
+``getattr(den, "default_sampler", DEFAULT_SAMPLER)`` (samplers.default_sampler_of).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from fundiff.devices import autocast_for
 from fundiff.errors import FundiffError
 from fundiff.prompts import class_index
 from fundiff.schedules import NoiseSchedule
+
+DEFAULT_SAMPLER = "ddpm"  # the sampler of a Denoiser that names none (samplers.DEFAULT_SAMPLER)
+FLOW_DEFAULT_SAMPLER = "heun"  # the default sampler of a flow-matching UNet: its velocity ODE, 2nd order
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Denoiser(Protocol):
     device: torch.device  # where it computes; inputs go there
     conditional: bool  # encode takes non-null prompts (classifier-free guidance applies)
     default_prompts: tuple[str, ...]  # prompts to show when the user gives none
+    # optional: default_sampler: str, the sampler to use when none is asked for (absent: DEFAULT_SAMPLER)
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Conditioning (len(prompts), ...) for each prompt; "" gives the null conditioning."""
@@ -65,8 +71,8 @@ class Denoiser(Protocol):
 class DenoiserWrapper:
     """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry and prompts.
 
-    ``device``, ``conditional``, ``default_prompts`` and ``describe_prompt`` are the wrapped
-    denoiser's, read when asked; a subclass may override them.
+    ``device``, ``conditional``, ``default_prompts``, ``default_sampler`` and ``describe_prompt`` are
+    the wrapped denoiser's, read when asked; a subclass may override them.
     """
 
     def __init__(self, denoiser: Denoiser) -> None:
@@ -88,6 +94,10 @@ class DenoiserWrapper:
     def default_prompts(self) -> tuple[str, ...]:
         return self.denoiser.default_prompts
 
+    @property
+    def default_sampler(self) -> str:
+        return getattr(self.denoiser, "default_sampler", DEFAULT_SAMPLER)
+
     def encode(self, prompts: Sequence[str]) -> Tensor:
         return self.denoiser.encode(prompts)
 
@@ -105,7 +115,8 @@ class UNetDenoiser:
     class vector c (zeros = no class). ``objective`` says what it predicts: ``eps`` (the
     write-up), ``v`` = alpha eps - sigma x_0 (Salimans & Ho 2022; eps = sigma x_t + alpha v) or
     ``flow``, a rectified-flow velocity at flow time tau on input x_tau = x_t / (alpha + sigma)
-    (flow.py; ``schedule`` is then flow.schedule(T)); all are served as eps.
+    (flow.py; ``schedule`` is then flow.schedule(T)); all are served as eps. ``default_sampler``
+    is :data:`FLOW_DEFAULT_SAMPLER` for ``flow``, else :data:`DEFAULT_SAMPLER`.
     ``class_names`` maps prompts to classes. ``autocast_dtype``
     (e.g. bfloat16) and ``channels_last`` choose the arithmetic (``devices.choose_precision``
     measures which is fastest); the model is converted to that memory format in place.
@@ -127,6 +138,7 @@ class UNetDenoiser:
         if objective not in OBJECTIVES:
             raise FundiffError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
         self.objective = objective
+        self.default_sampler = FLOW_DEFAULT_SAMPLER if objective == "flow" else DEFAULT_SAMPLER
         self.model = model
         self.schedule = schedule
         self.kind = kind

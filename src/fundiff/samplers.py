@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from fundiff import timesteps as ts_lib
-from fundiff.denoisers import Denoiser, Prediction
+from fundiff.denoisers import DEFAULT_SAMPLER, Denoiser, Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
 
@@ -186,7 +186,12 @@ class Heun:
 
 
 SAMPLERS: dict[str, type] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP, Euler, Heun)}
-DEFAULT_SAMPLER = "ddpm"
+# DEFAULT_SAMPLER ("ddpm", defined in denoisers.py): the sampler of a Denoiser that names no default_sampler
+
+
+def default_sampler_of(denoiser: Denoiser) -> str:
+    """The sampler ``denoiser`` is sampled with when none is asked for: its ``default_sampler``, else ddpm."""
+    return getattr(denoiser, "default_sampler", DEFAULT_SAMPLER)
 
 
 def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None = None) -> Sampler:

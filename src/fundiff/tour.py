@@ -139,7 +139,7 @@ class _Tour:
         dataset: str,
         sizes: Sizes,
         seed: int,
-        sampler: str,
+        sampler: str | None,
         device: torch.device,
         data_dir: str | None,
     ) -> None:
@@ -175,9 +175,15 @@ class _Tour:
         by_kind = {"class": class_numbers, "time": time_numbers, "denoiser": denoiser_numbers}
         return by_kind[self.model_facts[role]["kind"]](self.card(role))
 
-    def figure_options(self, timesteps: list[int], out: Path) -> dict:
-        """The keywords every techniques figure gets the same way in the tour."""
-        return dict(timesteps=timesteps, sampler=self.sampler, out=out, seed=self.seed)
+    def sampler_for(self, den) -> str:
+        """The tour's sampler, else (None) the model's own (samplers.default_sampler_of: heun for a flow model)."""
+        from fundiff.samplers import default_sampler_of
+
+        return self.sampler or default_sampler_of(den)
+
+    def figure_options(self, den, timesteps: list[int], out: Path) -> dict:
+        """The keywords every techniques figure of ``den`` gets the same way in the tour."""
+        return dict(timesteps=timesteps, sampler=self.sampler_for(den), out=out, seed=self.seed)
 
     def timesteps(self, den) -> list[int]:
         """As `fundiff <technique>` picks them: --steps N when the sizes set it, else the write-up's stride."""
@@ -217,8 +223,10 @@ class _Tour:
             argv += ["--precision", "fp32"]
         if steps and self.sizes.steps is not None:
             argv += ["--steps", str(self.sizes.steps)]
-        if sampler and self.sampler != _default_sampler():
-            argv += ["--sampler", self.sampler]
+        if sampler and self.sampler is not None:  # the CLI's default is the model's own, as the tour's None
+            from fundiff.samplers import default_sampler_of
+
+            argv += ["--sampler", self.sampler] if self.sampler != default_sampler_of(self.denoiser(role)) else []
         argv += ["--threads", str(torch.get_num_threads())]
         if self.device != resolve_device("auto"):
             argv += ["--device", str(self.device)]
@@ -242,12 +250,6 @@ class _Tour:
                 "sha256": report.sha256_file(weights) if weights.is_file() else None,
             }
         return facts
-
-
-def _default_sampler() -> str:
-    from fundiff.samplers import DEFAULT_SAMPLER
-
-    return DEFAULT_SAMPLER
 
 
 # -- evaluation numbers, read from model cards -------------------------------------------------------
@@ -354,7 +356,7 @@ def _a_denoise(t: _Tour, out: Path) -> Made:
     x0, ts = t.x0(den), t.timesteps(den)
     one = techniques.one_step_figure(den, x0, prompt="", guidance=1.0, out=out, seed=t.seed)
     it = techniques.iterative_figure(
-        den, x0, timesteps=ts, sampler=t.sampler, i_start=s.i_start, every=s.every, prompt="", guidance=1.0,
+        den, x0, timesteps=ts, sampler=t.sampler_for(den), i_start=s.i_start, every=s.every, prompt="", guidance=1.0,
         out=out, seed=t.seed,
     )  # fmt: skip
     extra = ("--i-start", str(s.i_start), "--every", str(s.every), "--guidance", "1")
@@ -372,7 +374,7 @@ def _a_sampling(t: _Tour, out: Path) -> Made:
         [""],
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     argv = t.argv("generate", "class", out, "--prompt", "", "--n", str(n), sampler=True)
     return Made(list(fig.paths), argv, timesteps=ts, guidance=[1.0])
@@ -388,7 +390,7 @@ def _a_cfg(t: _Tour, out: Path) -> Made:
         prompts,
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     argv = t.argv(
         "generate",
@@ -417,7 +419,7 @@ def _sdedit(t: _Tour, out: Path, x0: torch.Tensor, prompt: str, name: str, extra
         prompt=prompt,
         guidance=DEFAULT_GUIDANCE,
         timesteps=ts,
-        sampler=t.sampler,
+        sampler=t.sampler_for(den),
         name=name,
         out=out,
         seed=t.seed,
@@ -460,7 +462,7 @@ def _inpaint(t: _Tour, out: Path, method: str) -> Made:
         resample=s.resample,
         prompt=prompt,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     extra = ["--mask-preset", "top-half", "--prompt", prompt, "--n", str(s.n), "--method", method]
     if method == "repaint":
@@ -492,7 +494,7 @@ def _a_anagram(t: _Tour, out: Path) -> Made:
         ["identity", view],
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     argv = t.argv("anagram", "class", out, "--prompts", *prompts, "--view", view, "--n", str(n), sampler=True)
     return Made(list(fig.paths), argv, [_read_rates()], timesteps=ts, guidance=[DEFAULT_GUIDANCE])
@@ -511,7 +513,7 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
         sigma=1.5,
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     extra = ("--low", low, "--high", high, "--kernel-size", "9", "--sigma", "1.5", "--n", str(n))
     return Made(
@@ -623,7 +625,7 @@ def _b_time(t: _Tour, out: Path) -> Made:
         den,
         [""],
         n=n,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     argv = t.argv("generate", "time", out, "--n", str(n), sampler=True)
     return Made(curve + list(fig.paths), argv, [], note, ts, [1.0])
@@ -640,7 +642,7 @@ def _b_class(t: _Tour, out: Path) -> Made:
         list(den.class_names),
         n=n,
         guidance=DEFAULT_GUIDANCE,
-        **t.figure_options(ts, out),
+        **t.figure_options(den, ts, out),
     )
     argv = t.argv("generate", "class-b", out, "--n", str(n), "--guidance", f"{DEFAULT_GUIDANCE:g}", sampler=True)
     return Made(curve + list(fig.paths), argv, [], note, ts, [1.0, DEFAULT_GUIDANCE])
@@ -801,7 +803,7 @@ def _run_section(t: _Tour, sec: Section) -> dict:
         "seed": t.seed,
         "wall_s": round(wall, 2),
         "model": t.names[sec.role],
-        "sampler": t.sampler if made.timesteps is not None else None,
+        "sampler": t.sampler_for(t.denoiser(sec.role)) if made.timesteps is not None else None,
         "timesteps": made.timesteps,
         "guidance": made.guidance,
         "numbers": [list(row) for row in made.numbers + t.card_numbers(sec.role)],
@@ -847,7 +849,7 @@ def _manifest(t: _Tour, entries: list[dict], command: str, wall_s: float) -> dic
         "torch": torch.__version__,
         "machine": machine_facts(t.device),
         "seed": t.seed,
-        "sampler": t.sampler,
+        "sampler": t.sampler or ", ".join(sorted({e["sampler"] for e in entries if e.get("sampler")})) or None,
         "sizes": asdict(t.sizes),
         "dataset": t.dataset,
         "models": t.model_facts,
@@ -985,8 +987,8 @@ def run_tour(
     from fundiff.samplers import get_sampler
 
     start = time.perf_counter()
-    sampler = sampler or _default_sampler()
-    get_sampler(sampler)  # unknown names fail here, before any work
+    if sampler is not None:  # None: each model's own (heun for a flow-matching model, else ddpm)
+        get_sampler(sampler)  # unknown names fail here, before any work
     unknown = set(sections or ()) - set(SECTION_IDS)
     if unknown:
         raise FundiffError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTION_IDS)}")
@@ -1035,10 +1037,10 @@ def _run_sections(t: _Tour, chosen: list[Section], command: str, start: float, l
     return TourResult(index, manifest, tuple(ran), tuple(skipped))
 
 
-def _tour_command(out: Path, model: str, dataset: str, train: str | None, sampler: str) -> str:
+def _tour_command(out: Path, model: str, dataset: str, train: str | None, sampler: str | None) -> str:
     from fundiff.training import portable_command
 
     argv = ["tour", "--out", str(out), "--model", model, "--dataset", dataset]
     argv += ["--train", train] if train else []
-    argv += ["--sampler", sampler] if sampler != _default_sampler() else []
+    argv += ["--sampler", sampler] if sampler else []
     return "fundiff " + portable_command(argv + ["--threads", str(torch.get_num_threads())])

@@ -296,7 +296,7 @@ class App:
         """The ``fundiff NAME`` command line that reproduces ``run`` (same model, inputs, seed, steps, threads)."""
         argv = ["fundiff", name, "--model", run.model, *flags, "--seed", str(run.seed), "--out", str(run.folder)]
         argv += run.steps_flags
-        argv += ["--sampler", run.sampler] if run.sampler != samplers.DEFAULT_SAMPLER else []
+        argv += ["--sampler", run.sampler] if run.sampler != samplers.default_sampler_of(run.den) else []
         argv += ["--precision", self.config.precision, "--threads", str(torch.get_num_threads())]
         argv += ["--device", self.config.device] if self.config.device != "auto" else []
         if self.config.data_dir and "--index" in flags:
@@ -485,7 +485,9 @@ def build(config: UIConfig) -> gr.Blocks:
         )
         with gr.Row():
             model = gr.Dropdown(list(config.models), value=config.model, label="model", scale=3)
-            sampler = gr.Radio(list(samplers.SAMPLERS), value=samplers.DEFAULT_SAMPLER, label="sampler", scale=2)
+            sampler = gr.Radio(
+                list(samplers.SAMPLERS), value=default_sampler(app, config.model), label="sampler", scale=2
+            )
             steps = gr.Number(
                 value=config.steps or len(techniques.default_timesteps(app.denoiser(config.model).schedule.T)),
                 precision=0,
@@ -495,6 +497,16 @@ def build(config: UIConfig) -> gr.Blocks:
             )
             seed = gr.Number(value=DEFAULT_SEED, precision=0, label="seed", minimum=0, scale=2)
         shared = [model, sampler, steps, seed]
+        # a newly picked model brings its own default sampler (heun for a flow-matching model); in the sampling
+        # slot, as loading a model never overlaps a run
+        model.change(
+            lambda m: gr.Radio(value=default_sampler(app, m)),
+            model,
+            sampler,
+            api_name=False,
+            show_progress="hidden",
+            concurrency_id=SAMPLING_SLOT,
+        )
         with gr.Tabs():
             with gr.Tab("sampling", id="sampling"):
                 _sampling_tab(app, shared)
@@ -507,6 +519,11 @@ def build(config: UIConfig) -> gr.Blocks:
             with gr.Tab("hybrid images", id="hybrid"):
                 _hybrid_tab(app, shared)
     return demo
+
+
+def default_sampler(app: App, model: str) -> str:
+    """The sampler the CLI uses for ``model`` when none is given (heun for a flow-matching model, else ddpm)."""
+    return samplers.default_sampler_of(app.denoiser(model))
 
 
 def _outputs(name: str, extra_label: str | None = None) -> list:

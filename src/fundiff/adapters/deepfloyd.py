@@ -181,6 +181,7 @@ class IFDenoiser:
     conditional = True
     default_prompts = (IF_DEFAULTS.prompt,)
     technique_defaults = IF_DEFAULTS
+    default_sampler = "ddpm"  # an eps model with a learned variance: DDPM ancestral steps use it
 
     def __init__(
         self,
