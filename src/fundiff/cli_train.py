@@ -180,7 +180,7 @@ def _training_figures(cfg, device, class_names, data_dir):
         else:
             prompts, rows = [""] * 40, 4
         steps = ts.full(cfg.T) if cfg.objective != "flow" else ts.strided(cfg.T, steps=min(cfg.T, 50))
-        sampler = "ddpm" if cfg.objective != "flow" else "heun"
+        sampler = samplers.default_sampler_of(den)  # heun for a flow model, else ddpm
         x = samplers.sample_from_noise(den, den.encode(prompts), steps, generator=g, device=device, sampler=sampler)
         io.save_grid(x.clamp(0, 1), run_dir / f"samples_epoch{epoch}.png", nrow=len(prompts) // rows, scale=2)
 
