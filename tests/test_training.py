@@ -97,6 +97,18 @@ def test_paper_preset_is_the_write_up():
         )
     assert training.preset_config("paper", "class", epochs=3, lr=None).epochs == 3
     assert all(training.preset_config("paper", k).precision == "fp32" for k in ("denoiser", "time", "class"))
+    assert all(training.preset_config("paper", k).objective == "eps" for k in ("time", "class"))
+    assert training.preset_config("paper", "time").beta_schedule == "linear"
+
+
+def test_flow_preset_is_flow_matching_on_the_quick_recipe():
+    quick = training.preset_config("quick", "class")
+    for kind in ("time", "class"):
+        c = training.preset_config("flow", kind)
+        assert (c.objective, c.flow_times, c.T, c.epochs) == ("flow", "uniform", 1000, 10)
+        assert (c.hidden, c.batch_size, c.lr, c.lr_schedule, c.ema_decay) == (
+            quick.hidden, quick.batch_size, quick.lr, quick.lr_schedule, quick.ema_decay
+        )  # fmt: skip
 
 
 def test_new_run_refuses_to_overwrite_and_resume_refuses_changed_settings(tmp_path):
