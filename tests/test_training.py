@@ -105,7 +105,7 @@ def test_flow_preset_is_flow_matching_on_the_quick_recipe():
     quick = training.preset_config("quick", "class")
     for kind in ("time", "class"):
         c = training.preset_config("flow", kind)
-        assert (c.objective, c.flow_times, c.T, c.epochs) == ("flow", "uniform", 1000, 10)
+        assert (c.objective, c.flow_times, c.T, c.epochs) == ("flow", "logit-normal", 1000, 10)
         assert (c.hidden, c.batch_size, c.lr, c.lr_schedule, c.ema_decay) == (
             quick.hidden, quick.batch_size, quick.lr, quick.lr_schedule, quick.ema_decay
         )  # fmt: skip

@@ -147,7 +147,7 @@ _QUICK_DIFFUSION = dict(
 )
 # Flow matching (rectified flow) on the quick recipe, 10 epochs: the shipped models' recipe
 # (benchmarks/ablate.py: at equal epochs it beats DDPM on FID and class balance; README "Better models").
-_FLOW_DIFFUSION = dict(_QUICK_DIFFUSION, objective="flow", T=1000, epochs=10)
+_FLOW_DIFFUSION = dict(_QUICK_DIFFUSION, objective="flow", flow_times="logit-normal", T=1000, epochs=10)
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
         "denoiser": dict(
