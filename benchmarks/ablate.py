@@ -4,10 +4,12 @@
         base: \
         cosine:--beta-schedule cosine \
         flow:--objective flow --T 1000 \
+        "flow:--objective flow --T 1000 | --sampler euler" \
         "flow-heun25:=flow --steps 25 --sampler heun"
 
-Each variant is NAME:TRAIN-FLAGS (added to `fundiff train KIND --preset quick --epochs E`) or
-NAME:=OTHER EVAL-FLAGS (evaluate the run of variant OTHER again, e.g. with another sampler).
+Each variant is NAME:TRAIN-FLAGS[ | EVAL-FLAGS] (train flags added to `fundiff train KIND --preset
+quick --epochs E`, evaluation flags to `fundiff evaluate`) or NAME:=OTHER EVAL-FLAGS (evaluate the
+run of variant OTHER again, e.g. with another sampler).
 Variants run one after another (never two at once: the wall times are part of the table),
 are skipped when their results already exist, and the table (markdown) is printed and
 written to OUT/ablation.md with the CPU model. Evaluation: `fundiff evaluate --n N --steps 50`
@@ -43,7 +45,7 @@ def _row(name: str, flags: str, ev: dict, wall: float | None) -> str:
         cells.append(f"{100 * max(abs(v - 0.1) for v in fractions.values()):.1f} pp")
     else:
         cells.append(f"{100 * ev.get('accuracy', float('nan')):.1f}%")
-    cells += [ev.get("sampler", {}).get("name", "?") if isinstance(ev.get("sampler"), dict) else str(ev.get("sampler"))]
+    cells += [f"{ev.get('sampler', 'ddpm')} {ev.get('steps')}"]
     cells += [f"{wall / 60:.1f}" if wall else "–"]
     return "| " + " | ".join(cells) + " |"
 
@@ -54,12 +56,13 @@ def main() -> None:
     ap.add_argument("--kind", default="time", choices=("time", "class"))
     ap.add_argument("--epochs", type=int, default=2, help="the equal budget: epochs of the quick preset")
     ap.add_argument("--n", type=int, default=500, help="samples per evaluation")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of training")
+    ap.add_argument("--eval-threads", type=int, default=1, help="torch threads of evaluation")
     ap.add_argument("--out", type=Path, default=Path("runs/ablate"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     header = "| variant | flags | FID | × floor | " + ("spread" if args.kind == "time" else "accuracy")
-    rows = [header + " | sampler | train min |", "|" + "---|" * 7]
+    rows = [header + " | sampler, steps | train min |", "|" + "---|" * 7]
     for spec in args.variants:
         name, _, flags = spec.partition(":")
         run, wall = args.out / name, None
@@ -67,7 +70,10 @@ def main() -> None:
         if flags.startswith("="):
             other, *rest = shlex.split(flags[1:])
             run, eval_flags = args.out / other, eval_flags + rest
-        elif not (run / "state.json").exists():
+        else:
+            flags, _, more = flags.partition("|")
+            flags, eval_flags = flags.strip(), eval_flags + shlex.split(more)
+        if not flags.startswith("=") and not (run / "state.json").exists():
             cmd = ["fundiff", "train", args.kind, "--preset", "quick", "--epochs", str(args.epochs)]
             cmd += ["--sample-epochs", str(args.epochs), "--no-progress", "--threads", str(args.threads)]
             wall = _run([*cmd, "--out", str(run), *shlex.split(flags)], args.out / f"{name}.train.log")
@@ -75,7 +81,7 @@ def main() -> None:
             wall = json.loads((run / "state.json").read_text()).get("wall_s")
         ev_path = args.out / f"{name}.eval.json"
         if not ev_path.exists():
-            cmd = ["fundiff", "evaluate", "--model", str(run), "--n", str(args.n), "--threads", str(args.threads)]
+            cmd = ["fundiff", "evaluate", "--model", str(run), "--n", str(args.n), "--threads", str(args.eval_threads)]
             _run([*cmd, "--out", str(ev_path), *eval_flags], args.out / f"{name}.eval.log")
         rows.append(_row(name, flags, json.loads(ev_path.read_text()), wall))
         print(rows[-1], flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fundiff import edits, images, report, techniques
+from fundiff import edits, images, report, runs, techniques
 from fundiff.errors import FundiffError
 from helpers import synthetic_data, tiny_unet
 
@@ -268,7 +268,10 @@ def test_api_bad_inputs_give_a_message(served, tmp_path):
     assert "mask is empty" in _message(
         client, *sdedit, "test image", 0, None, nothing, "painted", "replace", 5, 5, "", 5.0, 1, api_name="/inpaint"
     )
-    assert "steps must be in 1..300" in _message(client, "mnist-class", "ddpm", 301, 1, "3", 5.0, 1, api_name="/sample")
+    T = runs.load_denoiser("mnist-class").schedule.T
+    assert f"steps must be in 1..{T}" in _message(
+        client, "mnist-class", "ddpm", T + 1, 1, "3", 5.0, 1, api_name="/sample"
+    )
     after = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
     assert after == before  # a failed run leaves no folder behind
 

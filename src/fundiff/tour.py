@@ -739,8 +739,9 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(
         "b-time", "B", "B 2.1–2.3 The time-conditioned UNet",
-        "ε(x_t, t) trained as DDPM (T = 300) and sampled from pure noise: digits of every class, "
-        "in no chosen order.",
+        "The time-conditioned UNet sampled from pure noise: digits of every class, in no chosen order. The "
+        "write-up trains it as DDPM, ε(x_t, t) with T = 300 (--preset paper); the shipped model is trained by "
+        "flow matching (--preset flow, the course's newer Part B), as its card below says.",
         "time", _b_time,
     ),
     Section(
