@@ -53,6 +53,13 @@ def test_export_keeps_no_absolute_path_and_loads_back(tmp_path):
     assert card["command"] == "fundiff train time --out run --threads 2"
     assert card["evaluation"] == {"model": "run", "sweep_plot": "plot.png", "fid": 1.5}
     assert card["weights"].startswith("EMA ")
+    state = json.loads((run / "state.json").read_text())  # the run's counters reach the card
+    assert (card["steps"], card["epochs"], card["final_loss"]) == (
+        len(state["losses"]),
+        state["epoch"],
+        state["losses"][-1],
+    )
+    assert card["wall_s"] == state["wall_s"] and card["wall_s"] > 0
 
     weights, _ = checkpoints.load_weights(dest)
     assert {k.split(".")[0] for k in weights} == {"model"}

@@ -58,8 +58,8 @@ def export_run(
     cfg = ckpt.load_config(run_dir)
     state = ckpt.read_json(run_dir / "state.json")
     weights, step = ckpt.load_weights(run_dir)
-    state, is_ema = ckpt.model_state(weights)
-    small = {"model." + k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
+    model_weights, is_ema = ckpt.model_state(weights)
+    small = {"model." + k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model_weights.items()}
     if not small:
         raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
     train = cfg.get("train", {})
