@@ -45,7 +45,12 @@ def test_flow_target_and_time_laws():
     spread = {law: flow.sample_times(20000, law=law, generator=g).std().item() for law in flow.TIME_LAWS}
     assert spread["uniform"] == pytest.approx(1 / math.sqrt(12), abs=0.01)
     assert spread["logit-normal"] < 0.25  # concentrated on the middle times
-    with pytest.raises(FundiffError, match="choose one of uniform, logit-normal"):
+    assert spread["logit-normal"] < spread["mixed"] < spread["uniform"]
+    near_data = {
+        law: float((flow.sample_times(20000, law=law, generator=g) < 0.05).float().mean()) for law in flow.TIME_LAWS
+    }
+    assert near_data["logit-normal"] < 0.002 and near_data["mixed"] == pytest.approx(0.025, abs=0.005)
+    with pytest.raises(FundiffError, match="choose one of uniform, logit-normal, mixed"):
         flow.sample_times(3, law="beta")
 
 
