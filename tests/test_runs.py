@@ -67,10 +67,11 @@ def test_unknown_and_unsupported_folders_are_one_line_errors(tmp_path):
         runs.load_denoiser(other)
 
 
-@pytest.mark.parametrize("key", ["T", "beta_schedule"])
-def test_a_run_config_missing_the_schedule_is_an_error_not_a_default(tmp_path, key):
+@pytest.mark.parametrize("objective,key", [("eps", "T"), ("eps", "beta_schedule"), ("flow", "T")])
+def test_a_run_config_missing_the_schedule_is_an_error_not_a_default(tmp_path, objective, key):
+    """A DDPM run needs T and its beta schedule; a flow run (sampled on flow.schedule(T)) needs T."""
     run = _copy_shipped(tmp_path)
-    _edit_config(run, lambda cfg: cfg["train"].pop(key))
+    _edit_config(run, lambda cfg: (cfg["train"].pop(key), cfg["train"].update(objective=objective)))
     with pytest.raises(FundiffError, match=f"incomplete or corrupt.*no {key}"):
         runs.load_denoiser(run)
 

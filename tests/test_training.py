@@ -69,7 +69,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_bad_options_are_one_line_errors(tmp_path):
     for kw, msg in [
-        (dict(preset="fast"), "unknown preset 'fast'; choose one of paper, quick, tiny"),
+        (dict(preset="fast"), "unknown preset 'fast'; choose one of paper, quick, flow, tiny"),
         (dict(kind="gan"), "unknown model kind"),
         (dict(lr=-1.0), "lr must be"),
         (dict(precision="fp8"), "unknown precision"),
