@@ -96,3 +96,13 @@ def test_shipped_time_model_makes_every_digit_in_balance():
     sure = float((probs.max(1).values > 0.9).float().mean())
     assert counts.min() >= 4 and counts.max() <= 18, f"class counts of 100 samples: {counts.tolist()}"
     assert sure >= 0.65, f"the classifier is sure of only {sure:.0%} of the samples"
+
+
+def test_hybrid_filter_defaults_are_chosen_per_dataset():
+    """README's filter sweep: sigma 2 on MNIST, 1.5 on Fashion-MNIST (kernel 9); unknown data: the digit defaults."""
+    from fundiff import techniques
+
+    assert techniques.defaults_for(runs.load_denoiser("mnist-class")).hybrid_sigma == 2.0
+    assert techniques.defaults_for(runs.load_denoiser("mnist-time")).hybrid_sigma == 2.0
+    assert techniques.defaults_for(runs.load_denoiser("fashion-class")).hybrid_sigma == 1.5
+    assert techniques.defaults_for(object()) is techniques.DIGIT_DEFAULTS

@@ -131,6 +131,7 @@ class UNetDenoiser:
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         objective: str = "eps",
+        dataset: str | None = None,
     ) -> None:
         kind = model.config.kind
         if kind not in ("time", "class"):
@@ -138,6 +139,7 @@ class UNetDenoiser:
         if objective not in OBJECTIVES:
             raise FundiffError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
         self.objective = objective
+        self.dataset = dataset  # what it was trained on (technique defaults may depend on it), None if unknown
         self.default_sampler = FLOW_DEFAULT_SAMPLER if objective == "flow" else DEFAULT_SAMPLER
         self.model = model
         self.schedule = schedule

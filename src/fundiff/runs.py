@@ -174,6 +174,7 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
         autocast_dtype=choice.dtype,
         channels_last=choice.channels_last,
         objective=cfg["train"].get("objective", "eps"),
+        dataset=cfg["train"].get("dataset"),
     )
 
 

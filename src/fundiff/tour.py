@@ -505,17 +505,19 @@ def _a_hybrid(t: _Tour, out: Path) -> Made:
 
     den, n, (low, high) = t.denoiser("class"), t.sizes.n, t.choices.hybrid
     ts = t.timesteps(den)
+    d = techniques.defaults_for(den)  # the filter chosen per dataset by measurement
     fig = techniques.hybrid_figure(
         den,
         low,
         high,
-        kernel_size=9,
-        sigma=1.5,
+        kernel_size=d.hybrid_kernel_size,
+        sigma=d.hybrid_sigma,
         n=n,
         guidance=DEFAULT_GUIDANCE,
         **t.figure_options(den, ts, out),
     )
-    extra = ("--low", low, "--high", high, "--kernel-size", "9", "--sigma", "1.5", "--n", str(n))
+    extra = ("--low", low, "--high", high, "--kernel-size", str(d.hybrid_kernel_size), "--sigma", f"{d.hybrid_sigma:g}")
+    extra += ("--n", str(n))
     return Made(
         list(fig.paths),
         t.argv("hybrid", "class", out, *extra, sampler=True),

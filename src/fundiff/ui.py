@@ -857,7 +857,7 @@ def run_anagram(
 
 # -- tab: hybrid images ------------------------------------------------------------------------------
 def _hybrid_tab(app: App, shared: list) -> None:
-    d = techniques.DIGIT_DEFAULTS
+    d = techniques.defaults_for(app.denoiser(app.config.model))  # the start model's filter (per dataset)
     with gr.Row():
         with gr.Column():
             with gr.Row():
