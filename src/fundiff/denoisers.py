@@ -188,7 +188,9 @@ class UNetDenoiser:
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
         t = t.to(x_t.device)
-        abar = self.schedule.abar_at(t.cpu()).to(x_t.device, torch.float32).reshape(-1, 1, 1, 1)
+        abar = None  # abar_t, only where the objective needs it to become eps
+        if self.objective != "eps":
+            abar = self.schedule.abar_at(t.cpu()).to(x_t.device, torch.float32).reshape(-1, 1, 1, 1)
         if self.objective == "flow":
             tau, scale = flow.tau_and_scale(abar)
             x_in, t_in = x_t * scale, tau.flatten()
