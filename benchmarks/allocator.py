@@ -28,7 +28,7 @@ if args["keep"]:
 torch.set_num_threads(args["threads"])
 from fundiff import samplers, timesteps as ts
 from fundiff.guidance import CFG
-from fundiff.runs import load_denoiser
+from fundiff.backends.runs import load_denoiser
 den = load_denoiser(args["model"], precision=args["precision"])
 model = CFG(den, 5.0)
 cond = model.encode([p for p in den.default_prompts for _ in range(10)])

@@ -19,10 +19,10 @@ import torch
 
 from _common import cpu_description
 from fundiff import DEFAULT_SEED
+from fundiff.backends.runs import load_denoiser
 from fundiff.classify import load_classifier
 from fundiff.models.classifier import predict
 from fundiff.prompts import class_index
-from fundiff.runs import load_denoiser
 from fundiff.techniques import anagram_figure, hybrid_figure
 from fundiff.views import GaussianFilter
 

@@ -18,7 +18,7 @@ import torch
 from _common import cpu_description
 from fundiff import DEFAULT_SEED, samplers
 from fundiff import timesteps as ts
-from fundiff.runs import load_denoiser
+from fundiff.backends.runs import load_denoiser
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from _common import cpu_description
+from fundiff.backends.runs import load, resolve
 from fundiff.devices import autocast_for, choose_precision
 from fundiff.memory import keep_freed_memory
-from fundiff.runs import load, resolve
 
 
 def _torch_path(net, x, t, c, dtype, channels_last):

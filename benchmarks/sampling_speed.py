@@ -19,13 +19,13 @@ import torch
 from _common import cpu_description
 from fundiff import DEFAULT_SEED, data
 from fundiff import timesteps as ts
+from fundiff.backends.runs import load_denoiser, resolve
 from fundiff.checkpoints import load_config
 from fundiff.classify import load_classifier
 from fundiff.evaluation import draw_samples
 from fundiff.guidance import CFG
 from fundiff.memory import keep_freed_memory
 from fundiff.metrics import FID, class_accuracy, reference_fid
-from fundiff.runs import load_denoiser, resolve
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def test_denoise_sweep(runs, tmp_path, capsys, monkeypatch):
 
 def test_shipped_models_are_never_written_into(tmp_path, capsys, monkeypatch):
     """Default outputs of a shipped model go to out/NAME/..., not into the installed package."""
-    from fundiff import runs
+    from fundiff.backends import runs
 
     monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40, seed=3))
     monkeypatch.chdir(tmp_path)

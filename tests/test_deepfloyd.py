@@ -1,4 +1,4 @@
-"""DeepFloyd IF backend (fundiff.adapters.deepfloyd), offline: tiny random components of IF's real classes.
+"""DeepFloyd IF backend (fundiff.backends.deepfloyd), offline: tiny random components of IF's real classes.
 
 The session fixture builds a small ``UNet2DConditionModel`` with IF stage I's block types (3 in / 6 out
 channels, text cross-attention, addition_embed_type "text"), a ``DDPMScheduler`` with IF's config
@@ -21,8 +21,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from fundiff import cli, edits, runs, samplers, techniques  # noqa: E402
-from fundiff.adapters import deepfloyd, embeddings  # noqa: E402
+from fundiff import cli, edits, samplers, techniques  # noqa: E402
+from fundiff.backends import deepfloyd, embeddings, runs  # noqa: E402
 from fundiff.denoisers import Denoiser  # noqa: E402
 from fundiff.errors import FundiffError  # noqa: E402
 from fundiff.guidance import CFG  # noqa: E402

@@ -2,7 +2,8 @@ import copy
 
 import torch
 
-from fundiff import devices, runs
+from fundiff import devices
+from fundiff.backends import runs
 from fundiff.denoisers import UNetDenoiser
 from helpers import synthetic_data, tiny_runs, tiny_unet
 

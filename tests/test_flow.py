@@ -252,7 +252,8 @@ def test_cfg_on_a_flow_model_guides_the_velocity():
 
 
 def test_a_flow_run_trains_samples_and_edits_through_the_common_paths(tmp_path):
-    from fundiff import edits, runs
+    from fundiff import edits
+    from fundiff.backends import runs
 
     images, labels = synthetic_data(48)
     cfg = tiny_config("class", objective="flow", epochs=1, T=100)

@@ -8,7 +8,7 @@ from torch import nn
 
 from fundiff import data, metrics
 from fundiff.classify import ClassifierTrainConfig, train_classifier
-from fundiff.cli_eval import register
+from fundiff.cli.eval import register
 from fundiff.errors import FundiffError
 from fundiff.models.classifier import ClassifierConfig
 from fundiff.views import GaussianFilter
@@ -258,10 +258,10 @@ def test_evaluate_bad_input_is_one_line(runs, tmp_path, cli):
 
 
 def test_evaluate_without_a_classifier_says_how_to_train_one(runs, cli, monkeypatch, tmp_path):
-    import fundiff.runs
+    import fundiff.backends.runs
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(fundiff.runs, "shipped_names", lambda: [])  # as if no classifier shipped
+    monkeypatch.setattr(fundiff.backends.runs, "shipped_names", lambda: [])  # as if no classifier shipped
     with pytest.raises(FundiffError, match="fundiff train classifier --dataset mnist"):
         cli("evaluate", "--model", str(runs["time"]))
 
@@ -292,7 +292,7 @@ def test_train_classifier_command(tmp_path, cli, capsys):
     assert "test accuracy" in capsys.readouterr().out
     assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["max_steps"] == 2
     # routed from `fundiff train classifier`: unset overrides are None, diffusion-only options are refused
-    from fundiff.cli_train import train_classifier_command
+    from fundiff.cli.train import train_classifier_command
 
     ns = argparse.Namespace(
         dataset="mnist",
@@ -320,7 +320,7 @@ def test_train_classifier_command(tmp_path, cli, capsys):
 def test_namespace_of_fundiff_train_routes_to_the_classifier(tmp_path, cli):
     """`fundiff train classifier ...` parses with cli.py's `train` options; their dests must fit."""
     from fundiff import cli as main_cli
-    from fundiff.cli_train import train_classifier_command
+    from fundiff.cli.train import train_classifier_command
 
     args = main_cli.build_parser().parse_args(
         [

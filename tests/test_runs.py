@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from fundiff import runs
+from fundiff.backends import runs
 from fundiff.denoisers import UNetDenoiser
 from fundiff.errors import FundiffError
 

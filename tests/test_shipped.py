@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from fundiff import runs
+from fundiff.backends import runs
 from fundiff.classify import load_classifier
 from fundiff.shipping import strip_paths
 

@@ -3,8 +3,9 @@ import argparse
 import pytest
 import torch
 
-from fundiff import images, runs, techniques, training
-from fundiff.cli_techniques import DEFAULT_MODEL, register
+from fundiff import images, techniques, training
+from fundiff.backends import runs
+from fundiff.cli.techniques import DEFAULT_MODEL, register
 from fundiff.errors import FundiffError
 from helpers import synthetic_data, tiny_config, tiny_unet
 

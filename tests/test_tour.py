@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fundiff import DEFAULT_SEED, cli_tour, data, report, runs, tour
+from fundiff import DEFAULT_SEED, data, tour
+from fundiff.backends import runs
+from fundiff.cli import tour as cli_tour
 from fundiff.errors import FundiffError
+from fundiff.tour import report
 from helpers import synthetic_data, tiny_runs
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fundiff import edits, images, report, runs, techniques
+from fundiff import edits, images, techniques
+from fundiff.backends import runs
 from fundiff.errors import FundiffError
+from fundiff.tour import report
 from helpers import synthetic_data, tiny_unet
 
 STEPS = [19, 12, 6, 0]
@@ -292,7 +294,7 @@ def test_cli_ui_flags_make_the_config(tmp_path):
     pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
     import argparse
 
-    from fundiff import cli_ui
+    from fundiff.cli import ui as cli_ui
 
     parser = argparse.ArgumentParser()
     handlers = cli_ui.register(parser.add_subparsers(dest="command"))

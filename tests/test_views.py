@@ -156,7 +156,7 @@ def test_bad_parametric_views_are_one_line_errors():
 def test_a_view_registered_after_the_parser_is_built_reaches_the_cli(monkeypatch, capsys):
     import argparse
 
-    from fundiff.cli_techniques import register
+    from fundiff.cli.techniques import register
 
     monkeypatch.setattr(views, "_REGISTRY", dict(views._REGISTRY))
     parser = argparse.ArgumentParser()

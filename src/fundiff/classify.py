@@ -210,7 +210,7 @@ def load_classifier(model: str | Path, *, device: str | torch.device = "cpu") ->
     info: {"config": config.json, "run_dir": Path, "test_accuracy": float or None} -- the
     accuracy from state.json (a run) or card.json's evaluation (an export with --eval-json).
     """
-    from fundiff.runs import resolve
+    from fundiff.backends.runs import resolve
 
     run_dir = resolve(model)
     cfg = ckpt.load_config(run_dir)

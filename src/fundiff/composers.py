@@ -83,7 +83,7 @@ class Anagram(_Composer):
     ``views`` (names or Views) and ``conds`` pair up: view i of the image should look like
     prompt i. x_t (B,C,H,W) in the model's noisy space; each view is lifted to x_t by
     :meth:`View.view_x_t` (exact for negation of [0, 1] data too). Learned variance v is
-    combined the same way, un-permuted but never negated (ERRATA item 3). Call-time cond must
+    combined the same way, un-permuted but never negated (convention 3). Call-time cond must
     be None or empty (module docstring).
     """
 

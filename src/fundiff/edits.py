@@ -38,7 +38,7 @@ def _t_batch(t: int | Tensor, x: Tensor) -> Tensor:
 def forward_noise(
     schedule: NoiseSchedule, x_0: Tensor, ts: Sequence[int], *, generator: torch.Generator | None
 ) -> Tensor:
-    """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) for each t in ``ts`` (ERRATA item 1).
+    """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) for each t in ``ts`` (convention 1).
 
     x_0 (B,C,H,W); fresh noise per t. Returns (len(ts), B, C, H, W), like x_0's dtype/device.
     """
@@ -55,7 +55,7 @@ def gaussian_blur_denoise(x_t: Tensor, kernel_size: int = 5, sigma: float = 1.0)
 
 @torch.no_grad()
 def one_step_denoise(denoiser: Denoiser, x_t: Tensor, t: int | Tensor, *, cond: Tensor) -> Tensor:
-    """x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) with eps_hat = eps(x_t, t, cond) (ERRATA item 2).
+    """x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) with eps_hat = eps(x_t, t, cond) (convention 2).
 
     x_t (B,C,H,W); t an int or (B,) long. Returns x0_hat (B,C,H,W), unclamped.
     """
@@ -74,7 +74,7 @@ def iterative_denoise(
     every: int = 5,
     sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
 ) -> tuple[Tensor, list[tuple[int, Tensor]]]:
-    """Strided iterative denoising (ERRATA item 3) of x_t at t = timesteps[i_start] down to x_0.
+    """Strided iterative denoising (convention 3) of x_t at t = timesteps[i_start] down to x_0.
 
     x_t (B,C,H,W). Returns (x_0 estimate (B,C,H,W), [(t, x_t) at the start and every ``every``
     steps after it]) for the write-up's progression figure.

@@ -1,6 +1,6 @@
 """Classifier-free guidance (Ho & Salimans 2022) as a Denoiser wrapper.
 
-Convention (ERRATA item 6): eps = eps_u + scale * (eps_c - eps_u); scale 0 is
+Convention 6 (docs/conventions.md): eps = eps_u + scale * (eps_c - eps_u); scale 0 is
 unconditional, 1 is conditional. (Code that writes (1 + w) eps_c - w eps_u uses
 scale = 1 + w.) The conditional and unconditional passes run as one batch.
 """

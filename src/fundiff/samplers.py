@@ -3,7 +3,7 @@
 A sampler turns the denoiser's prediction at ``t`` into the next, less noisy ``x_t'``
 (``t' = -1`` is the clean image, see schedules.py). fundiff has
 
-- ``ddpm``: ancestral posterior steps (Ho et al. 2020, Alg. 2; strided per ERRATA item 3),
+- ``ddpm``: ancestral posterior steps (Ho et al. 2020, Alg. 2; strided per convention 3),
   with the learned variance when the denoiser predicts one;
 - ``ddim``: DDIM (Song et al. 2021, Eq. 12); ``eta`` in [0, 1], 0 is deterministic;
 - ``dpm++``: DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), a deterministic second-order
@@ -63,7 +63,7 @@ class Sampler(Protocol):
 
 @dataclass(frozen=True)
 class DDPM:
-    """Ancestral DDPM steps (Ho et al. 2020, Alg. 2), strided (ERRATA item 3), learned variance if predicted."""
+    """Ancestral DDPM steps (Ho et al. 2020, Alg. 2), strided (convention 3), learned variance if predicted."""
 
     name: ClassVar[str] = "ddpm"
 

@@ -1,6 +1,6 @@
 """The DDPM noise schedule: betas -> abar (float64), forward noising and the posterior step.
 
-Index convention (the one place it is stated; ERRATA item 4): timesteps are
+Index convention (the one place it is stated; convention 4 of docs/conventions.md): timesteps are
 ``t in {0, ..., T-1}``, as in diffusers. ``abar[t] = prod_{s<=t} (1 - beta_s)``, so
 ``x_t`` at ``t = 0`` already carries a little noise (``beta_0 = 1e-4``). The clean image
 is reached by a final step from ``t`` to ``t' = -1``, where ``abar_{-1} = 1`` by
@@ -54,7 +54,7 @@ class NoiseSchedule:
     # -- constructors -------------------------------------------------------------------
     @classmethod
     def linear(cls, T: int = 300, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
-        """The write-up's schedule: ``beta = linspace(beta_start, beta_end, T)`` (ERRATA item 4)."""
+        """The write-up's schedule: ``beta = linspace(beta_start, beta_end, T)`` (convention 4)."""
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), kind="linear")
 
     @classmethod
@@ -90,7 +90,7 @@ class NoiseSchedule:
 
     # -- forward process ----------------------------------------------------------------
     def q_sample(self, x_0: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
-        """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (ERRATA item 1).
+        """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (convention 1).
 
         x_0, eps: (B, C, H, W); t: int or (B,) long in -1..T-1 (t = -1 returns x_0). Returns x_t like x_0.
         """
@@ -99,7 +99,7 @@ class NoiseSchedule:
         return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
-        """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (ERRATA item 2)."""
+        """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (convention 2)."""
         t = _as_index(t, x_t.shape[0], x_t.device)
         abar_t = _per_sample(self.abar_at(t), x_t)
         return (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
@@ -110,7 +110,7 @@ class NoiseSchedule:
     ) -> tuple[Tensor, Tensor]:
         """Mean and variance of q(x_t' | x_t, x0_hat) for a strided pair t' = t_prev < t.
 
-        ERRATA item 3 (Ho et al. 2020, Eq. 7 with alpha_t = abar_t / abar_t'):
+        convention 3 (Ho et al. 2020, Eq. 7 with alpha_t = abar_t / abar_t'):
         mean = sqrt(abar_t') beta_t / (1 - abar_t) x0_hat + sqrt(alpha_t) (1 - abar_t') / (1 - abar_t) x_t,
         var  = beta_t (1 - abar_t') / (1 - abar_t), or, with the model's variance channels
         ``v`` in [-1, 1] (``learned_range``, Nichol & Dhariwal 2021, Eq. 15), the log-space
@@ -143,7 +143,7 @@ class NoiseSchedule:
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """One ancestral step x_t -> x_t' (ERRATA item 3). Returns (x_t', x0_hat).
+        """One ancestral step x_t -> x_t' (convention 3). Returns (x_t', x0_hat).
 
         No noise is added on the final step (t' = -1). ``noise`` (like x_t) overrides
         drawing fresh noise from ``generator``.

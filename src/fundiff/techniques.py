@@ -15,11 +15,11 @@ Defaults for fundiff's T = 300 models, mapped from the write-up's DeepFloyd IF (
 - noise levels: t = 250, 500, 750 of 1000 -> ``round(t T / 1000)`` = 75, 150, 225 of 300.
 - prompts: "" (the null prompt) plays the write-up's "a high quality photo": fundiff's
   class models have no generic prompt, and with "" guidance is a no-op (eps_c = eps_u).
-- CFG scale s (ERRATA item 6): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
+- CFG scale s (convention 6): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
 
 On DeepFloyd IF itself (T = 1000, 64x64) these are the write-up's own values; the choices that
 depend on the model (prompts, the hybrid's filter) are a :class:`TechniqueDefaults` that the
-denoiser carries (``technique_defaults``, see adapters/deepfloyd.py), read by :func:`defaults_for`.
+denoiser carries (``technique_defaults``, see backends/deepfloyd.py), read by :func:`defaults_for`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from fundiff import timesteps as ts_lib
 from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Denoiser
 from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+from fundiff.traits import TechniqueDefaults
 from fundiff.views import GaussianFilter, View, get_view
 
 WRITEUP_T = 1000  # DeepFloyd IF's number of diffusion steps, which the write-up's t values refer to
@@ -45,23 +46,6 @@ WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T 
 WRITEUP_SDEDIT_STARTS = (1, 3, 5, 7, 10, 20)  # SDEdit i_start values
 WRITEUP_ITERATIVE_START = 10  # iterative denoising starts at strided_timesteps[10]
 WRITEUP_EVERY = 5  # the iterative figure shows every 5th step
-
-
-@dataclass(frozen=True)
-class TechniqueDefaults:
-    """A model family's defaults for the Part A commands, where the write-up's choices depend on the model.
-
-    A denoiser may carry its own as ``technique_defaults`` (DeepFloyd IF: the write-up's prompts,
-    kernel 33); :func:`defaults_for` falls back to :data:`DIGIT_DEFAULTS` (fundiff's 28x28 models).
-    """
-
-    prompt: str = ""  # the generic prompt of denoise / sdedit / inpaint (the write-up's "a high quality photo")
-    anagram_prompts: tuple[str, ...] = ("6", "9")
-    anagram_views: tuple[str, ...] = ("rot180",)  # views of prompts 2.. (the first is seen as is)
-    hybrid_prompts: tuple[str, str] = ("0", "1")  # (seen from afar: low frequencies, up close: high)
-    hybrid_kernel_size: int = 9  # 28x28 digits: sigma 1 lets the low prompt win, 2-3 gives neither
-    hybrid_sigma: float = 1.5
-    setup_prompts: tuple[str, ...] = ()  # the set-up figure's prompts (empty: the model's default_prompts)
 
 
 DIGIT_DEFAULTS = TechniqueDefaults()
@@ -169,7 +153,7 @@ def noise_figure(
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
-    """The forward process q(x_t | x_0) (ERRATA item 1) of x_0 (B,C,H,W) at each t in ``ts``."""
+    """The forward process q(x_t | x_0) (convention 1) of x_0 (B,C,H,W) at each t in ``ts``."""
     ts = _noise_ts(denoiser, ts)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     rows = [(f"image {b}", torch.cat([x_0[b : b + 1], x_ts[:, b]])) for b in range(x_0.shape[0])]
@@ -208,7 +192,7 @@ def one_step_figure(
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
-    """One-step denoising of :func:`noise_figure`'s images (ERRATA item 2).
+    """One-step denoising of :func:`noise_figure`'s images (convention 2).
 
     x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t).
     """
@@ -249,7 +233,7 @@ def iterative_figure(
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
-    """Strided iterative denoising (ERRATA item 3) from t = timesteps[i_start], every ``every``-th step
+    """Strided iterative denoising (convention 3) from t = timesteps[i_start], every ``every``-th step
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
     timesteps = timesteps or default_timesteps(denoiser.schedule.T)
     t_start = ts_lib.from_start(timesteps, i_start)[0]

@@ -115,7 +115,7 @@ def register_view(view: View, *, replace: bool = False) -> View:
 
 for _v in (
     View("identity", _same, _same, description="the image as it is"),
-    View("vflip", _vflip, _vflip, description="upside down: reverse the rows (the write-up's flip, ERRATA 5)"),
+    View("vflip", _vflip, _vflip, description="upside down: reverse the rows (the write-up's flip, convention 5)"),
     View("hflip", _hflip, _hflip, description="mirror: reverse the columns"),
     View("rot180", _rot180, _rot180, description="rotate by 180 degrees (a 6 becomes a 9)"),
     View(

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
-from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_device_threads as _add_common
-from fundiff.cli_common import int_list as _int_list
-from fundiff.cli_common import nonneg_float as _nonneg_float
-from fundiff.cli_common import nonneg_int as _nonneg_int
-from fundiff.cli_common import positive_float as _positive_float
-from fundiff.cli_common import positive_int as _positive_int
-from fundiff.cli_common import seed_int as _seed_int
-from fundiff.cli_common import unit_float as _unit_float
+from fundiff.cli.common import Formatter as _Formatter
+from fundiff.cli.common import add_device_threads as _add_common
+from fundiff.cli.common import int_list as _int_list
+from fundiff.cli.common import nonneg_float as _nonneg_float
+from fundiff.cli.common import nonneg_int as _nonneg_int
+from fundiff.cli.common import positive_float as _positive_float
+from fundiff.cli.common import positive_int as _positive_int
+from fundiff.cli.common import seed_int as _seed_int
+from fundiff.cli.common import unit_float as _unit_float
 from fundiff.errors import FundiffError
 
 

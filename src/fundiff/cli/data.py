@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from fundiff.cli_common import Formatter as _Formatter
+from fundiff.cli.common import Formatter as _Formatter
 
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:

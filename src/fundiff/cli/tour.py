@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from fundiff import DEFAULT_SEED
-from fundiff.cli_common import Formatter, positive_int, seed_int
+from fundiff.cli.common import Formatter, positive_int, seed_int
 
 DESCRIPTION = """Run every section of the write-up in order -- Part A's techniques on a class-conditioned
 model, Part B's noising process, one-step denoiser, sigma sweep, time- and class-conditioned models

@@ -1,8 +1,8 @@
 """The ``fundiff`` command: data, training, sampling, evaluation and every Part A technique.
 
-Each command group lives in its own module with ``register(subparsers) -> {name: handler}``:
-cli_data (data fetch), cli_train (train, incl. the classifier), cli_sample (sample,
-denoise-sweep), cli_export (export), cli_eval (evaluate), cli_techniques (Part A), cli_tour (tour), cli_ui (ui).
+Each command group lives in its own module of this package with ``register(subparsers) -> {name: handler}``:
+data (data fetch), train (train, incl. the classifier), sample (sample, denoise-sweep), export (export),
+eval (evaluate), techniques (Part A), tour (tour), ui (ui); common holds the shared flags and validators.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fundiff.cli_common import Formatter, Parser
+from fundiff.cli.common import Formatter, Parser
 from fundiff.errors import FundiffError
 from fundiff.memory import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fundiff`` parser; every subcommand's namespace carries its ``handler(args)``."""
-    from fundiff import cli_data, cli_eval, cli_export, cli_sample, cli_techniques, cli_tour, cli_train, cli_ui
+    from fundiff.cli import data, eval, export, sample, techniques, tour, train, ui
 
     parser = Parser(prog="fundiff", description=__doc__.split("\n\n")[0], formatter_class=Formatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_tour, cli_data, cli_train, cli_sample, cli_export, cli_eval, cli_techniques, cli_ui):
+    for module in (tour, data, train, sample, export, eval, techniques, ui):
         for name, handler in module.register(sub).items():
             sub.choices[name].set_defaults(handler=handler)
     return parser

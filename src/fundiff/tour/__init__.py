@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 
 import fundiff
-from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED, report
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.atomic import atomic_write_json
 from fundiff.devices import resolve_device
 from fundiff.errors import FundiffError
+from fundiff.tour import report
 
 DATASETS = ("mnist", "fashion-mnist")
 SEE_README = "see README"  # for numbers no file records
@@ -143,7 +144,7 @@ class _Tour:
         device: torch.device,
         data_dir: str | None,
     ) -> None:
-        from fundiff import runs
+        from fundiff.backends import runs
 
         self.out, self.dataset, self.sizes, self.seed, self.sampler = out, dataset, sizes, seed, sampler
         self.device, self.data_dir = device, data_dir
@@ -154,7 +155,7 @@ class _Tour:
 
     def denoiser(self, role: str):
         """The role's model as a Denoiser (fp32, as the technique commands load it)."""
-        from fundiff import runs
+        from fundiff.backends import runs
 
         if role not in self._denoisers:
             self._denoisers[role] = runs.load_denoiser(self.folders[role], device=self.device)
@@ -162,7 +163,7 @@ class _Tour:
 
     def net(self, role: str):
         """The role's raw UNet (the one-step denoiser is not a diffusion Denoiser)."""
-        from fundiff import runs
+        from fundiff.backends import runs
 
         return runs.load(self.folders[role], device=self.device)[0]
 
@@ -931,13 +932,13 @@ def _steps_done(folder: Path) -> int:
 # -- the tour ------------------------------------------------------------------------------------------
 def _resolve_class_model(model: str | None, dataset: str | None) -> tuple[str, str]:
     """(Part A's model, its dataset) from --model / --dataset, with one-line errors for what cannot work."""
-    from fundiff import runs
+    from fundiff.backends import runs
     from fundiff.checkpoints import load_config
 
     if dataset is not None and dataset not in DATASETS:
         raise FundiffError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     model = model or CHOICES[dataset or "mnist"].model
-    from fundiff.adapters.deepfloyd import is_hub_id
+    from fundiff.backends.deepfloyd import is_hub_id
 
     path = Path(model)
     if is_hub_id(model) or (path.is_dir() and runs.backend_for(path).name != "fundiff"):

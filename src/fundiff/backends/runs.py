@@ -5,7 +5,7 @@ load(path, *, device, precision) -> Denoiser)``. :func:`load_denoiser` resolves 
 model, asks each registered backend in order whether it recognises the folder and loads it
 with the first that does; a folder no backend recognises is an error (no guessing). fundiff's
 own run folders (``config.json`` in the fundiff-run format) are the first backend; diffusers
-pipeline folders (``model_index.json``: DeepFloyd IF stage I, fundiff.adapters.deepfloyd) the
+pipeline folders (``model_index.json``: DeepFloyd IF stage I, fundiff.backends.deepfloyd) the
 second. A backend may also ``fetch`` names that are no local folder (IF's hub ids such as
 ``DeepFloyd/IF-I-XL-v1.0``, from the HF cache or the hub) and take options of its own
 (``load_denoiser(..., embeddings=FILE, offload=True)`` for IF). Add a backend with
@@ -27,7 +27,7 @@ from fundiff.models import load_model
 from fundiff.models.unet import UNet
 from fundiff.schedules import NoiseSchedule
 
-SHIPPED_DIR = Path(__file__).parent / "shipped"  # models that ship with fundiff, by name
+SHIPPED_DIR = Path(__file__).parent.parent / "shipped"  # models that ship with fundiff, by name
 
 
 def shipped_names() -> list[str]:
@@ -183,15 +183,15 @@ def _is_diffusers_pipeline(path: Path) -> bool:
 
 
 def _load_diffusers(path: Path, **options) -> Denoiser:
-    """A diffusers pipeline folder: DeepFloyd IF stage I (fundiff.adapters.deepfloyd.load; options: embeddings,
-    offload)."""
-    from fundiff.adapters import deepfloyd
+    """A diffusers pipeline folder: DeepFloyd IF stage I (fundiff.backends.deepfloyd.load; options: embeddings,
+    offload). diffusers and transformers are imported only there."""
+    from fundiff.backends import deepfloyd
 
     return deepfloyd.load(path, **options)
 
 
 def _fetch_diffusers(model: str) -> Path | None:
-    from fundiff.adapters import deepfloyd
+    from fundiff.backends import deepfloyd
 
     return deepfloyd.fetch(model)
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_SEED
-from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_device_threads as _add_common
-from fundiff.cli_common import add_precision_option, add_sampler_options, sampler_from_args
-from fundiff.cli_common import finite_float as _finite_float
-from fundiff.cli_common import nonneg_float_list as _nonneg_float_list
-from fundiff.cli_common import positive_int as _positive_int
-from fundiff.cli_common import seed_int as _seed_int
+from fundiff.cli.common import Formatter as _Formatter
+from fundiff.cli.common import add_device_threads as _add_common
+from fundiff.cli.common import add_precision_option, add_sampler_options, sampler_from_args
+from fundiff.cli.common import finite_float as _finite_float
+from fundiff.cli.common import nonneg_float_list as _nonneg_float_list
+from fundiff.cli.common import positive_int as _positive_int
+from fundiff.cli.common import seed_int as _seed_int
 from fundiff.errors import FundiffError
 
 
@@ -79,8 +79,9 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 def _cmd_sample(args) -> None:
     import torch
 
-    from fundiff import io, runs, samplers
+    from fundiff import io, samplers
     from fundiff import timesteps as ts
+    from fundiff.backends import runs
     from fundiff.devices import resolve_device
     from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 
@@ -128,8 +129,9 @@ def _cmd_sample(args) -> None:
 def _cmd_denoise_sweep(args) -> None:
     import torch
 
-    from fundiff import data, io, runs
+    from fundiff import data, io
     from fundiff.atomic import atomic_write_json
+    from fundiff.backends import runs
     from fundiff.devices import resolve_device
     from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
 

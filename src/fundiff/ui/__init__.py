@@ -11,7 +11,7 @@ Every run of a tab
   (no second implementation of any technique), with its ``on_step`` hook streaming x0_hat to
   the page while the sampler runs (in a worker thread; the page polls a queue);
 - leaves there the figure, its single images, ``manifest.json`` in the tour's format (one
-  section; :mod:`fundiff.tour`, :mod:`fundiff.report`) and ``index.html``, offered as one zip.
+  section; :mod:`fundiff.tour`, :mod:`fundiff.tour.report`) and ``index.html``, offered as one zip.
 
 The manifest's command (``fundiff sdedit --image OUT/RUN/input.png ...``) reproduces the figure.
 All sampling events share one queue slot (concurrency 1), so two users never run two samplers at
@@ -40,11 +40,13 @@ import torch
 from torch import Tensor
 
 import fundiff
-from fundiff import DEFAULT_SEED, edits, images, io, report, runs, samplers, techniques, tour
+from fundiff import DEFAULT_SEED, edits, images, io, samplers, techniques, tour
 from fundiff import timesteps as ts_lib
+from fundiff.backends import runs
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
 from fundiff.guidance import DEFAULT_GUIDANCE
+from fundiff.tour import report
 from fundiff.views import get_view, view_specs
 
 PROGRESS = gr.Progress()  # a marker: gradio passes each call its own tracker where a default is a Progress

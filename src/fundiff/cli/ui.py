@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff.cli_common import Formatter, add_precision_option, positive_int
-from fundiff.cli_common import number as _number
+from fundiff.cli.common import Formatter, add_precision_option, positive_int
+from fundiff.cli.common import number as _number
 from fundiff.errors import FundiffError
 
 DEFAULT_MODEL = "mnist-class"

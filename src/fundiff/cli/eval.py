@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
-from fundiff.cli_common import (
+from fundiff.cli.common import (
     add_precision_option,
     add_sampler_options,
     finite_float,
@@ -28,13 +28,13 @@ from fundiff.errors import FundiffError
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     """The options of `fundiff evaluate`."""
-    from fundiff.cli_common import (
+    from fundiff.cli.common import (
         add_device_threads as _add_common,
     )
-    from fundiff.cli_common import (
+    from fundiff.cli.common import (
         float_list as _float_list,
     )
-    from fundiff.cli_common import (
+    from fundiff.cli.common import (
         positive_int as _positive_int,
     )
 
@@ -91,8 +91,8 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
 
 
 def _find_classifier(name: str | None, dataset: str, device):
+    from fundiff.backends.runs import shipped_names
     from fundiff.classify import load_classifier
-    from fundiff.runs import shipped_names
 
     if name is None:
         local = Path("runs") / f"{dataset}-classifier"
@@ -119,8 +119,9 @@ def _find_classifier(name: str | None, dataset: str, device):
 def evaluate_command(args: argparse.Namespace) -> None:
     """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
 
-    from fundiff import data, runs
+    from fundiff import data
     from fundiff.atomic import atomic_write_json
+    from fundiff.backends import runs
     from fundiff.checkpoints import load_config
     from fundiff.data import to_unit_float
     from fundiff.devices import resolve_device
@@ -233,7 +234,7 @@ def _evaluate_time(args, den, sampler, clf, names, timesteps, fid_to_test, train
 def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> None:
     import torch
 
-    from fundiff import runs
+    from fundiff.backends import runs
     from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
     from fundiff.metrics import blur_baseline
 
@@ -361,7 +362,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
 
     (The classifier is trained by ``fundiff train classifier``, which routes to :func:`train_classifier_command`.)
     """
-    from fundiff.cli_common import Formatter as _Formatter
+    from fundiff.cli.common import Formatter as _Formatter
 
     p = subparsers.add_parser(
         "evaluate",

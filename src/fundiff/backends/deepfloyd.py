@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fundiff.adapters.embeddings import PromptEmbeddings, encoder_identity, load_embeddings_file
+from fundiff.backends.embeddings import PromptEmbeddings, encoder_identity, load_embeddings_file
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
-from fundiff.techniques import TechniqueDefaults
+from fundiff.traits import TechniqueDefaults
 
 STAGE_I_IDS = ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-I-L-v1.0", "DeepFloyd/IF-I-M-v1.0")
 STAGE_II_DEFAULT = "DeepFloyd/IF-II-L-v1.0"  # the write-up's upscaler

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import nonneg_float as _nonneg_float
+from fundiff.cli.common import Formatter as _Formatter
+from fundiff.cli.common import nonneg_float as _nonneg_float
 from fundiff.errors import FundiffError
 
 
@@ -34,7 +34,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 
 def _cmd_export(args) -> None:
-    from fundiff import runs
+    from fundiff.backends import runs
     from fundiff.checkpoints import read_json
     from fundiff.shipping import export_run
 

@@ -2,10 +2,10 @@
 sdedit, inpaint, anagram, hybrid. Each writes a figure and its images into --out.
 
 --model is a fundiff model or DeepFloyd IF stage I (a diffusers folder or a hub id such as
-DeepFloyd/IF-I-XL-v1.0, fundiff.adapters.deepfloyd). Defaults that depend on the model (prompts,
+DeepFloyd/IF-I-XL-v1.0, fundiff.backends.deepfloyd). Defaults that depend on the model (prompts,
 the hybrid's filter) come from the denoiser's ``technique_defaults`` (techniques.defaults_for).
 
-Guidance convention (ERRATA item 6): --guidance s means eps = eps_u + s (eps_c - eps_u);
+Guidance: convention 6 (docs/conventions.md): --guidance s means eps = eps_u + s (eps_c - eps_u);
 s = 0 is unconditional, 1 conditional without guidance, s > 1 guided. (Code that writes
 (1 + w) eps_c - w eps_u uses s = 1 + w.) See techniques.py for the T = 300 defaults.
 """
@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
-from fundiff.cli_common import Formatter as _Formatter
-from fundiff.cli_common import add_device_threads, add_precision_option, add_sampler_options, sampler_from_args
-from fundiff.cli_common import finite_float as _float
-from fundiff.cli_common import nonneg_int as _nonneg_int
-from fundiff.cli_common import odd_int as _odd_int
-from fundiff.cli_common import positive_float as _pos_float
-from fundiff.cli_common import positive_int as _pos_int
-from fundiff.cli_common import seed_int as _seed_int
+from fundiff.cli.common import Formatter as _Formatter
+from fundiff.cli.common import add_device_threads, add_precision_option, add_sampler_options, sampler_from_args
+from fundiff.cli.common import finite_float as _float
+from fundiff.cli.common import nonneg_int as _nonneg_int
+from fundiff.cli.common import odd_int as _odd_int
+from fundiff.cli.common import positive_float as _pos_float
+from fundiff.cli.common import positive_int as _pos_int
+from fundiff.cli.common import seed_int as _seed_int
 from fundiff.errors import FundiffError
 
 DEFAULT_MODEL = "mnist-class"  # a shipped model's name
@@ -257,7 +257,7 @@ def _parser_generate(subparsers) -> None:
 
 
 def _add_upscale(p: argparse.ArgumentParser) -> None:
-    from fundiff.adapters.deepfloyd import STAGE_II_DEFAULT
+    from fundiff.backends.deepfloyd import STAGE_II_DEFAULT
 
     p.add_argument(
         "--upscale",
@@ -432,8 +432,8 @@ def _parser_hybrid(subparsers) -> None:
 # -- loading -------------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
     """(denoiser, timesteps, model folder) for --model, --device, --stride/--steps."""
-    from fundiff import runs
     from fundiff import timesteps as ts_lib
+    from fundiff.backends import runs
     from fundiff.devices import resolve_device
     from fundiff.techniques import default_timesteps
 
@@ -488,7 +488,8 @@ def _inputs(args: argparse.Namespace, den, folder: Path):
                 for p in paths
             ]
         ).to(den.device)
-    from fundiff import data, runs
+    from fundiff import data
+    from fundiff.backends import runs
     from fundiff.checkpoints import load_config
 
     try:
@@ -610,7 +611,7 @@ def _upscale(args: argparse.Namespace, den):
     """The stage II upscaling that --upscale asks for (techniques.Upscale), or None."""
     if not args.upscale:
         return None
-    from fundiff.adapters import deepfloyd
+    from fundiff.backends import deepfloyd
 
     return deepfloyd.upscale_fn(
         den, args.upscale, precision=args.precision, offload=args.offload, steps=args.upscale_steps, seed=args.seed
