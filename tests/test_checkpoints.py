@@ -2,7 +2,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fundiff import atomic, training
+from fundiff import atomic, provenance, training
 from fundiff import checkpoints as ckpt
 from fundiff.devices import cpu_name
 from fundiff.errors import FundiffError
@@ -12,7 +12,7 @@ from helpers import synthetic_data, tiny_config
 
 @pytest.fixture()
 def run(tmp_path):
-    extra = training.run_info(tiny_config("class"), torch.device("cpu"))
+    extra = provenance.run_info(tiny_config("class").precision, torch.device("cpu"))
     training.train(
         tiny_config("class", epochs=1), tmp_path / "run", data=synthetic_data(32), progress=False, extra_config=extra
     )

@@ -7,7 +7,7 @@ import torch
 
 from fundiff.backends import runs
 from fundiff.classify import load_classifier
-from fundiff.shipping import strip_paths
+from fundiff.provenance import strip_paths
 
 DIFFUSION = {"mnist-denoiser": "denoiser", "mnist-time": "time", "mnist-class": "class", "fashion-class": "class"}
 CLASSIFIERS = {"mnist-classifier": "mnist", "fashion-classifier": "fashion-mnist"}

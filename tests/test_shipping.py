@@ -6,7 +6,8 @@ import torch
 
 from fundiff import checkpoints, training
 from fundiff.models import load_model
-from fundiff.shipping import export_run, strip_paths
+from fundiff.provenance import strip_paths
+from fundiff.shipping import export_run
 from helpers import synthetic_data, tiny_config
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fundiff import DEFAULT_SEED, data, tour
+from fundiff import DEFAULT_SEED, data, provenance, tour
 from fundiff.backends import runs
 from fundiff.cli import tour as cli_tour
 from fundiff.errors import FundiffError
-from fundiff.tour import report
 from helpers import synthetic_data, tiny_runs
 
 
@@ -66,11 +65,11 @@ def test_tour_writes_every_section_images_and_hashes(tmp_path, tiny, test_split)
     assert m == res.manifest and m["seed"] == DEFAULT_SEED and m["fundiff"]["version"]
     assert {s["id"] for s in m["sections"]} == set(tour.SECTION_IDS)
     for rel, digest in m["files"].items():
-        assert report.sha256_file(tmp_path / "t" / rel) == digest
+        assert provenance.sha256_file(tmp_path / "t" / rel) == digest
     figures = {f for s in m["sections"] for f in s["figures"]}
     assert figures == set(page.images) and figures <= set(m["files"])
     for role, facts in m["models"].items():
-        assert facts["sha256"] == report.sha256_file(Path(tiny[role.removesuffix("-b")]) / "model.safetensors")
+        assert facts["sha256"] == provenance.sha256_file(Path(tiny[role.removesuffix("-b")]) / "model.safetensors")
     cfg = next(s for s in m["sections"] if s["id"] == "a-cfg")
     assert cfg["command"].startswith("fundiff generate --model ") and "--steps 6" in cfg["command"]
     assert cfg["guidance"] == [1.0, 5.0] and cfg["sampler"] == "ddpm" and cfg["timesteps"][0] == 19
@@ -88,7 +87,7 @@ def test_rerun_skips_complete_sections_and_redoes_broken_ones(tmp_path, tiny, te
     (out / "sections" / "a-hybrid" / "hybrid" / "hybrid_sample-1.png").unlink()  # a lost single image
     third = tiny_tour(out, tiny)
     assert third.ran == ("a-cfg", "a-hybrid", "b-sweep")
-    assert report.files_intact(out, third.manifest["files"])
+    assert provenance.files_intact(out, third.manifest["files"])
 
     other_seed = tiny_tour(out, tiny, seed=1, sections=["a-forward", "a-blur"])
     assert other_seed.ran == ("a-forward", "a-blur")  # other settings: stale
@@ -188,7 +187,7 @@ def test_each_sections_command_reproduces_its_files_byte_for_byte(tmp_path, tiny
     argv[argv.index("--out") + 1] = str(tmp_path / "again")
     assert cli.main(argv[1:]) == 0
     for name in files:
-        assert report.sha256_file(tmp_path / "again" / name) == res.manifest["files"][f"sections/{section}/{name}"]
+        assert provenance.sha256_file(tmp_path / "again" / name) == res.manifest["files"][f"sections/{section}/{name}"]
 
 
 def test_sampler_is_passed_through_to_figures_commands_and_manifest(tmp_path, tiny, test_split):

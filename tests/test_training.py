@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fundiff import training
+from fundiff import provenance, training
 from fundiff.errors import FundiffError
 from fundiff.models import load_model
 from helpers import synthetic_data, tiny_config
@@ -167,7 +167,7 @@ def test_recorded_command_and_machine_hold_no_absolute_paths(tmp_path, monkeypat
 
 def test_portable_command_rewrites_absolute_paths():
     argv = ["--out", "/home/u/proj/runs/a", "--data-dir=/home/u/data", "/tmp/x/y", "rel/z", "/home/u/proj"]
-    got = training.portable_command(argv, cwd="/home/u/proj", home="/home/u")
+    got = provenance.portable_command(argv, cwd="/home/u/proj", home="/home/u")
     assert got == "--out runs/a --data-dir=~/data .../y rel/z ."
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fundiff import edits, images, techniques
+from fundiff import edits, images, provenance, techniques
 from fundiff.backends import runs
 from fundiff.errors import FundiffError
-from fundiff.tour import report
 from helpers import synthetic_data, tiny_unet
 
 STEPS = [19, 12, 6, 0]
@@ -176,7 +175,7 @@ def test_api_sampling_writes_figure_zip_and_a_tour_manifest(served):
     assert entry["timesteps"] == [T - 1, round((T - 1) / 2), 0] and entry["guidance"] == [1.0, 5.0]
     assert _argv(m)[:2] == ["fundiff", "generate"] and "--steps" in _argv(m) and "3" in _argv(m)
     folder = Path(_argv(m)[_argv(m).index("--out") + 1])
-    assert report.files_intact(folder, entry["files"]) and (folder / "index.html").is_file()
+    assert provenance.files_intact(folder, entry["files"]) and (folder / "index.html").is_file()
     assert entry["figures"] == ["generate.png"] and "generate/3-no-cfg_sample-1.png" in entry["files"]
 
 

@@ -7,37 +7,13 @@ folder to its name, ``--out /tmp/runs/x`` to ``--out x``).
 
 from __future__ import annotations
 
-import re
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from pathlib import Path
 
 import torch
 
 from fundiff import checkpoints as ckpt
 from fundiff.errors import FundiffError
-
-# an absolute POSIX path (not the "//" of a URL) or a Windows drive path, up to whitespace or a quote
-_ABS_PATH = re.compile(r"""(?<![\w.:/~-])/[^\s"',;]*|\b[A-Za-z]:\\[^\s"',;]*""")
-
-
-def _last_part(match: re.Match) -> str:
-    path = match.group(0)
-    name = (PurePosixPath(path) if path.startswith("/") else PureWindowsPath(path)).name
-    return name or "."
-
-
-def strip_paths(obj: Any) -> Any:
-    """A copy of a JSON value in which every absolute path, whole or inside a string, is cut to its last component.
-
-    "/work/main/runs/mnist-class" -> "mnist-class"; "fundiff train --out /tmp/runs/q" -> "fundiff train --out q".
-    """
-    if isinstance(obj, str):
-        return _ABS_PATH.sub(_last_part, obj)
-    if isinstance(obj, dict):
-        return {k: strip_paths(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strip_paths(v) for v in obj]
-    return obj
+from fundiff.provenance import strip_paths
 
 
 def export_run(

@@ -213,7 +213,7 @@ def _train_config(args: argparse.Namespace, out: Path):
 
 
 def _cmd_train(args, argv: list[str] | None = None) -> None:
-    from fundiff import data, training
+    from fundiff import data, provenance, training
     from fundiff.devices import resolve_device
 
     if args.kind == "classifier":
@@ -238,8 +238,8 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         progress=not args.no_progress,
         on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
         extra_config={
-            **training.run_info(cfg, device),
-            "command": "fundiff " + training.portable_command(sys.argv[1:] if argv is None else argv),
+            **provenance.run_info(cfg.precision, device),
+            "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),
         },
     )
     if int(os.environ.get("RANK", "0")) == 0:
@@ -281,7 +281,7 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     from fundiff import data
     from fundiff.classify import ClassifierTrainConfig, train_classifier
     from fundiff.devices import resolve_device
-    from fundiff.training import portable_command, run_info
+    from fundiff.provenance import portable_command, run_info
 
     unset = {"resume": False}  # store_true flags are False when not given; the others are None
     given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, unset.get(name))]
@@ -303,7 +303,7 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     progress = not getattr(args, "no_progress", False)
     result = train_classifier(
         cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
-        extra_config={**run_info(cfg, device), "command": command},
+        extra_config={**run_info(cfg.precision, device), "command": command},
     )  # fmt: skip
     worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
     names = data.CLASS_NAMES[cfg.dataset]

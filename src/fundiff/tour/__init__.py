@@ -16,11 +16,9 @@ After each section ``OUT/manifest.json`` and ``OUT/index.html`` are rewritten fr
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,9 +28,9 @@ from pathlib import Path
 import torch
 
 import fundiff
-from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
+from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED, provenance
 from fundiff.atomic import atomic_write_json
-from fundiff.devices import resolve_device
+from fundiff.devices import cpu_name, resolve_device
 from fundiff.errors import FundiffError
 from fundiff.tour import report
 
@@ -235,22 +233,8 @@ class _Tour:
 
     @cached_property
     def model_facts(self) -> dict[str, dict]:
-        """Per role: name, kind, dataset, T and the SHA-256 of its weights file (for the manifest and resume)."""
-        from fundiff.checkpoints import load_config
-
-        facts = {}
-        for role, folder in self.folders.items():
-            train = load_config(folder).get("train", {})
-            weights = folder / "model.safetensors"
-            facts[role] = {
-                "name": self.names[role],
-                "kind": train.get("kind"),
-                "dataset": train.get("dataset", "mnist"),
-                "T": train.get("T") if train.get("kind") != "denoiser" else None,
-                "file": "model.safetensors",
-                "sha256": report.sha256_file(weights) if weights.is_file() else None,
-            }
-        return facts
+        """Per role: provenance.model_facts (name, kind, dataset, T, weights' SHA-256), for the manifest and resume."""
+        return {role: provenance.model_facts(self.names[role], folder) for role, folder in self.folders.items()}
 
 
 # -- evaluation numbers, read from model cards -------------------------------------------------------
@@ -785,7 +769,7 @@ def _complete(t: _Tour, sec: Section, entry_path: Path) -> dict | None:
         return None
     if not set(entry.get("figures", [])) <= set(entry["files"]):
         return None
-    return entry if report.files_intact(t.out, entry["files"]) else None
+    return entry if provenance.files_intact(t.out, entry["files"]) else None
 
 
 def _run_section(t: _Tour, sec: Section) -> dict:
@@ -813,55 +797,20 @@ def _run_section(t: _Tour, sec: Section) -> dict:
         "numbers": [list(row) for row in made.numbers + t.card_numbers(sec.role)],
         "note": made.note,
         "figures": [Path(p).relative_to(t.out).as_posix() for p in made.figures],
-        "files": report.hash_files(t.out, files),
+        "files": provenance.hash_files(t.out, files),
     }
     atomic_write_json(folder / "section.json", entry)
     return entry
 
 
 # -- the manifest ------------------------------------------------------------------------------------
-@functools.cache
-def git_commit() -> str | None:
-    """HEAD of the git checkout fundiff is imported from, or None (installed package, no git)."""
-    src = Path(fundiff.__file__).resolve().parent
-    try:
-        done = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (devices.cpu_name)."""
-    from fundiff.devices import cpu_name
-
-    return cpu_name()
-
-
-def machine_facts(device: torch.device) -> dict:
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"cpu": cpu_model(), "gpu": gpu, "device": str(device), "threads": torch.get_num_threads()}
-
-
 def _manifest(t: _Tour, entries: list[dict], command: str, wall_s: float) -> dict:
-    """manifest.json's content, as JSON reads it back (lists, not tuples)."""
-    manifest = {
-        "format": "fundiff-tour/1",
-        "command": command,
-        "fundiff": {"version": fundiff.__version__, "git_commit": git_commit()},
-        "torch": torch.__version__,
-        "machine": machine_facts(t.device),
-        "seed": t.seed,
-        "sampler": t.sampler or ", ".join(sorted({e["sampler"] for e in entries if e.get("sampler")})) or None,
-        "sizes": asdict(t.sizes),
-        "dataset": t.dataset,
-        "models": t.model_facts,
-        "wall_s": round(wall_s, 2),
-        "sections": [{k: v for k, v in e.items() if k != "key"} for e in entries],
-        "files": {rel: digest for e in entries for rel, digest in e["files"].items()},
-    }
-    return json.loads(json.dumps(manifest))
+    """manifest.json's content (provenance.manifest) for the entries run so far."""
+    sampler = t.sampler or ", ".join(sorted({e["sampler"] for e in entries if e.get("sampler")})) or None
+    return provenance.manifest(
+        command=command, device=t.device, seed=t.seed, sampler=sampler, sizes=asdict(t.sizes), dataset=t.dataset,
+        models=t.model_facts, sections=entries, wall_s=wall_s,
+    )  # fmt: skip
 
 
 # -- --train PRESET: retrain Part B's models first -----------------------------------------------------
@@ -905,12 +854,12 @@ def _train_part_b(
         est = sum(estimate_train_seconds(c, (images, labels), device) for c in todo.values())
         log(
             f"training {', '.join(c.kind for c in todo.values())} with --preset {preset}: about {est / 60:.1f} min "
-            f"on this machine ({cpu_model()}, {torch.get_num_threads()} threads; estimated from timed steps)"
+            f"on this machine ({cpu_name()}, {torch.get_num_threads()} threads; estimated from timed steps)"
         )
     for role, cfg in todo.items():
         folder = folders[role]
         argv = ["train", cfg.kind, "--preset", preset, "--dataset", dataset, "--out", str(folder)]
-        command = "fundiff " + training.portable_command(argv + ["--threads", str(torch.get_num_threads())])
+        command = "fundiff " + provenance.portable_command(argv + ["--threads", str(torch.get_num_threads())])
         result = training.train(
             cfg,
             folder,
@@ -918,7 +867,7 @@ def _train_part_b(
             device=device,
             resume=(folder / "state.json").is_file(),
             progress=False,
-            extra_config={**training.run_info(cfg, device), "command": command},
+            extra_config={**provenance.run_info(cfg.precision, device), "command": command},
         )
         log(f"trained {cfg.kind}: {result.step} steps in {result.wall_s:.0f} s -> {folder}")
     return {role: str(folder) for role, folder in folders.items()}
@@ -1042,9 +991,7 @@ def _run_sections(t: _Tour, chosen: list[Section], command: str, start: float, l
 
 
 def _tour_command(out: Path, model: str, dataset: str, train: str | None, sampler: str | None) -> str:
-    from fundiff.training import portable_command
-
     argv = ["tour", "--out", str(out), "--model", model, "--dataset", dataset]
     argv += ["--train", train] if train else []
     argv += ["--sampler", sampler] if sampler else []
-    return "fundiff " + portable_command(argv + ["--threads", str(torch.get_num_threads())])
+    return "fundiff " + provenance.portable_command(argv + ["--threads", str(torch.get_num_threads())])

@@ -8,9 +8,8 @@ folder can be zipped, moved or opened from disk. Everything it shows comes from 
 
 from __future__ import annotations
 
-import hashlib
 import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from fundiff.atomic import atomic_write_bytes, atomic_write_json
@@ -31,25 +30,6 @@ td, th { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertica
 .toc { display: flex; flex-wrap: wrap; gap: 0 3em; } .toc h3 { margin-bottom: 0.2em; }
 .toc ul { list-style: none; padding-left: 0.5em; margin-top: 0; } h2.part { background: #eef3fa; padding: 0.3em; }
 """
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def hash_files(root: Path, paths: Iterable[Path]) -> dict[str, str]:
-    """{path relative to ``root`` (POSIX): sha256} for ``paths``, sorted by path."""
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(paths)}
-
-
-def files_intact(root: Path, files: Mapping[str, str]) -> bool:
-    """True when every ``files`` entry (relative path -> sha256) exists under ``root`` with that hash."""
-    return all((root / rel).is_file() and sha256_file(root / rel) == digest for rel, digest in files.items())
 
 
 def write_manifest(out_dir: Path, manifest: dict) -> Path:

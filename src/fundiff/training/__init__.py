@@ -44,7 +44,6 @@ from fundiff.devices import (
     PrecisionChoice,
     autocast_for,
     choose_precision,
-    cpu_name,
     resolve_device,
     resolve_precision,
 )
@@ -688,51 +687,12 @@ def _train_epochs(s: _Session, progress: bool, on_epoch_end) -> TrainResult:
     return TrainResult(s.run_dir, s.step, epoch, s.losses, s.images_seen / max(wall, 1e-9), wall)
 
 
-def run_info(cfg, device: torch.device) -> dict:
-    """Machine facts recorded beside a run (for model cards and benchmarks); ``cfg`` has a ``precision``."""
-    return {
-        "machine": {
-            "device": str(device),
-            "cpu": cpu_name(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "precision": str(resolve_precision(cfg.precision, device) or torch.float32).replace("torch.", ""),
-        }
-    }
-
-
-def portable_command(argv: list[str], *, cwd: str | Path | None = None, home: str | Path | None = None) -> str:
-    """``argv`` as one line without the machine's absolute paths, for config.json.
-
-    A path under ``cwd`` (default: the working folder) becomes relative, one under ``home``
-    becomes "~/...", any other absolute path keeps only its name (".../name"); in
-    "--opt=value" only the value is rewritten.
-    """
-    cwd, home = Path(cwd or os.getcwd()), Path(home or Path.home())
-
-    def portable(arg: str) -> str:
-        if arg.startswith("--") and "=" in arg:
-            opt, _, value = arg.partition("=")
-            return f"{opt}={portable(value)}"
-        if not os.path.isabs(arg):
-            return arg
-        p = Path(arg)
-        for base, name in ((cwd, "."), (home, "~")):
-            if p == base or base in p.parents:
-                return (Path(name) / p.relative_to(base)).as_posix()
-        return f".../{p.name}"
-
-    return " ".join(portable(a) for a in argv)
-
-
 __all__ = [
     "TrainConfig",
     "PRESETS",
     "preset_config",
     "train",
     "TrainResult",
-    "run_info",
-    "portable_command",
     "epoch_permutation",
     "lr_factor",
     "set_lr",

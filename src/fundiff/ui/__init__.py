@@ -39,8 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import fundiff
-from fundiff import DEFAULT_SEED, edits, images, io, samplers, techniques, tour
+from fundiff import DEFAULT_SEED, edits, images, io, provenance, samplers, techniques
 from fundiff import timesteps as ts_lib
 from fundiff.backends import runs
 from fundiff.denoisers import Denoiser
@@ -247,24 +246,11 @@ class App:
             return self._models[model]
 
     def model_facts(self, model: str) -> dict:
-        """The manifest's facts of a model, as the tour records them (name, kind, dataset, T, weights' SHA-256)."""
-        from fundiff.checkpoints import load_config
-
+        """The manifest's facts of a model, as the tour records them (provenance.model_facts)."""
         if model not in self._facts:
             folder = runs.resolve(model)
-            try:
-                train = load_config(folder).get("train", {})
-            except FundiffError:  # DeepFloyd IF: a diffusers folder
-                train = {"kind": "deepfloyd-if", "T": self.denoiser(model).schedule.T}
-            weights = folder / "model.safetensors"
-            self._facts[model] = {
-                "name": model,
-                "kind": train.get("kind"),
-                "dataset": train.get("dataset"),
-                "T": train.get("T"),
-                "file": weights.name if weights.is_file() else None,
-                "sha256": report.sha256_file(weights) if weights.is_file() else None,
-            }
+            T = self.denoiser(model).schedule.T
+            self._facts[model] = provenance.model_facts(model, folder, fallback_T=T)
         return self._facts[model]
 
     def new_run(self, kind: str, model: str, seed, sampler: str, steps, guidance: Sequence[float]) -> _Run:
@@ -327,24 +313,13 @@ class App:
             "numbers": [],
             "note": _precision_note(run.den),
             "figures": [p.relative_to(run.folder).as_posix() for p in figure.paths],
-            "files": report.hash_files(run.folder, files),
+            "files": provenance.hash_files(run.folder, files),
         }
-        device = run.den.device
-        manifest = {
-            "format": "fundiff-tour/1",
-            "command": "fundiff ui (" + run.id + ")",
-            "fundiff": {"version": fundiff.__version__, "git_commit": tour.git_commit()},
-            "torch": torch.__version__,
-            "machine": tour.machine_facts(torch.device(device)),
-            "seed": run.seed,
-            "sampler": run.sampler,
-            "sizes": {},
-            "dataset": self.model_facts(run.model)["dataset"],
-            "models": {"model": self.model_facts(run.model)},
-            "wall_s": round(wall_s, 2),
-            "sections": [entry],
-            "files": entry["files"],
-        }
+        manifest = provenance.manifest(
+            command="fundiff ui (" + run.id + ")", device=run.den.device, seed=run.seed, sampler=run.sampler,
+            sizes={}, dataset=self.model_facts(run.model)["dataset"], models={"model": self.model_facts(run.model)},
+            sections=[entry], wall_s=wall_s,
+        )  # fmt: skip
         manifest_path = report.write_manifest(run.folder, manifest)
         report.write_html(run.folder, manifest)
         archive = run.folder.with_suffix(".zip")
