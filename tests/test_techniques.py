@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fundiff import images, techniques, training
+from fundiff import timesteps as ts_lib
 from fundiff.backends import runs
 from fundiff.cli.techniques import DEFAULT_MODEL, register
 from fundiff.errors import FundiffError
@@ -12,12 +13,12 @@ from helpers import synthetic_data, tiny_config, tiny_unet
 
 def test_writeup_defaults_map_to_T300():
     assert (
-        techniques.default_stride(1000) == 30
-        and techniques.default_stride(300) == 9
-        and techniques.default_stride(20) == 1
+        ts_lib.default_stride(1000) == 30
+        and ts_lib.default_stride(300) == 9
+        and ts_lib.default_stride(20) == 1
     )
-    ts = techniques.default_timesteps(300)
-    assert len(ts) == len(techniques.default_timesteps(1000)) == 35 and ts[0] == 299 and ts[-1] == 0
+    ts = ts_lib.default(300)
+    assert len(ts) == len(ts_lib.default(1000)) == 35 and ts[0] == 299 and ts[-1] == 0
     assert ts[10] == 209  # i_start 10: ~0.7 T, as the write-up's t=690 of 1000
     assert [techniques.writeup_t(t, 300) for t in techniques.WRITEUP_NOISE_TS] == [75, 150, 225]
     assert techniques.writeup_t(999, 300) == 299

@@ -166,7 +166,7 @@ def test_a_view_registered_after_the_parser_is_built_reaches_the_cli(monkeypatch
     err = capsys.readouterr().err
     assert "unknown view 'transpose'" in err and "vflip" in err and "rot90:K" in err
     register_view(View("transpose", _transpose, _transpose))
-    assert parser.parse_args(["anagram", "--view", "transpose", "rot90:1"]).view == ["transpose", "rot90:1"]
+    assert parser.parse_args(["anagram", "--view", "transpose", "rot90:1"]).views == ["transpose", "rot90:1"]
 
 
 def _transpose(x):

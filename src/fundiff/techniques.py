@@ -7,19 +7,20 @@ write-up uses it), draws all its noise from its own ``torch.Generator`` seeded w
 returns a :class:`Figure` with the tensors (in the model's value range, unclamped).
 noise, blur and one-step figures with the same seed show the very same noisy images.
 
-Defaults for fundiff's T = 300 models, mapped from the write-up's DeepFloyd IF (T = 1000):
+**Defaults are resolved here**, from the model, whoever calls (the Python API, ``fundiff <technique>``,
+the tour, the web UI -- all built from :mod:`fundiff.specs`): an argument left ``None`` means
 
-- stride: the write-up's 30 on T = 1000, scaled to ``round(0.03 T)`` (9 on T = 300). The list
-  then has the write-up's length (35 timesteps) and ``i_start = k`` starts at the same
-  fraction of T (i_start 10: t = 209 of 300, the write-up's 690 of 1000).
-- noise levels: t = 250, 500, 750 of 1000 -> ``round(t T / 1000)`` = 75, 150, 225 of 300.
-- prompts: "" (the null prompt) plays the write-up's "a high quality photo": fundiff's
-  class models have no generic prompt, and with "" guidance is a no-op (eps_c = eps_u).
-- CFG scale s (convention 6): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
+- ``timesteps``: :func:`fundiff.timesteps.default` -- the write-up's stride 30 on T = 1000 scaled to
+  the model's T (``round(0.03 T)``, 9 on T = 300): 35 timesteps, and ``i_start = k`` starts at the same
+  fraction of T as in the write-up (i_start 10: t = 690 of 1000, 209 of 300);
+- ``sampler``: the model's own (samplers.default_sampler_of: heun for a flow-matching model, else ddpm);
+- noise levels ``ts``: the write-up's t = 250, 500, 750 of 1000 mapped to the model's T (:func:`noise_levels`);
+- prompts and the hybrid's filter: the model's :class:`~fundiff.traits.TechniqueDefaults` (:func:`defaults_for`):
+  DeepFloyd IF carries the write-up's own (its prompts, kernel 33); fundiff's models use the class names,
+  "" (the null prompt, which plays the write-up's "a high quality photo": with "" guidance is a no-op,
+  eps_c = eps_u) and a filter chosen per dataset by measurement.
 
-On DeepFloyd IF itself (T = 1000, 64x64) these are the write-up's own values; the choices that
-depend on the model (prompts, the hybrid's filter) are a :class:`TechniqueDefaults` that the
-denoiser carries (``technique_defaults``, see backends/deepfloyd.py), read by :func:`defaults_for`.
+CFG scale s (convention 6 of docs/conventions.md): eps = eps_u + s (eps_c - eps_u); 1 means no guidance.
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ from fundiff import DEFAULT_SEED, edits, io, samplers
 from fundiff import timesteps as ts_lib
 from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Denoiser
+from fundiff.errors import FundiffError
 from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 from fundiff.traits import TechniqueDefaults
 from fundiff.views import GaussianFilter, View, get_view
 
-WRITEUP_T = 1000  # DeepFloyd IF's number of diffusion steps, which the write-up's t values refer to
-WRITEUP_STRIDE = 30  # the write-up's strided_timesteps stride on T = 1000
 WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T = 1000)
 WRITEUP_SDEDIT_STARTS = (1, 3, 5, 7, 10, 20)  # SDEdit i_start values
 WRITEUP_ITERATIVE_START = 10  # iterative denoising starts at strided_timesteps[10]
 WRITEUP_EVERY = 5  # the iterative figure shows every 5th step
+WRITEUP_SETUP_STEPS = (2, 4, 6, 8, 12, 16)  # the write-up's first table: num_inference_steps
 
 
 DIGIT_DEFAULTS = TechniqueDefaults()
@@ -73,19 +74,26 @@ class Figure:
     paths: tuple[Path, ...] = ()
 
 
-def default_stride(T: int) -> int:
-    """The write-up's stride 30 on T = 1000, scaled to T: round(0.03 T), at least 1 (9 for T = 300)."""
-    return max(1, round(WRITEUP_STRIDE * T / WRITEUP_T))
-
-
-def default_timesteps(T: int) -> list[int]:
-    """Strided timesteps T-1, T-1-stride, ..., 0 with :func:`default_stride`."""
-    return ts_lib.strided(T, stride=default_stride(T))
-
-
 def writeup_t(t: int, T: int) -> int:
     """A write-up timestep t of T = 1000 mapped proportionally to a schedule of T steps."""
-    return min(T - 1, max(0, round(t * T / WRITEUP_T)))
+    return min(T - 1, max(0, round(t * T / ts_lib.WRITEUP_T)))
+
+
+def noise_levels(denoiser: Denoiser) -> list[int]:
+    """The noise figures' default t: the write-up's 250, 500, 750 of T = 1000 on the model's T (75 150 225 of 300)."""
+    return [writeup_t(t, denoiser.schedule.T) for t in WRITEUP_NOISE_TS]
+
+
+def _timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[int]:
+    return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
+
+
+def _sampler(denoiser: Denoiser, sampler: str | samplers.Sampler | None) -> str | samplers.Sampler:
+    return sampler if sampler is not None else samplers.default_sampler_of(denoiser)
+
+
+def _prompt(denoiser: Denoiser, prompt: str | None) -> str:
+    return defaults_for(denoiser).prompt if prompt is None else prompt
 
 
 def guided(denoiser: Denoiser, prompt: str | Sequence[str], scale: float) -> Denoiser:
@@ -141,7 +149,11 @@ def _noisy(denoiser: Denoiser, x_0: Tensor, ts: Sequence[int], seed: int) -> Ten
 
 
 def _noise_ts(denoiser: Denoiser, ts: Sequence[int] | None) -> list[int]:
-    return list(ts) if ts is not None else [writeup_t(t, denoiser.schedule.T) for t in WRITEUP_NOISE_TS]
+    ts = list(ts) if ts is not None else noise_levels(denoiser)
+    T = denoiser.schedule.T
+    if any(not 0 <= t < T for t in ts):
+        raise FundiffError(f"--t values must be in 0..{T - 1} for this model, got {' '.join(map(str, ts))}")
+    return ts
 
 
 # -- 1.1 forward process, 1.2 classical denoising, 1.3 one-step, 1.4 iterative ----------------------
@@ -187,7 +199,7 @@ def one_step_figure(
     x_0: Tensor,
     ts: Sequence[int] | None = None,
     *,
-    prompt: str = "",
+    prompt: str | None = None,
     guidance: float = 1.0,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
@@ -196,13 +208,42 @@ def one_step_figure(
 
     x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t).
     """
-    ts = _noise_ts(denoiser, ts)
+    ts, prompt = _noise_ts(denoiser, ts), _prompt(denoiser, prompt)
     x_ts = _noisy(denoiser, x_0, ts, seed)
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     x0_hats = torch.stack([edits.one_step_denoise(model, x_t, t, cond=cond) for t, x_t in zip(ts, x_ts)])
     title = f"one-step denoising, prompt {prompt!r}"
     return _noisy_and(denoiser, ts, x_ts, "one-step", x0_hats, name="one_step", title=title, out=out)
+
+
+def denoise_figure(
+    denoiser: Denoiser,
+    x_0: Tensor,
+    ts: Sequence[int] | None = None,
+    *,
+    prompt: str | None = None,
+    guidance: float = 1.0,
+    i_start: int = WRITEUP_ITERATIVE_START,
+    every: int = WRITEUP_EVERY,
+    kernel_size: int = 5,
+    sigma: float = 1.0,
+    timesteps: list[int] | None = None,
+    sampler: str | samplers.Sampler | None = None,
+    out: str | Path | None = None,
+    seed: int = DEFAULT_SEED,
+) -> Figure:
+    """Write-up 1.3-1.4 together: :func:`one_step_figure` at the noise levels ``ts``, then
+    :func:`iterative_figure` from ``timesteps[i_start]`` with its comparison (``kernel_size`` / ``sigma``: the
+    blur it is compared with). Every argument is checked before the first figure is written."""
+    ts, timesteps, prompt = _noise_ts(denoiser, ts), _timesteps(denoiser, timesteps), _prompt(denoiser, prompt)
+    ts_lib.from_start(timesteps, i_start)  # an i_start past the list fails before anything is written
+    one = one_step_figure(denoiser, x_0, ts, prompt=prompt, guidance=guidance, out=out, seed=seed)
+    it = iterative_figure(
+        denoiser, x_0, timesteps=timesteps, sampler=sampler, i_start=i_start, every=every, prompt=prompt,
+        guidance=guidance, kernel_size=kernel_size, sigma=sigma, out=out, seed=seed,
+    )  # fmt: skip
+    return Figure(one.images | it.images, one.paths + it.paths)
 
 
 def _noisy_and(
@@ -223,10 +264,10 @@ def iterative_figure(
     x_0: Tensor,
     *,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     i_start: int = WRITEUP_ITERATIVE_START,
     every: int = WRITEUP_EVERY,
-    prompt: str = "",
+    prompt: str | None = None,
     guidance: float = 1.0,
     kernel_size: int = 5,
     sigma: float = 1.0,
@@ -235,7 +276,7 @@ def iterative_figure(
 ) -> Figure:
     """Strided iterative denoising (convention 3) from t = timesteps[i_start], every ``every``-th step
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
+    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
     t_start = ts_lib.from_start(timesteps, i_start)[0]
     g = _generator(seed, x_0.device)
     x_t = denoiser.schedule.q_sample(
@@ -277,12 +318,12 @@ def iterative_figure(
 # -- 1.5 sampling, 1.6 classifier-free guidance --------------------------------------------------------
 def sampling_figure(
     denoiser: Denoiser,
-    prompts: Sequence[str] = ("",),
+    prompts: Sequence[str] | None = None,
     *,
     n: int = 5,
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     upscale: Upscale | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
@@ -291,8 +332,10 @@ def sampling_figure(
     """``n`` samples from pure noise per prompt, without CFG (scale 1) and with CFG (scale ``guidance``),
     from the same x_T. Null prompts only: one unguided row each (guidance changes nothing).
     ``upscale`` (IF stage II) adds the figure ``generate_upscaled``. ``on_step`` (samplers.sample's hook)
-    sees every step of each descent, one descent per scale."""
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
+    sees every step of each descent, one descent per scale. ``prompts`` None: the model's default prompts
+    (every class of a class model, the null prompt of a time model)."""
+    timesteps, sampler = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler)
+    prompts = list(denoiser.default_prompts) if prompts is None else list(prompts)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
     xs = {}
@@ -339,10 +382,10 @@ def sdedit_figure(
     x_0: Tensor,
     *,
     i_starts: Sequence[int] = WRITEUP_SDEDIT_STARTS,
-    prompt: str = "",
+    prompt: str | None = None,
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     name: str = "sdedit",
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
@@ -354,7 +397,12 @@ def sdedit_figure(
     for hand-drawn images); with a prompt, the text-conditioned one (CFG scale ``guidance``).
     ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
     """
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
+    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
+    if any(not 0 <= i < len(timesteps) for i in i_starts):
+        raise FundiffError(
+            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
+            f"{' '.join(map(str, i_starts))}"
+        )
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     g = _generator(seed, x_0.device)
@@ -384,10 +432,10 @@ def inpaint_figure(
     method: edits.InpaintMethod = "replace",
     jump_length: int = 5,
     resample: int = 5,
-    prompt: str = "",
+    prompt: str | None = None,
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
     on_step: samplers.StepHook | None = None,
@@ -395,7 +443,7 @@ def inpaint_figure(
     """``n`` inpaintings of one image x_0 (1,C,H,W) where ``mask`` (.., H, W) is 1: original | mask | hole | results.
 
     ``on_step``: edits.inpaint's hook (every step down, after the known region is put back)."""
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
+    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
     model = guided(denoiser, prompt, guidance)
     x_n = x_0[:1].expand(n, *x_0.shape[1:])
     result = edits.inpaint(
@@ -427,24 +475,41 @@ def inpaint_figure(
 
 
 # -- 1.8 visual anagrams, 1.9 hybrid images -----------------------------------------------------------
+def anagram_views(prompts: Sequence[str], views: Sequence[str | View]) -> list[View]:
+    """One view per prompt: ``views`` as given when there is one per prompt, else (one per prompt after the
+    first) the identity for the first prompt and ``views`` for the rest; any other count is an error."""
+    views = list(views)
+    if len(views) == len(prompts) - 1:
+        views = ["identity", *views]
+    if len(views) != len(prompts):
+        raise FundiffError(
+            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); "
+            f"got {len(views)}"
+        )
+    return [get_view(v) for v in views]
+
+
 def anagram_figure(
     denoiser: Denoiser,
-    prompts: Sequence[str],
-    views: Sequence[str | View],
+    prompts: Sequence[str] | None = None,
+    views: Sequence[str | View] | None = None,
     *,
     n: int = 4,
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
     on_step: samplers.StepHook | None = None,
 ) -> Figure:
     """``n`` visual anagrams (Geng et al. 2024): view i of each sample should show prompts[i]; one row per view.
 
-    ``on_step``: samplers.sample's hook."""
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
-    views = [get_view(v) for v in views]
+    ``views``: one per prompt, or one per prompt after the first (which is then seen as is, the identity).
+    ``prompts`` / ``views`` None: the model's (:func:`defaults_for`). ``on_step``: samplers.sample's hook."""
+    timesteps, sampler = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler)
+    d = defaults_for(denoiser)
+    prompts = list(d.anagram_prompts if prompts is None else prompts)
+    views = anagram_views(prompts, d.anagram_views if views is None else views)
     model = Anagram.from_prompts(guided(denoiser, prompts, guidance), views, prompts)
     x = samplers.sample_from_noise(
         model,
@@ -469,15 +534,15 @@ def anagram_figure(
 
 def hybrid_figure(
     denoiser: Denoiser,
-    low: str,
-    high: str,
+    low: str | None = None,
+    high: str | None = None,
     *,
-    kernel_size: int = 9,
-    sigma: float = 1.5,
+    kernel_size: int | None = None,
+    sigma: float | None = None,
     n: int = 4,
     guidance: float = DEFAULT_GUIDANCE,
     timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
     on_step: samplers.StepHook | None = None,
@@ -485,10 +550,15 @@ def hybrid_figure(
     """``n`` hybrid images (factorized diffusion, Geng et al. 2024): coarse structure of ``low``, detail of ``high``.
 
     Rows: the hybrid, its low-pass part and its high-pass part (shown around mid-gray).
-    Default filter for 28x28 digits: kernel 9, sigma 1.5 (sigma 1 lets the low prompt win, 2-3
-    gives neither; the write-up used kernel 33, sigma 2 on DeepFloyd's 64x64). ``on_step``: samplers.sample's hook.
+    Arguments left None are the model's (:func:`defaults_for`): the prompts and a filter chosen per dataset
+    by measurement (kernel 9 with sigma 2 on MNIST, 1.5 on Fashion-MNIST; the write-up's kernel 33, sigma 2
+    on DeepFloyd IF's 64x64). ``on_step``: samplers.sample's hook.
     """
-    timesteps = timesteps or default_timesteps(denoiser.schedule.T)
+    timesteps, sampler, d = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), defaults_for(denoiser)
+    low = d.hybrid_prompts[0] if low is None else low
+    high = d.hybrid_prompts[1] if high is None else high
+    kernel_size = d.hybrid_kernel_size if kernel_size is None else kernel_size
+    sigma = d.hybrid_sigma if sigma is None else sigma
     filt = GaussianFilter(kernel_size, sigma)
     model = Hybrid.from_prompts(guided(denoiser, [low, high], guidance), low, high, filt)
     x = samplers.sample_from_noise(
@@ -519,22 +589,29 @@ def hybrid_figure(
 
 
 # -- 0 set-up: prompts x number of steps ----------------------------------------------------------------
-WRITEUP_SETUP_STEPS = (2, 4, 6, 8, 12, 16)  # the write-up's first table: num_inference_steps
 
 
 def model_timesteps(denoiser: Denoiser, steps: int) -> list[int]:
-    """The model's own ``steps`` timesteps (``pipeline_timesteps``: DeepFloyd IF's scheduler), else evenly spaced."""
+    """The model's own ``steps`` timesteps (``pipeline_timesteps``: DeepFloyd IF's scheduler), else evenly spaced.
+
+    Only the set-up table uses these (the write-up's num_inference_steps); every other figure takes
+    ``timesteps`` (default :func:`fundiff.timesteps.default`)."""
     own = getattr(denoiser, "pipeline_timesteps", None)
     return own(steps) if own is not None else ts_lib.strided(denoiser.schedule.T, steps=steps)
 
 
+def setup_prompts(denoiser: Denoiser) -> list[str]:
+    """The set-up table's default prompts: the model's own set-up prompts (IF: the write-up's), else its defaults."""
+    return list(defaults_for(denoiser).setup_prompts or denoiser.default_prompts)
+
+
 def setup_figure(
     denoiser: Denoiser,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | None = None,
     *,
     steps: Sequence[int] = WRITEUP_SETUP_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     upscale: Upscale | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
@@ -543,7 +620,9 @@ def setup_figure(
 
     Timesteps are the model's own for each count (:func:`model_timesteps`); every row starts from
     the same x_T (same seed). ``upscale`` (IF stage II) adds the figure ``setup_upscaled``.
+    ``prompts`` None: the model's set-up prompts (IF: the write-up's three), else its default prompts.
     """
+    sampler, prompts = _sampler(denoiser, sampler), setup_prompts(denoiser) if prompts is None else list(prompts)
     model = guided(denoiser, prompts, guidance)
     cond = model.encode(list(prompts))
     xs = {

@@ -1,4 +1,5 @@
-"""Timestep lists for samplers: full, strided, and SDEdit starts (index convention: schedules.py).
+"""Timestep lists for samplers: full, strided, the default every sampling command takes, and SDEdit starts
+(index convention: schedules.py).
 
 A timestep list is a strictly decreasing list of ints in 0..T-1. A sampler steps from
 ``ts[i]`` to ``ts[i+1]`` and from ``ts[-1]`` to the clean image (``t' = -1``).
@@ -56,3 +57,34 @@ def from_start(ts: list[int], i_start: int) -> list[int]:
     if not 0 <= i_start < len(ts):
         raise FundiffError(f"i_start must be in 0..{len(ts) - 1} for a list of {len(ts)} timesteps, got {i_start}")
     return ts[i_start:]
+
+
+WRITEUP_T = 1000  # DeepFloyd IF's number of diffusion steps, which the write-up's t values refer to
+WRITEUP_STRIDE = 30  # the write-up's strided_timesteps stride on T = 1000
+
+
+def default_stride(T: int) -> int:
+    """The write-up's stride 30 on T = 1000, scaled to T: round(0.03 T), at least 1 (9 for T = 300)."""
+    return max(1, round(WRITEUP_STRIDE * T / WRITEUP_T))
+
+
+def default(T: int) -> list[int]:
+    """The timesteps every sampling command takes when given no --steps / --stride: T-1, T-1-s, ..., 0 with
+    s = :func:`default_stride` -- the write-up's 35 strided steps on T = 1000, and 35 on T = 300 too."""
+    return strided(T, stride=default_stride(T))
+
+
+def resolve(T: int, *, steps: int | None = None, stride: int | None = None) -> list[int]:
+    """The one way a number of steps becomes timesteps: ``steps`` evenly spaced, or every ``stride``-th,
+    or (neither) :func:`default`. Both is an error. Errors name the flag (--steps / --stride)."""
+    if steps is not None and stride is not None:
+        raise FundiffError("give --steps or --stride, not both")
+    if steps is not None:
+        if not 1 <= steps <= T:
+            raise FundiffError(f"--steps must be in 1..{T}: at most T={T} for this model, got {steps}")
+        return strided(T, steps=steps)
+    if stride is not None:
+        if not 1 <= stride < T:
+            raise FundiffError(f"--stride must be in 1..{T - 1} for this model (T = {T}), got {stride}")
+        return strided(T, stride=stride)
+    return default(T)

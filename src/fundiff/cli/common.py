@@ -149,6 +149,25 @@ def sampler_from_args(args: argparse.Namespace, default):
     return get_sampler(args.sampler or "ddim", eta=args.eta)
 
 
+def add_timestep_options(p: argparse.ArgumentParser) -> None:
+    """--steps / --stride, for every command that samples; neither: fundiff.timesteps.default (the write-up's
+    stride scaled to T: 35 steps), never all T by accident. Resolved by fundiff.timesteps.resolve."""
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="this many evenly spaced timesteps, T-1 down to 0 (default: the write-up's stride 30 of T = 1000 "
+        "scaled to the model's T: 35 steps)",
+    )
+    steps.add_argument(
+        "--stride",
+        type=positive_int,
+        default=None,
+        help="instead of --steps: every stride-th timestep T-1, T-1-stride, ..., 0",
+    )
+
+
 PRECISION_HELP = (
     "UNet arithmetic: auto = the fastest of fp32 / bf16 autocast, with or without channels-last, timed once on "
     "this machine for this model and thread count and cached ($FUNDIFF_CACHE, else ~/.cache/fundiff); fp32 or bf16 "

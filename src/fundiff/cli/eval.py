@@ -18,6 +18,7 @@ from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
 from fundiff.cli.common import (
     add_precision_option,
     add_sampler_options,
+    add_timestep_options,
     finite_float,
     nonneg_float_list,
     sampler_from_args,
@@ -57,12 +58,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="class models: CFG scales of the accuracy sweep (default: 0,1,3,5,7)",
     )
-    p.add_argument(
-        "--steps",
-        type=_positive_int,
-        default=50,
-        help="time/class models: strided sampling steps per sample (at most T)",
-    )
+    add_timestep_options(p)
     add_sampler_options(p)
     p.add_argument(
         "--classifier",
@@ -144,9 +140,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
         clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
         den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
-        if args.steps > den.schedule.T:
-            raise FundiffError(f"--steps must be at most T={den.schedule.T} for this model, got {args.steps}")
-        timesteps = ts.strided(den.schedule.T, steps=args.steps)
+        timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
         sampler = sampler_from_args(args, den)  # --sampler, else the model's own (heun for a flow model)
     x_test, y_test = data.load_split(dataset, args.data_dir, train=False)
     x_train, _ = data.load_split(dataset, args.data_dir, train=True)

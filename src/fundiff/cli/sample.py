@@ -10,7 +10,7 @@ from pathlib import Path
 from fundiff import DEFAULT_SEED
 from fundiff.cli.common import Formatter as _Formatter
 from fundiff.cli.common import add_device_threads as _add_common
-from fundiff.cli.common import add_precision_option, add_sampler_options, sampler_from_args
+from fundiff.cli.common import add_precision_option, add_sampler_options, add_timestep_options, sampler_from_args
 from fundiff.cli.common import finite_float as _finite_float
 from fundiff.cli.common import nonneg_float_list as _nonneg_float_list
 from fundiff.cli.common import positive_int as _positive_int
@@ -47,9 +47,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="CFG scale: eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional "
         f"(class model default: {DEFAULT_GUIDANCE:g})",
     )
-    p.add_argument(
-        "--steps", type=_positive_int, default=None, help="strided sampling with this many steps (default: all T)"
-    )
+    add_timestep_options(p)
     add_sampler_options(p)
     add_precision_option(p)
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
@@ -90,10 +88,7 @@ def _cmd_sample(args) -> None:
         raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
     device = resolve_device(args.device)
     den = runs.load_denoiser(args.model, device=device, precision=args.precision)
-    T = den.schedule.T
-    if args.steps is not None and args.steps > T:
-        raise FundiffError(f"--steps must be at most T={T} for this model, got {args.steps}")
-    timesteps = ts.full(T) if args.steps is None else ts.strided(T, steps=args.steps)
+    timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
     if not den.conditional:
         if args.classes or args.guidance is not None:
             raise FundiffError(
