@@ -12,11 +12,7 @@ from helpers import synthetic_data, tiny_config, tiny_unet
 
 
 def test_writeup_defaults_map_to_T300():
-    assert (
-        ts_lib.default_stride(1000) == 30
-        and ts_lib.default_stride(300) == 9
-        and ts_lib.default_stride(20) == 1
-    )
+    assert ts_lib.default_stride(1000) == 30 and ts_lib.default_stride(300) == 9 and ts_lib.default_stride(20) == 1
     ts = ts_lib.default(300)
     assert len(ts) == len(ts_lib.default(1000)) == 35 and ts[0] == 299 and ts[-1] == 0
     assert ts[10] == 209  # i_start 10: ~0.7 T, as the write-up's t=690 of 1000

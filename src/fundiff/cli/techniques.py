@@ -61,9 +61,7 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
             add_sampler_options(p)
             if spec.extra.get("timesteps", True):
                 add_timestep_options(p)
-        p.add_argument(
-            "--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of all noise in the figure"
-        )
+        p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of all noise in the figure")
         p.add_argument(
             "--out", default=f"out/{spec.name}", help="output folder: NAME.png figure(s) and NAME/ with every image"
         )
