@@ -10,6 +10,7 @@ from fundiff import DEFAULT_SEED, data, provenance, tour
 from fundiff.backends import runs
 from fundiff.cli import tour as cli_tour
 from fundiff.errors import FundiffError
+from fundiff.tour import numbers
 from helpers import synthetic_data, tiny_runs
 
 
@@ -107,17 +108,19 @@ def test_section_entry_and_page_show_command_seed_and_card_numbers(tmp_path, tin
 
 def test_card_numbers_come_from_the_shipped_cards():
     card = json.loads((runs.SHIPPED_DIR / "mnist-class" / "card.json").read_text())
-    rows = dict(tour.class_numbers(card))
+    rows = dict(numbers.class_numbers(card))
     ev = card["evaluation"]
     assert f"{100 * ev['accuracy']['overall']:.1f}%" in rows.values()
     assert any(v.startswith(f"{ev['fid']:.2f} (floor {ev['fid_floor']:.2f})") for v in rows.values())
     assert rows["trained with"] == card["command"]
     den = json.loads((runs.SHIPPED_DIR / "mnist-denoiser" / "card.json").read_text())
     half = next(r for r in den["evaluation"]["rows"] if r["sigma"] == 0.5)
-    assert dict(tour.denoiser_numbers(den))[f"PSNR at σ=0.5 ({den['evaluation']['n']} test images)"].startswith(
+    assert dict(numbers.denoiser_numbers(den))[f"PSNR at σ=0.5 ({den['evaluation']['n']} test images)"].startswith(
         f"{half['psnr']:.2f} dB"
     )
-    assert tour.class_numbers({}) == tour.time_numbers({}) and "fundiff evaluate" in tour.class_numbers({})[0][1]
+    assert (
+        numbers.class_numbers({}) == numbers.time_numbers({}) and "fundiff evaluate" in numbers.class_numbers({})[0][1]
+    )
 
 
 def test_train_preset_retrains_part_b_first_and_plots_its_loss(tmp_path, tiny, test_split):

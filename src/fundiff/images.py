@@ -255,3 +255,29 @@ def mask_preset(name: str, image_size: int = 28) -> Tensor:
     else:
         raise FundiffError(f"unknown mask preset {name!r}; choose one of {', '.join(MASK_PRESETS)}")
     return m
+
+
+def dataset_image(
+    dataset: str,
+    index: int = 0,
+    *,
+    channels: int = 1,
+    image_size: int = 28,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    data_dir: str | Path | None = None,
+) -> Tensor:
+    """Test image ``index`` of ``dataset`` as (1, channels, S, S) float32 in ``value_range``: what every command
+    edits when given no image (MNIST test 0 is a 7). The model's geometry must match the dataset's."""
+    from fundiff import data
+
+    x_test, _ = data.load_split(dataset, data_dir, train=False)
+    if not 0 <= index < len(x_test):
+        raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {index}")
+    x = data.to_unit_float(x_test[index : index + 1])
+    if x.shape[-1] != image_size or channels != x.shape[1]:
+        raise FundiffError(
+            f"the model takes {channels}x{image_size}x{image_size} images but {dataset} has "
+            f"{x.shape[1]}x{x.shape[-1]}x{x.shape[-1]}; pass --image"
+        )
+    lo, hi = value_range
+    return lo + (hi - lo) * x

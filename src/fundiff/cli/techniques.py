@@ -291,7 +291,6 @@ def _images(args: argparse.Namespace, den, folder: Path):
 
         kw = dict(channels=den.channels, image_size=den.image_size, value_range=den.value_range)
         return torch.cat([images.load_image(p, **kw, fit=args.fit, invert=args.invert) for p in paths]).to(den.device)
-    from fundiff import data
     from fundiff.backends import runs
     from fundiff.checkpoints import load_config
 
@@ -302,18 +301,8 @@ def _images(args: argparse.Namespace, den, folder: Path):
             f"{args.model} has no test dataset to take an image from; pass --image PATH (a PNG or JPEG; the "
             "write-up uses a photo of the Campanile)"
         ) from None
-    dataset = runs.dataset_of(cfg)
-    x_test, _ = data.load_split(dataset, args.data_dir, train=False)
-    if args.index >= len(x_test):
-        raise FundiffError(f"--index must be in 0..{len(x_test) - 1}, got {args.index}")
-    x = data.to_unit_float(x_test[args.index : args.index + 1])
-    if x.shape[-1] != den.image_size:
-        raise FundiffError(
-            f"the model takes {den.image_size}x{den.image_size} images but {dataset} has {x.shape[-1]}x{x.shape[-1]}; "
-            "pass --image"
-        )
-    lo, hi = den.value_range
-    return (lo + (hi - lo) * x).to(den.device)
+    kw = dict(channels=den.channels, image_size=den.image_size, value_range=den.value_range)
+    return images.dataset_image(runs.dataset_of(cfg), args.index, **kw, data_dir=args.data_dir).to(den.device)
 
 
 def _upscale(args: argparse.Namespace, den):

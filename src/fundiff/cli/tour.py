@@ -18,8 +18,8 @@ The default run (shipped models) takes a few minutes on 2 CPU cores."""
 
 def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the ``tour`` subcommand to ``subparsers``; returns {"tour": handler}."""
+    from fundiff.data import DATASETS
     from fundiff.samplers import SAMPLERS
-    from fundiff.tour import DATASETS
     from fundiff.training import PRESETS
 
     p = subparsers.add_parser(

@@ -1,0 +1,113 @@
+"""The tour's sections, in the write-up's order: id, part, title, caption, the model role and the function."""
+
+from __future__ import annotations
+
+from fundiff.tour import part_a, part_b
+from fundiff.tour.state import Section
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "a-forward", "A", "1.1 The forward process",
+        "A test image noised by q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) at the write-up's t = 250, 500, 750 "
+        "of 1000, scaled to the model's T.",
+        "class", part_a.forward,
+    ),
+    Section(
+        "a-blur", "A", "1.2 Classical denoising",
+        "The same noisy images smoothed with a Gaussian blur (the technique's kernel 5, σ = 1): the noise fades, "
+        "and so does the digit.",
+        "class", part_a.blur,
+    ),
+    Section(
+        "a-denoise", "A", "1.3–1.4 One-step and iterative denoising",
+        "One-step estimates x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, then strided iterative denoising from "
+        "timesteps[i_start], compared with blur.",
+        "class", part_a.denoise,
+    ),
+    Section(
+        "a-sampling", "A", "1.5 Sampling",
+        "Samples from pure noise x_T ~ N(0, I) with the null prompt, by strided steps: digit-like, "
+        "but not always a clear digit.",
+        "class", part_a.sampling,
+    ),
+    Section(
+        "a-cfg", "A", "1.6 Classifier-free guidance",
+        "The same noise sampled per prompt without guidance (s = 1) and with CFG s = 5: "
+        "ε = ε_u + s (ε_c − ε_u) gives cleaner, more typical images.",
+        "class", part_a.cfg,
+    ),
+    Section(
+        "a-sdedit", "A", "1.7 SDEdit (image-to-image translation)",
+        "The test image noised to timesteps[i_start] and denoised with the null prompt: a small i_start "
+        "invents a new image, a large one keeps the input.",
+        "class", part_a.sdedit,
+    ),
+    Section(
+        "a-handdrawn", "A", "1.7.1 Editing hand-drawn images",
+        "fundiff's shipped drawings (resized, inverted to light-on-dark) projected onto the data manifold by SDEdit.",
+        "class", part_a.handdrawn,
+    ),
+    Section(
+        "a-inpaint", "A", "1.7.2 Inpainting",
+        "New content where the mask is white; after every step the rest is replaced by the original noised "
+        "to t′ (the write-up's method).",
+        "class", part_a.inpaint,
+    ),
+    Section(
+        "a-repaint", "A", "1.7.2 Inpainting with RePaint",
+        "The same with RePaint's resampling (Lugmayr et al. 2022): jumping back up a few steps lets the new "
+        "part agree with the kept part.",
+        "class", part_a.repaint,
+    ),
+    Section(
+        "a-img2img", "A", "1.7.3 Conditioned image-to-image translation",
+        "SDEdit of the test image towards a prompt with CFG s = 5: the edit bends the input towards the "
+        "prompt's class.",
+        "class", part_a.img2img,
+    ),
+    Section(
+        "a-anagram", "A", "1.8 Visual anagrams",
+        "One image that shows one prompt as is and another under a view: "
+        "ε = mean_i V_i⁻¹(ε(V_i(x_t), p_i)) (Geng et al. 2024).",
+        "class", part_a.anagram,
+    ),
+    Section(
+        "a-hybrid", "A", "1.9 Hybrid images",
+        "Low frequencies of one prompt, high frequencies of another: "
+        "ε = lowpass(ε(x_t, low)) + highpass(ε(x_t, high)) (factorized diffusion, Geng et al. 2024).",
+        "class", part_a.hybrid,
+    ),
+    Section(
+        "b-noising", "B", "B 1.2 The noising process",
+        "Test digits noised as z = x + σ ε at σ ∈ {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1}: the one-step denoiser's "
+        "training inputs (σ = 0.5) and beyond.",
+        "denoiser", part_b.noising,
+    ),
+    Section(
+        "b-denoiser", "B", "B 1.2.1 Training the one-step denoiser",
+        "The UNet trained to map z (σ = 0.5) back to x with an L2 loss, and its results on test digits.",
+        "denoiser", part_b.denoiser,
+    ),
+    Section(
+        "b-sweep", "B", "B 1.2.2 Out-of-distribution noise levels",
+        "The same denoiser on σ it was not trained for; its PSNR against the best Gaussian blur per σ "
+        "is in the table.",
+        "denoiser", part_b.sweep,
+    ),
+    Section(
+        "b-time", "B", "B 2.1–2.3 The time-conditioned UNet",
+        "The time-conditioned UNet sampled from pure noise: digits of every class, in no chosen order. The "
+        "write-up trains it as DDPM, ε(x_t, t) with T = 300 (--preset paper); the shipped model is trained by "
+        "flow matching (--preset flow, the course's newer Part B), as its card below says.",
+        "time", part_b.time,
+    ),
+    Section(
+        "b-class", "B", "B 2.4–2.5 The class-conditioned UNet",
+        "The class-conditioned UNet, trained with 10% of class vectors dropped so that one model is both "
+        "conditional and unconditional: ε(x_t, t, c) by DDPM in the write-up (--preset paper), a velocity "
+        "u(x_τ, τ, c) by flow matching for the shipped model (its card below); sampled per class without and "
+        "with CFG s = 5.",
+        "class-b", part_b.class_model,
+    ),
+)  # fmt: skip
+SECTION_IDS = tuple(s.id for s in SECTIONS)
