@@ -164,7 +164,7 @@ def _argv(manifest: dict) -> list[str]:
 
 def test_api_sampling_writes_figure_zip_and_a_tour_manifest(served):
     client, config, _ = served
-    out = client.predict("mnist-class", "ddpm", 3, 20040805, "3, seven", 5.0, 2, api_name="/sample")
+    out = client.predict("mnist-class", "ddpm", 3, 20040805, "3, seven", 2, 5.0, api_name="/sample")
     figure, files, status = _result(out)
     assert figure.stat().st_size > 1000 and "done in" in status
     assert sorted(f.suffix for f in files) == [".json", ".png", ".zip"]
@@ -255,7 +255,7 @@ def test_api_bad_inputs_give_a_message(served, tmp_path):
     client, config, _ = served
     before = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
     assert "unknown prompt 'banana'" in _message(
-        client, "mnist-class", "ddpm", 3, 1, "banana", 5.0, 1, api_name="/sample"
+        client, "mnist-class", "ddpm", 3, 1, "banana", 1, 5.0, api_name="/sample"
     )
     sdedit = ["mnist-class", "ddpm", 3, 1]
     assert "canvas is empty" in _message(
@@ -272,7 +272,7 @@ def test_api_bad_inputs_give_a_message(served, tmp_path):
     )
     T = runs.load_denoiser("mnist-class").schedule.T
     assert f"steps must be in 1..{T}" in _message(
-        client, "mnist-class", "ddpm", T + 1, 1, "3", 5.0, 1, api_name="/sample"
+        client, "mnist-class", "ddpm", T + 1, 1, "3", 1, 5.0, api_name="/sample"
     )
     after = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
     assert after == before  # a failed run leaves no folder behind

@@ -1,0 +1,53 @@
+"""Serving the page: one queue slot for sampling, no analytics, no share link, loopback unless told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from fundiff.errors import FundiffError
+from fundiff.ui.app import UIConfig
+
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch Google fonts
+
+
+def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Serve ``demo`` on host:port (port None: the first free one from 7860) in background threads, with one
+    queue slot for sampling, no analytics, no share link, no monitoring, no MCP server and no web fonts.
+
+    Returns the local URL; ``demo.block_thread()`` waits (until Ctrl-C), ``demo.close()`` stops it.
+    Every file under ``config.out`` can be downloaded, so it must not be (or contain) the working folder, the
+    home folder or /."""
+    out = config.out.resolve()
+    for broad in (Path.cwd().resolve(), Path.home().resolve(), Path(out.anchor)):
+        if out == broad or out in broad.parents:
+            raise FundiffError(
+                f"--out {config.out} would let the page serve every file under {out}; give a folder of its own "
+                "(default out/ui)"
+            )
+    config.out.mkdir(parents=True, exist_ok=True)
+    demo.queue(default_concurrency_limit=1)
+    try:
+        _, url, _ = demo.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            prevent_thread_lock=True,
+            allowed_paths=[str(config.out.resolve())],
+            enable_monitoring=False,
+            mcp_server=False,
+            ssr_mode=False,
+            quiet=True,
+            show_error=False,
+            max_file_size="20mb",
+            footer_links=[],
+            run_history=False,
+            theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
+        )
+    except OSError as e:  # e.g. the port is taken
+        raise FundiffError(
+            f"cannot serve on {host}:{port or 'a free port from 7860'}: {e}; pick another --port"
+        ) from None
+    return url
