@@ -8,6 +8,7 @@ from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.schedules import NoiseSchedule
+from fundiff.traits import ModelTraits
 from fundiff.views import GaussianFilter
 from helpers import tiny_unet
 
@@ -19,6 +20,7 @@ class Analytic:
 
     channels, image_size, value_range = 1, H, (0.0, 1.0)
     device, conditional, default_prompts = torch.device("cpu"), True, ("a",)
+    traits = ModelTraits(default_sampler="ddim", dataset="analytic")  # not the defaults: wrappers must forward them
 
     def __init__(self, with_v=False, T=20):
         self.schedule = NoiseSchedule.linear(T)
@@ -53,7 +55,7 @@ def test_anagram_equals_hand_computed_mean_of_inverse_viewed_estimates():
     c1, c2, c3 = den.encode(["a"]), den.encode(["bbb"]), den.encode(["cc"])
     anagram = Anagram(den, ["identity", "vflip", "negate"], [c1, c2, c3])
     got = anagram(x, t, anagram.encode(["", ""]))
-    sqrt_abar = den.schedule.abar_at(t).float().sqrt().reshape(-1, 1, 1, 1)
+    sqrt_abar = den.schedule.abar_at(t).sqrt().float().reshape(-1, 1, 1, 1)
     e1, v1 = den.f(x, t, c1.expand(2, 1))
     e2, v2 = den.f(x.flip(-2), t, c2.expand(2, 1))
     e3, v3 = den.f(sqrt_abar * 1.0 - x, t, c3.expand(2, 1))  # negate for [0, 1] data: sqrt(abar_t) (lo + hi) - x_t
@@ -163,3 +165,21 @@ def test_cfg_of_an_unconditional_model_is_refused():
     assert time_model.conditional is False and time_model.default_prompts == ("",)
     with pytest.raises(FundiffError, match="unconditional model"):
         CFG(time_model, 5.0)
+
+
+def test_cfg_anagram_and_hybrid_report_the_wrapped_models_traits():
+    den = Analytic()
+    f = GaussianFilter(kernel_size=3, sigma=1.0)
+    wrappers = {
+        "CFG": CFG(den, 3.0),
+        "Anagram": Anagram.from_prompts(den, ["identity", "rot180"], ["a", "bb"]),
+        "Hybrid": Hybrid.from_prompts(den, "a", "bb", f),
+        "Anagram(CFG)": Anagram.from_prompts(CFG(den, 3.0), ["identity", "negate"], ["a", "bb"]),
+        "Hybrid(CFG)": Hybrid.from_prompts(CFG(den, 3.0), "a", "bb", f),
+    }
+    for name, w in wrappers.items():
+        assert w.traits is den.traits, name
+        assert (w.traits.default_sampler, w.traits.dataset) == ("ddim", "analytic"), name
+        assert samplers.default_sampler_of(w) == "ddim", name
+    plain = tiny_unet()
+    assert Anagram.from_prompts(plain, ["identity"], ["3"]).traits.default_sampler == "ddpm"  # not the Analytic's

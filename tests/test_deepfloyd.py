@@ -22,6 +22,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from fundiff import cli, edits, samplers, techniques  # noqa: E402
+from fundiff import timesteps as ts_lib  # noqa: E402
 from fundiff.backends import deepfloyd, embeddings, runs  # noqa: E402
 from fundiff.denoisers import Denoiser  # noqa: E402
 from fundiff.errors import FundiffError  # noqa: E402
@@ -189,7 +190,24 @@ def test_if_folder_loads_as_a_denoiser_with_the_models_own_schedule(den, tiny_if
     assert den.unet.dtype == torch.float32  # fp32 on the CPU
     theirs = DDPMScheduler.from_pretrained(tiny_if, subfolder="scheduler").alphas_cumprod.double()
     assert torch.allclose(den.schedule.abar, theirs, rtol=1e-5, atol=1e-7)
-    assert techniques.defaults_for(den).hybrid_kernel_size == 33 and techniques.defaults_for(den).hybrid_sigma == 2.0
+
+
+def test_if_traits_carry_its_pipeline_timesteps_and_technique_defaults_and_wrappers_forward_them(den, tiny_if):
+    from diffusers import DDPMScheduler
+
+    traits = den.traits
+    assert traits.technique_defaults is deepfloyd.IF_DEFAULTS
+    assert (traits.technique_defaults.hybrid_kernel_size, traits.technique_defaults.hybrid_sigma) == (33, 2.0)
+    assert (traits.default_sampler, traits.objective, traits.dataset) == ("ddpm", "eps", None)
+    assert traits.autocast_dtype is None and traits.channels_last is False  # IF runs in its own dtype
+    theirs = DDPMScheduler.from_pretrained(tiny_if, subfolder="scheduler")
+    theirs.set_timesteps(7)
+    assert traits.pipeline_timesteps(7) == [int(t) for t in theirs.timesteps]  # IFPipeline's, not strided
+    assert traits.pipeline_timesteps(7) != ts_lib.strided(1000, steps=7)  # the fallback differs: the check can fail
+    for wrapper in (CFG(den, 5.0), deepfloyd.DynamicThresholding(CFG(den, 5.0)), deepfloyd.DynamicThresholding(den)):
+        assert wrapper.traits is traits
+    for gone in ("technique_defaults", "default_sampler", "pipeline_timesteps", "objective", "dataset"):
+        assert not hasattr(den, gone), gone  # one source: den.traits
 
 
 def test_prediction_splits_eps_and_learned_variance(den):
@@ -236,7 +254,7 @@ def test_text_to_image_equals_ifpipeline(den, tiny_if, steps):
         generator=torch.Generator().manual_seed(0),
         output_type="pt",
     ).images
-    ts = den.pipeline_timesteps(steps)
+    ts = den.traits.pipeline_timesteps(steps)
     assert ts == [int(t) for t in pipe.scheduler.timesteps]
     ours = samplers.sample_from_noise(CFG(den, 5.0), cond, ts, generator=torch.Generator().manual_seed(0))
     diff = _max_diff(ours, theirs)
@@ -256,7 +274,7 @@ def test_text_to_image_with_ifs_thresholding_equals_ifpipeline(den, tiny_if):
     assert float(theirs.images.abs().max()) <= 1.0  # thresholded x0_hat at the last step
     model = deepfloyd.DynamicThresholding.from_scheduler_config(CFG(den, 5.0), den.scheduler.config)
     assert isinstance(model, deepfloyd.DynamicThresholding) and model.ratio == 0.95 and model.max_value == 1.5
-    ts = den.pipeline_timesteps(10)
+    ts = den.traits.pipeline_timesteps(10)
     ours = samplers.sample_from_noise(model, cond, ts, generator=torch.Generator().manual_seed(0))
     diff = _max_diff(ours, theirs.images)
     print(f"IFPipeline (thresholding) vs fundiff: max abs diff {diff:.2e}")
@@ -290,7 +308,7 @@ def test_sdedit_equals_ifimg2imgpipeline(den, tiny_if):
         CFG(den, 5.0),
         x_0,
         i_start,
-        den.pipeline_timesteps(steps),
+        den.traits.pipeline_timesteps(steps),
         cond=cond,
         generator=torch.Generator().manual_seed(0),
     )
@@ -336,7 +354,7 @@ def test_a_cli_run_loads_t5_at_most_once_and_encodes_the_null_prompt_once(tiny_i
     for steps in (2, 6):
         counted = []
         den.prompts = _Counting(den.prompts, counted)
-        techniques.sampling_figure(den, ["a skull"], n=1, timesteps=den.pipeline_timesteps(steps))
+        techniques.sampling_figure(den, ["a skull"], n=1, timesteps=den.traits.pipeline_timesteps(steps))
         den.prompts = den.prompts.inner
         calls[steps] = len(counted)
     assert calls[2] == calls[6] == 3  # prompts at scale 1 and 5, the null prompt once: not per step
@@ -503,7 +521,7 @@ def test_cli_errors_on_if_are_one_line(tiny_if, tmp_path, capsys):
 
 # -- figures on IF: shapes, range, determinism --------------------------------------------------------------
 def test_if_figures_are_deterministic_and_in_range(den):
-    ts = den.pipeline_timesteps(3)
+    ts = den.traits.pipeline_timesteps(3)
     a = techniques.sampling_figure(den, ["a rocket ship"], n=2, timesteps=ts, seed=5)
     b = techniques.sampling_figure(den, ["a rocket ship"], n=2, timesteps=ts, seed=5)
     c = techniques.sampling_figure(den, ["a rocket ship"], n=2, timesteps=ts, seed=6)
@@ -533,7 +551,7 @@ def test_tiny_pipeline_in_fp16_on_cuda(tiny_if):
     den = runs.load_denoiser(tiny_if, device="cuda", precision="auto")
     assert den.unet.dtype == torch.float16
     cond = den.encode(["a rocket ship"])
-    ts = den.pipeline_timesteps(10)
+    ts = den.traits.pipeline_timesteps(10)
     ours = samplers.sample_from_noise(
         CFG(den, 5.0), cond, ts, generator=torch.Generator("cuda").manual_seed(0), device="cuda"
     )
@@ -559,7 +577,7 @@ def test_offload_on_cuda_moves_the_unet_out_of_t5s_way(tiny_if, tmp_path, monkey
     x = samplers.sample_from_noise(
         CFG(den, 5.0),
         den.encode(["a rocket ship"]),
-        den.pipeline_timesteps(3),
+        den.traits.pipeline_timesteps(3),
         generator=torch.Generator("cuda").manual_seed(0),
         device="cuda",
     )

@@ -20,12 +20,14 @@ def test_channels_last_and_bf16_compute_the_same_prediction():
     x, t, c = _inputs(den)
     ref = den(x, t, c).eps
     nhwc = UNetDenoiser(copy.deepcopy(den.model), den.schedule, channels_last=True)
+    assert nhwc.traits.channels_last and not den.traits.channels_last
     got = nhwc(x, t, c).eps
     conv = next(m for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the model runs NHWC
     assert got.is_contiguous()
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
     bf16 = UNetDenoiser(copy.deepcopy(den.model), den.schedule, autocast_dtype=torch.bfloat16, channels_last=True)
+    assert bf16.traits.autocast_dtype == torch.bfloat16 and den.traits.autocast_dtype is None
     out = bf16(x, t, c).eps
     assert out.dtype == torch.float32
     err = (out - ref).abs().max()
@@ -46,6 +48,8 @@ def test_auto_precision_is_measured_once_then_read_from_the_cache(tmp_path, monk
     first = runs.load_denoiser(run, precision="auto")
     second = runs.load_denoiser(run, precision="auto")
     assert len(calls) == 1 and devices.precision_cache_path().is_file()
-    assert (first.autocast_dtype, first.memory_format) == (second.autocast_dtype, second.memory_format)
+    assert first.traits == second.traits  # the same autocast dtype and memory format, read from the cache
+    assert first.traits.autocast_dtype in (None, torch.bfloat16)
     forced = runs.load_denoiser(run, precision="fp32")
-    assert forced.autocast_dtype is None and len(calls) == 1
+    assert forced.traits.autocast_dtype is None and forced.traits.channels_last is False and len(calls) == 1
+    assert forced.traits.dataset == "mnist" and forced.traits.objective == "eps"  # from the run's config

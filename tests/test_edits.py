@@ -22,10 +22,10 @@ class GaussianPrior:
         return torch.zeros(len(prompts), 0)
 
     def __call__(self, x_t, t, cond):
-        abar = self.schedule.abar_at(t).to(x_t.dtype).reshape(-1, 1, 1, 1)
-        gain = abar.sqrt() * self.s**2 / (abar * self.s**2 + 1 - abar)
-        x0_mean = self.mu + gain * (x_t - abar.sqrt() * self.mu)
-        return Prediction((x_t - abar.sqrt() * x0_mean) / (1 - abar).sqrt())
+        c = self.schedule.at(t, like=x_t)
+        gain = c.alpha * self.s**2 / (c.abar * self.s**2 + c.sigma**2)
+        x0_mean = self.mu + gain * (x_t - c.alpha * self.mu)
+        return Prediction((x_t - c.alpha * x0_mean) / c.sigma)
 
 
 class Oracle:
@@ -40,8 +40,8 @@ class Oracle:
         return torch.zeros(len(prompts), 0)
 
     def __call__(self, x_t, t, cond):
-        abar = self.schedule.abar_at(t).to(x_t.dtype).reshape(-1, 1, 1, 1)
-        return Prediction((x_t - abar.sqrt() * self.x_0) / (1 - abar).sqrt())
+        c = self.schedule.at(t, like=x_t)
+        return Prediction((x_t - c.alpha * self.x_0) / c.sigma)
 
 
 def _g(seed=0):

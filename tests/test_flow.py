@@ -21,14 +21,18 @@ def test_flow_grid_and_its_vp_schedule_pinned():
     sched = flow.schedule(4)
     # abar(tau) = (1 - tau)^2 / ((1 - tau)^2 + tau^2): 0.64/0.68, 0.36/0.52, 0.16/0.52, 0.04/0.68
     assert sched.abar.tolist() == pytest.approx([0.64 / 0.68, 0.36 / 0.52, 0.16 / 0.52, 0.04 / 0.68])
-    back, scale = flow.tau_and_scale(sched.abar)
-    assert torch.allclose(back, tau, atol=1e-12)
-    alpha, sigma = sched.abar.sqrt(), (1 - sched.abar).sqrt()
-    assert torch.allclose(scale, 1 / (alpha + sigma))
-    # x_tau = x_vp / (alpha + sigma) is the straight path (1 - tau) x0 + tau eps
+    # the schedule's flow frame of level t is the grid's flow time: tau_t = sigma_t / (alpha_t + sigma_t)
     x0, eps = torch.randn(4, 1, 2, 2, dtype=torch.float64), torch.randn(4, 1, 2, 2, dtype=torch.float64)
-    x_vp = alpha.view(-1, 1, 1, 1) * x0 + sigma.view(-1, 1, 1, 1) * eps
-    assert torch.allclose(x_vp * scale.view(-1, 1, 1, 1), flow.interpolate(x0, eps, tau))
+    c = sched.at(torch.arange(4), like=x0)
+    assert c.tau.flatten().tolist() == pytest.approx([0.2, 0.4, 0.6, 0.8], abs=1e-15)
+    alpha, sigma = sched.abar.sqrt(), (1 - sched.abar).sqrt()
+    assert torch.allclose(c.flow_scale.flatten(), alpha + sigma, atol=0, rtol=1e-15)
+    # (alpha + sigma)^2 = abar + (1 - abar) + 2 alpha sigma: 1 + 2 (1 - tau) tau / ((1 - tau)^2 + tau^2)
+    want = [1 + 0.32 / 0.68, 1 + 0.48 / 0.52, 1 + 0.48 / 0.52, 1 + 0.32 / 0.68]
+    assert (c.flow_scale.flatten() ** 2).tolist() == pytest.approx(want, rel=1e-14)
+    # x_tau = x_vp / (alpha + sigma) is the straight path (1 - tau) x0 + tau eps
+    x_vp = c.alpha * x0 + c.sigma * eps
+    assert torch.allclose(x_vp / c.flow_scale, flow.interpolate(x0, eps, tau), atol=1e-15)
     with pytest.raises(FundiffError, match="T >= 2"):
         flow.grid(1)
 
@@ -160,7 +164,7 @@ class _Gaussian:
         self.schedule, self.m, self.s = schedule, m, s
 
     def level(self, t):
-        abar = schedule_abar(self.schedule, t)
+        abar = float(self.schedule.abar_at(t))
         return math.sqrt(abar), math.sqrt(1 - abar)
 
     def __call__(self, x, t, cond):
@@ -171,10 +175,6 @@ class _Gaussian:
     def exact(self, x_T, t_T):
         alpha, sigma = self.level(t_T)
         return self.m + self.s * (x_T - alpha * self.m) / math.sqrt(alpha**2 * self.s**2 + sigma**2)
-
-
-def schedule_abar(schedule, t):
-    return float(schedule.abar_at(t))
 
 
 def _run(sampler, den, x_T, steps):
@@ -243,8 +243,9 @@ def test_cfg_on_a_flow_model_guides_the_velocity():
     t = torch.tensor([35, 20, 4])
     cond = den.encode(["3", "7", "0"])
     got = CFG(den, 5.0)(x_t, t, cond).eps
-    tau, scale = flow.tau_and_scale(sched.abar[t].float().view(-1, 1, 1, 1))
-    x_tau = x_t * scale
+    alpha, sigma = sched.abar[t].sqrt().view(-1, 1, 1, 1), (1 - sched.abar[t]).sqrt().view(-1, 1, 1, 1)
+    tau = (sigma / (alpha + sigma)).float()  # flow.py's map, by hand in float64
+    x_tau = x_t / (alpha + sigma).float()
     with torch.no_grad():
         u_c, u_0 = net(x_tau, tau.flatten(), cond), net(x_tau, tau.flatten(), torch.zeros_like(cond))
     want = flow.eps_from_velocity(x_tau, u_0 + 5.0 * (u_c - u_0), tau)
@@ -259,7 +260,7 @@ def test_a_flow_run_trains_samples_and_edits_through_the_common_paths(tmp_path):
     cfg = tiny_config("class", objective="flow", epochs=1, T=100)
     training.train(cfg, tmp_path / "flow", data=(images, labels), progress=False)
     den = runs.load_denoiser(str(tmp_path / "flow"), precision="fp32")
-    assert den.objective == "flow" and den.schedule.kind == "flow"
+    assert den.traits.objective == "flow" and den.schedule.kind == "flow" and den.traits.default_sampler == "heun"
     g = torch.Generator().manual_seed(0)
     x = samplers.sample_from_noise(CFG(den, 3.0), den.encode(["1", "2"]), ts.strided(100, steps=6), generator=g,
                                    sampler="heun")  # fmt: skip
@@ -272,20 +273,34 @@ def test_a_flow_run_trains_samples_and_edits_through_the_common_paths(tmp_path):
     assert torch.equal(out[..., :10, :], x0[..., :10, :])  # inpainting keeps the known pixels
 
 
-def test_the_default_sampler_is_the_models_and_wrappers_forward_it():
-    from fundiff.composers import Anagram
-    from fundiff.denoisers import DEFAULT_SAMPLER, FLOW_DEFAULT_SAMPLER
+def test_a_flow_unet_says_heun_and_flow_and_wrappers_forward_its_traits():
+    from fundiff.composers import Anagram, Hybrid
+    from fundiff.denoisers import FLOW_DEFAULT_SAMPLER
+    from fundiff.traits import DEFAULT_SAMPLER, ModelTraits
+    from fundiff.views import GaussianFilter
 
     net = UNet(UNetConfig(kind="class", hidden=4)).eval()
-    flow_den = UNetDenoiser(net, flow.schedule(10), objective="flow")
-    assert flow_den.default_sampler == FLOW_DEFAULT_SAMPLER == "heun"
-    assert CFG(flow_den, 3.0).default_sampler == "heun"
-    assert Anagram(flow_den, ["identity", "rot180"], list(flow_den.encode(["1", "2"]))).default_sampler == "heun"
+    flow_den = UNetDenoiser(net, flow.schedule(10), objective="flow", dataset="mnist")
+    assert flow_den.traits == ModelTraits(default_sampler="heun", objective="flow", dataset="mnist")
+    assert FLOW_DEFAULT_SAMPLER == "heun" and samplers.default_sampler_of(flow_den) == "heun"
+    one, two = flow_den.encode(["1"]), flow_den.encode(["2"])
+    wrapped = [
+        CFG(flow_den, 3.0),
+        Anagram(flow_den, ["identity", "rot180"], [one, two]),
+        Hybrid(CFG(flow_den, 3.0), one, two, GaussianFilter(3, 1.0)),
+    ]
+    for w in wrapped:
+        assert w.traits is flow_den.traits and samplers.default_sampler_of(w) == "heun", type(w).__name__
     for objective in ("eps", "v"):
         den = UNetDenoiser(net, NoiseSchedule.linear(10), objective=objective)
-        assert den.default_sampler == DEFAULT_SAMPLER == samplers.DEFAULT_SAMPLER == "ddpm"
-        assert samplers.default_sampler_of(CFG(den, 3.0)) == "ddpm"
-    assert samplers.default_sampler_of(object()) == "ddpm"  # a Denoiser that names none
+        assert (den.traits.default_sampler, den.traits.objective) == ("ddpm", objective)
+        assert DEFAULT_SAMPLER == samplers.DEFAULT_SAMPLER == "ddpm" == samplers.default_sampler_of(CFG(den, 3.0))
+        assert den.traits.dataset is None and den.traits.technique_defaults is None
+        assert den.traits.pipeline_timesteps is None
+    for gone in ("default_sampler", "objective", "dataset", "autocast_dtype", "memory_format"):
+        assert not hasattr(flow_den, gone) and not hasattr(wrapped[0], gone), gone  # one source: the traits
+    with pytest.raises(FundiffError, match="unknown objective 'x0'; choose one of eps, v, flow"):
+        UNetDenoiser(net, NoiseSchedule.linear(10), objective="x0")
 
 
 # -- the CLI on flow models: `fundiff train --objective flow`, then sample / evaluate with the model's sampler --

@@ -8,12 +8,14 @@ from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.prompts import class_index
 from fundiff.schedules import NoiseSchedule
+from fundiff.traits import ModelTraits
 
 
 class FakeDenoiser:
     """Analytic denoiser: eps = x_t * k(cond) + t/T; records the timesteps it sees."""
 
     channels, image_size, value_range = 1, 4, (0.0, 1.0)
+    conditional, traits = True, ModelTraits()
 
     def __init__(self, T=30):
         self.schedule = NoiseSchedule.linear(T)

@@ -203,3 +203,101 @@ def test_q_sample_at_minus_one_is_the_clean_image_and_out_of_range_fails():
     for bad in (-2, 30):
         with pytest.raises(FundiffError, match=r"-1\.\.29"):
             s.q_sample(x0, bad, eps)
+
+
+# -- the per-level coefficients (NoiseSchedule.at / scalar_at) --------------------------------------------------
+FIELDS = ("abar", "alpha", "sigma", "log_snr", "tau", "flow_scale")
+# (abar, alpha, sigma, log_snr, tau, flow_scale) at t, computed by hand in float64 with `math` from the betas
+PINNED = {
+    ("linear", 300): {
+        0: (0.9999, 0.9999499987499375, 0.009999999999999449, 9.21024036697596, 0.009901480283555546,
+            1.009949998749937),
+        150: (0.4623452376194675, 0.6799597323514588, 0.7332494544017967, -0.15090476897727514, 0.5188541521488291,
+              1.4132091867532555),
+        299: (0.04805842894429403, 0.21922232765914615, 0.9756749310378462, -2.9860861176577265, 0.8165345798029505,
+              1.1948972586969924),
+    },
+    ("cosine", 1000): {
+        0: (0.999958715775178, 0.9999793576745362, 0.0064252801356804, 10.094988811457432, 0.0063843904273541835,
+            1.0064046378102165),
+        150: (0.9400000146503524, 0.9695359790386081, 0.2449489443734093, 2.7515355728000004, 0.20168957197528725,
+              1.2144849234120174),
+        999: (2.4287669070348567e-09, 4.9282521313695554e-05, 0.9999999987856165, -19.83588215162398,
+              0.9999507199072737, 1.0000492813069302),
+    },
+}  # fmt: skip
+
+
+def _fields(c):
+    return tuple(getattr(c, f) for f in FIELDS)
+
+
+@pytest.mark.parametrize("kind,T", list(PINNED))
+def test_coefficients_pinned_at_the_ends_and_the_middle(kind, T):
+    s = NoiseSchedule.from_name(kind, T)
+    for t, want in PINNED[(kind, T)].items():
+        got = _fields(s.scalar_at(t))
+        assert all(isinstance(v, float) for v in got)
+        assert got == pytest.approx(want, rel=1e-12, abs=0)
+    clean = s.scalar_at(-1)  # t = -1 is the clean image
+    assert _fields(clean) == (1.0, 1.0, 0.0, math.inf, 0.0, 1.0)
+    # the identities behind the fields, on every level
+    for t in range(T):
+        c = s.scalar_at(t)
+        assert c.alpha**2 + c.sigma**2 == pytest.approx(1.0, rel=1e-14)
+        assert math.exp(c.log_snr) == pytest.approx(c.abar / (1 - c.abar), rel=1e-12)
+        assert c.tau * c.flow_scale == pytest.approx(c.sigma, rel=1e-14)
+    if kind == "cosine":  # Nichol & Dhariwal 2021, Eq. 17 in closed form: abar_t = f(t + 1) / f(0) (betas unclipped)
+        f = [math.cos((u / T + 0.008) / 1.008 * math.pi / 2) ** 2 for u in (0, 151)]
+        assert s.scalar_at(150).abar == pytest.approx(f[1] / f[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("kind,T", list(PINNED))
+def test_batched_coefficients_broadcast_in_the_batchs_dtype_and_equal_the_scalars(kind, T):
+    s = NoiseSchedule.from_name(kind, T)
+    t = torch.tensor([-1, 0, 150, T - 1])
+    exact = s.at(t, like=torch.zeros(4, 3, 5, 5, dtype=torch.float64))
+    single = s.at(t, like=torch.zeros(4, 3, 5, 5))  # float32: cast from the float64 values
+    for name in FIELDS:
+        want = [getattr(s.scalar_at(int(k)), name) for k in t]
+        got64, got32 = getattr(exact, name), getattr(single, name)
+        assert got64.shape == got32.shape == (4, 1, 1, 1)
+        assert got64.dtype == torch.float64 and got32.dtype == torch.float32
+        assert got64.flatten().tolist() == want  # bit for bit: one table
+        assert torch.equal(got32.flatten(), torch.tensor(want, dtype=torch.float64).float())
+    # any batch rank: (B,) gives (B,), (B, C, D, H, W) gives (B, 1, 1, 1, 1); an int t serves every row
+    assert s.at(t, like=torch.zeros(4)).alpha.shape == (4,)
+    assert s.at(t, like=torch.zeros(4, 1, 2, 2, 2)).sigma.shape == (4, 1, 1, 1, 1)
+    row = s.at(150, like=torch.zeros(3, 1, 2, 2))
+    assert row.tau.shape == (3, 1, 1, 1) and row.tau.flatten().tolist() == [single.tau[2].item()] * 3
+    assert s.at(0, like=torch.zeros(2, 1, device="meta")).abar.device.type == "meta"  # on like's device
+    assert s.abar_at(t).tolist() == exact.abar.flatten().tolist()  # the bare table entry
+
+
+def test_coefficients_of_bad_timesteps_are_one_line_errors():
+    s = NoiseSchedule.linear(30)
+    x = torch.zeros(2, 1, 4, 4)
+    for bad in (-2, 30, torch.tensor([0, 30])):
+        with pytest.raises(FundiffError, match=r"timesteps must lie in -1\.\.29"):
+            s.at(bad, like=x)
+    with pytest.raises(FundiffError, match=r"timesteps must lie in -1\.\.29"):
+        s.scalar_at(-2)
+    for bad in (torch.tensor([0, 1, 2]), torch.zeros(2, 1, dtype=torch.long)):
+        with pytest.raises(FundiffError, match=r"an int or one per image \(2\)"):
+            s.at(bad, like=x)
+
+
+def test_the_flow_schedules_coefficients_are_the_flow_grid():
+    """flow.schedule(T) is the VP schedule whose level t sits at flow time tau_t = (t + 1) / (T + 1) (flow.grid)."""
+    from fundiff import flow
+
+    T = 1000
+    s = flow.schedule(T)  # abar -> betas -> cumprod: sigma of the near-clean levels keeps ~1e-10 of 1 - abar ~ 1e-6
+    for t in (-1, 0, 150, T - 1):
+        c = s.scalar_at(t)
+        tau = (t + 1) / (T + 1)
+        assert c.tau == pytest.approx(tau, rel=1e-9, abs=0)
+        assert c.abar == pytest.approx((1 - tau) ** 2 / ((1 - tau) ** 2 + tau**2), rel=1e-12)
+        assert c.flow_scale == pytest.approx(1 / math.sqrt((1 - tau) ** 2 + tau**2), rel=1e-12)
+    every = s.at(torch.arange(T), like=torch.zeros(T, dtype=torch.float64))
+    torch.testing.assert_close(every.tau, flow.grid(T), rtol=1e-9, atol=0)

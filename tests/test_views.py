@@ -23,10 +23,10 @@ def test_inverse_undoes_view_and_nothing_is_mutated(name):
     assert torch.equal(v.inverse_view(v.view(x)), x)
     assert torch.equal(v.view(v.inverse_view(x)), x)
     assert torch.equal(v.inverse_view_variance(v.permute(x)), x)
-    vr, abar = (0.0, 1.0), torch.tensor(0.3)
+    vr, alpha = (0.0, 1.0), torch.tensor(0.3).sqrt()
     # view_x_t of the inverse-viewed noisy image: V^-1 lifted the same way undoes it
-    lifted = v.view_x_t(x, abar, vr)
-    back = v.inverse_view(lifted - 0.5 * abar.sqrt()) + 0.5 * abar.sqrt()
+    lifted = v.view_x_t(x, alpha, vr)
+    back = v.inverse_view(lifted - 0.5 * alpha) + 0.5 * alpha
     torch.testing.assert_close(back, x)
     assert torch.equal(x, before)
 
@@ -45,13 +45,13 @@ def test_negate_of_noisy_image_is_noisy_negated_image_for_0_1_data():
     x0 = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(1))
     eps = _x((3, 1, 6, 6), seed=2)
     t = torch.tensor([0, 20, 49])
-    abar = s.abar_at(t).reshape(-1, 1, 1, 1).float()
+    alpha = s.at(t, like=x0).alpha  # sqrt(abar_t), (3, 1, 1, 1)
     neg = get_view("negate")
-    torch.testing.assert_close(neg.view_x_t(s.q_sample(x0, t, eps), abar, (0.0, 1.0)), s.q_sample(1 - x0, t, -eps))
+    torch.testing.assert_close(neg.view_x_t(s.q_sample(x0, t, eps), alpha, (0.0, 1.0)), s.q_sample(1 - x0, t, -eps))
     torch.testing.assert_close(neg.view_image(x0, (0.0, 1.0)), 1 - x0)
     x_t = s.q_sample(x0, t, eps)
-    assert torch.equal(neg.view_x_t(x_t, abar, (-1.0, 1.0)), -x_t)  # DeepFloyd's [-1, 1]: plain negation
-    assert torch.equal(get_view("vflip").view_x_t(x_t, abar, (0.0, 1.0)), x_t.flip(-2))  # permutations need no offset
+    assert torch.equal(neg.view_x_t(x_t, alpha, (-1.0, 1.0)), -x_t)  # DeepFloyd's [-1, 1]: plain negation
+    assert torch.equal(get_view("vflip").view_x_t(x_t, alpha, (0.0, 1.0)), x_t.flip(-2))  # permutations need no offset
 
 
 def test_negate_keeps_variance_sign():

@@ -1,7 +1,7 @@
 """Several (view, prompt) noise estimates combined into one: visual anagrams and hybrid images.
 
 Both wrappers are themselves Denoisers (they carry ``schedule``, ``channels``, ``image_size``,
-``value_range``), so every sampler and edit runs on them unchanged.
+``value_range`` and the wrapped model's ``traits``), so every sampler and edit runs on them unchanged.
 
 Conditioning: an Anagram or Hybrid holds one conditioning per part, given at construction
 (``from_prompts`` encodes prompts); it is not ``conditional``. The ``cond`` passed at call
@@ -108,8 +108,8 @@ class Anagram(_Composer):
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:
         self._check_call_cond(cond)
-        abar_t = self.schedule.abar_at(t.cpu()).reshape(-1, 1, 1, 1).to(x_t.dtype).to(x_t.device)
-        xs = [view.view_x_t(x_t, abar_t, self.value_range) for view in self.views]
+        alpha_t = self.schedule.at(t, like=x_t).alpha
+        xs = [view.view_x_t(x_t, alpha_t, self.value_range) for view in self.views]
         parts = _predict_parts(self.denoiser, xs, t, self.conds)
         eps = torch.stack([view.inverse_view(p.eps) for view, p in zip(self.views, parts)]).mean(0)
         if parts[0].v is None:

@@ -11,9 +11,14 @@ never look inside a particular backend: ``device``; ``conditional`` (``encode`` 
 non-null prompts, so guidance applies); ``default_prompts`` (what to show when the user gives
 none: the class names of a class model, ``("",)`` for an unconditional one, a generic prompt
 such as "a high quality photo" for a text model); ``describe_prompt`` (a short label for a
-prompt, for grid rows and file names). Optionally ``default_sampler``: the name of the sampler
-its users take when none is asked for (``heun`` for a flow-matching UNet); read it with
-``getattr(den, "default_sampler", DEFAULT_SAMPLER)`` (samplers.default_sampler_of).
+prompt, for grid rows and file names); and ``traits``, a :class:`~fundiff.traits.ModelTraits` that
+declares its optional capabilities, each with the plain model's default: ``default_sampler`` (the
+sampler its users take when none is asked for: ``heun`` for a flow-matching UNet), ``objective``
+(eps, v or flow: what the network predicts before it is served as eps), ``dataset``,
+``technique_defaults`` (a model family's own Part A defaults: DeepFloyd IF's), ``autocast_dtype`` and
+``channels_last`` (its arithmetic) and ``pipeline_timesteps`` (a backend's own timesteps for a number of
+steps: IF's scheduler). Users read ``den.traits.X``, never ``getattr``; a :class:`DenoiserWrapper`
+(CFG, the composers) reports the wrapped model's traits.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from fundiff.devices import autocast_for
 from fundiff.errors import FundiffError
 from fundiff.prompts import class_index
 from fundiff.schedules import NoiseSchedule
+from fundiff.traits import DEFAULT_SAMPLER, ModelTraits
 
-DEFAULT_SAMPLER = "ddpm"  # the sampler of a Denoiser that names none (samplers.DEFAULT_SAMPLER)
 FLOW_DEFAULT_SAMPLER = "heun"  # the default sampler of a flow-matching UNet: its velocity ODE, 2nd order
+OBJECTIVES = ("eps", "v", "flow")  # what a fundiff UNet was trained to predict (training.TrainConfig.objective)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Prediction:
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """x_t, t, cond -> Prediction. Also carries its schedule and image geometry."""
+    """x_t, t, cond -> Prediction. Also carries its schedule, image geometry, prompts and traits (module docstring)."""
 
     schedule: NoiseSchedule
     channels: int
@@ -57,7 +63,7 @@ class Denoiser(Protocol):
     device: torch.device  # where it computes; inputs go there
     conditional: bool  # encode takes non-null prompts (classifier-free guidance applies)
     default_prompts: tuple[str, ...]  # prompts to show when the user gives none
-    # optional: default_sampler: str, the sampler to use when none is asked for (absent: DEFAULT_SAMPLER)
+    traits: ModelTraits  # its optional capabilities: default sampler, objective, dataset, ... (traits.py)
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """Conditioning (len(prompts), ...) for each prompt; "" gives the null conditioning."""
@@ -69,10 +75,11 @@ class Denoiser(Protocol):
 
 
 class DenoiserWrapper:
-    """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry and prompts.
+    """Base of Denoisers that wrap another (guidance, composers): its schedule, geometry, prompts and traits.
 
-    ``device``, ``conditional``, ``default_prompts``, ``default_sampler`` and ``describe_prompt`` are
-    the wrapped denoiser's, read when asked; a subclass may override them.
+    ``schedule``, the geometry and ``traits`` are the wrapped denoiser's, taken at construction (they are
+    fixed); ``device``, ``conditional``, ``default_prompts`` and ``describe_prompt`` are the wrapped
+    denoiser's, read when asked; a subclass may override them.
     """
 
     def __init__(self, denoiser: Denoiser) -> None:
@@ -81,6 +88,7 @@ class DenoiserWrapper:
         self.channels = denoiser.channels
         self.image_size = denoiser.image_size
         self.value_range = denoiser.value_range
+        self.traits = denoiser.traits
 
     @property
     def device(self) -> torch.device:
@@ -94,10 +102,6 @@ class DenoiserWrapper:
     def default_prompts(self) -> tuple[str, ...]:
         return self.denoiser.default_prompts
 
-    @property
-    def default_sampler(self) -> str:
-        return getattr(self.denoiser, "default_sampler", DEFAULT_SAMPLER)
-
     def encode(self, prompts: Sequence[str]) -> Tensor:
         return self.denoiser.encode(prompts)
 
@@ -105,21 +109,24 @@ class DenoiserWrapper:
         return self.denoiser.describe_prompt(prompt)
 
 
-OBJECTIVES = ("eps", "v", "flow")  # what a fundiff UNet was trained to predict (training.TrainConfig.objective)
-
-
 class UNetDenoiser:
-    """fundiff's time- or class-conditioned UNet as a Denoiser.
+    """fundiff's time- or class-conditioned UNet as a Denoiser: whatever the network predicts, it is served as eps.
 
-    The UNet sees t normalised to [0, 1] as t / (T - 1) and, for the class kind, a one-hot
-    class vector c (zeros = no class). ``objective`` says what it predicts: ``eps`` (the
-    write-up), ``v`` = alpha eps - sigma x_0 (Salimans & Ho 2022; eps = sigma x_t + alpha v) or
-    ``flow``, a rectified-flow velocity at flow time tau on input x_tau = x_t / (alpha + sigma)
-    (flow.py; ``schedule`` is then flow.schedule(T)); all are served as eps. ``default_sampler``
-    is :data:`FLOW_DEFAULT_SAMPLER` for ``flow``, else :data:`DEFAULT_SAMPLER`.
-    ``class_names`` maps prompts to classes. ``autocast_dtype``
-    (e.g. bfloat16) and ``channels_last`` choose the arithmetic (``devices.choose_precision``
-    measures which is fastest); the model is converted to that memory format in place.
+    ``objective`` (its ``traits.objective``) says what the UNet was trained to predict and on which inputs:
+
+    - ``eps`` (the write-up): the noise eps of x_t, from (x_t, t / (T - 1)); served as is;
+    - ``v`` = alpha_t eps - sigma_t x_0 (Salimans & Ho 2022), from (x_t, t / (T - 1));
+      served as eps = sigma_t x_t + alpha_t v;
+    - ``flow``: a rectified-flow *velocity* u = eps - x_0 (flow.py), from (x_tau, tau) with flow time
+      tau_t and x_tau = x_t / (alpha_t + sigma_t) (``schedule`` is then flow.schedule(T)); served as
+      eps = x_tau + (1 - tau_t) u (flow.eps_from_velocity).
+
+    For the class kind the UNet also sees a one-hot class vector c (zeros = no class); ``class_names``
+    maps prompts to classes. ``traits.default_sampler`` is :data:`FLOW_DEFAULT_SAMPLER` for ``flow``,
+    else ``ddpm``; ``dataset`` (what it was trained on), ``autocast_dtype`` (e.g. bfloat16) and
+    ``channels_last`` go into its traits too. The last two choose the arithmetic
+    (``devices.choose_precision`` measures which is fastest); the model is converted to that memory
+    format in place. Returns eps (B,C,H,W) float32.
     """
 
     def __init__(
@@ -138,9 +145,13 @@ class UNetDenoiser:
             raise FundiffError(f"a {kind!r} model is not a diffusion model; use a 'time' or 'class' model")
         if objective not in OBJECTIVES:
             raise FundiffError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        self.objective = objective
-        self.dataset = dataset  # what it was trained on (technique defaults may depend on it), None if unknown
-        self.default_sampler = FLOW_DEFAULT_SAMPLER if objective == "flow" else DEFAULT_SAMPLER
+        self.traits = ModelTraits(
+            default_sampler=FLOW_DEFAULT_SAMPLER if objective == "flow" else DEFAULT_SAMPLER,
+            objective=objective,
+            dataset=dataset,
+            autocast_dtype=autocast_dtype,
+            channels_last=channels_last,
+        )
         self.model = model
         self.schedule = schedule
         self.kind = kind
@@ -148,8 +159,6 @@ class UNetDenoiser:
         self.image_size = model.config.image_size
         self.num_classes = model.config.num_classes if kind == "class" else 0
         self.class_names = tuple(class_names) or tuple(str(i) for i in range(self.num_classes))
-        self.autocast_dtype = autocast_dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             model.to(memory_format=torch.channels_last)  # NHWC weights: faster convolutions on most CPUs
         self.value_range = (0.0, 1.0)  # the write-up trains on MNIST in [0, 1]
@@ -187,21 +196,19 @@ class UNetDenoiser:
 
     @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
-        t = t.to(x_t.device)
-        abar = None  # abar_t, only where the objective needs it to become eps
-        if self.objective != "eps":
-            abar = self.schedule.abar_at(t.cpu()).to(x_t.device, torch.float32).reshape(-1, 1, 1, 1)
-        if self.objective == "flow":
-            tau, scale = flow.tau_and_scale(abar)
-            x_in, t_in = x_t * scale, tau.flatten()
+        objective = self.traits.objective
+        c = None if objective == "eps" else self.schedule.at(t, like=x_t)  # eps needs no conversion
+        if objective == "flow":
+            x_in, t_in = x_t / c.flow_scale, c.tau.flatten()
         else:
-            x_in, t_in = x_t, t.to(torch.float32) / (self.schedule.T - 1)
-        x_in = x_in.contiguous(memory_format=self.memory_format)
-        with autocast_for(x_t.device, self.autocast_dtype):
+            x_in, t_in = x_t, t.to(x_t.device, torch.float32) / (self.schedule.T - 1)
+        layout = torch.channels_last if self.traits.channels_last else torch.contiguous_format
+        x_in = x_in.contiguous(memory_format=layout)
+        with autocast_for(x_t.device, self.traits.autocast_dtype):
             out = self.model(x_in, t_in, cond if self.kind == "class" else None)
         out = out.float().contiguous()
-        if self.objective == "eps":
+        if objective == "eps":
             return Prediction(out)
-        if self.objective == "v":
-            return Prediction((1 - abar).sqrt() * x_t + abar.sqrt() * out)
-        return Prediction(flow.eps_from_velocity(x_in.contiguous(), out, tau))
+        if objective == "v":
+            return Prediction(c.sigma * x_t + c.alpha * out)
+        return Prediction(flow.eps_from_velocity(x_in.contiguous(), out, c.tau))

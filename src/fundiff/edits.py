@@ -147,7 +147,7 @@ def renoise(schedule: NoiseSchedule, x_t: Tensor, t: int, t_up: int, *, generato
     """
     if not -1 <= t < t_up < schedule.T:
         raise FundiffError(f"need -1 <= t < t_up < T={schedule.T}, got t={t}, t_up={t_up}")
-    ratio = float(schedule.abar_at(torch.tensor(t_up)) / schedule.abar_at(torch.tensor(t)))
+    ratio = schedule.scalar_at(t_up).abar / schedule.scalar_at(t).abar
     return math.sqrt(ratio) * x_t + math.sqrt(1 - ratio) * _randn_like(x_t, generator)
 
 

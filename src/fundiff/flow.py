@@ -14,10 +14,12 @@ with ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)`` and ``x_vp = alpha x_0 +
     x_tau = x_vp / (alpha + sigma),   tau = sigma / (alpha + sigma),
     abar(tau) = (1 - tau)^2 / ((1 - tau)^2 + tau^2).
 
-So a flow model is served as a Denoiser on the discrete schedule :func:`schedule` (a grid of
-flow times), converting its velocity to the noise estimate ``eps = x_tau + (1 - tau) u`` and
-``x0 = x_tau - tau u``. Every sampler, CFG, SDEdit, inpainting, anagram and hybrid then runs
-on it unchanged; CFG on eps equals CFG on the velocity (eps is affine in u at fixed x, tau).
+The schedule tabulates that map per level t: ``schedule.at(t, like=x).tau`` and ``.flow_scale``
+(= alpha + sigma; schedules.Coefficients). So a flow model is served as a Denoiser on the discrete
+schedule :func:`schedule` (a grid of flow times), converting its velocity to the noise estimate
+``eps = x_tau + (1 - tau) u`` and ``x0 = x_tau - tau u``. Every sampler, CFG, SDEdit, inpainting,
+anagram and hybrid then runs on it unchanged; CFG on eps equals CFG on the velocity (eps is affine
+in u at fixed x, tau).
 DDIM with eta = 0 on that grid *is* the Euler method in tau (both keep x0_hat and eps_hat
 fixed over a step), and any VP model can be integrated in tau the same way.
 """
@@ -78,16 +80,9 @@ def schedule(T: int) -> NoiseSchedule:
     return NoiseSchedule(1 - abar / prev, kind="flow")
 
 
-def tau_and_scale(abar: Tensor) -> tuple[Tensor, Tensor]:
-    """(tau, 1 / (alpha + sigma)) of VP levels ``abar``: x_tau = x_vp / (alpha + sigma)."""
-    alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
-    return sigma / (alpha + sigma), 1 / (alpha + sigma)
-
-
 def eps_from_velocity(x_tau: Tensor, u: Tensor, tau: Tensor) -> Tensor:
     """The noise estimate of velocity ``u`` at (x_tau, tau): eps = x_tau + (1 - tau) u."""
     return x_tau + (1 - tau) * u
 
 
-__all__ = ["TIME_LAWS", "interpolate", "velocity", "sample_times", "grid", "schedule", "tau_and_scale",
-           "eps_from_velocity"]  # fmt: skip
+__all__ = ["TIME_LAWS", "interpolate", "velocity", "sample_times", "grid", "schedule", "eps_from_velocity"]

@@ -26,7 +26,7 @@ class CFG(DenoiserWrapper):
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
-        if not getattr(denoiser, "conditional", True):  # denoisers without the attribute count as conditional
+        if not denoiser.conditional:
             name = type(denoiser).__name__
             why = (
                 f"{name} fixes its prompts at construction, so guiding it does nothing; "

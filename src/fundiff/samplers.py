@@ -32,9 +32,10 @@ import torch
 from torch import Tensor
 
 from fundiff import timesteps as ts_lib
-from fundiff.denoisers import DEFAULT_SAMPLER, Denoiser, Prediction
+from fundiff.denoisers import Denoiser, Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
+from fundiff.traits import DEFAULT_SAMPLER
 
 # on_step(i, t, t_prev, x_prev, x0_hat) -> replacement for x_prev, or None to keep it
 StepHook = Callable[[int, int, int, Tensor, Tensor], Tensor | None]
@@ -92,17 +93,12 @@ class DDIM:
         return step
 
 
-def _alpha_sigma(schedule: NoiseSchedule, t: int) -> tuple[float, float]:
-    """(alpha_t, sigma_t) = (sqrt(abar_t), sqrt(1 - abar_t)) of the VP process; t = -1 gives (1, 0)."""
-    abar = float(schedule.abar_at(t))
-    return math.sqrt(abar), math.sqrt(1.0 - abar)
-
-
 @dataclass(frozen=True)
 class DPMSolverPP:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2, midpoint form as in diffusers' ``DPMSolverMultistepScheduler``).
 
-    In lambda_t = log(alpha_t / sigma_t), with data prediction D = x0_hat and h = lambda_t' - lambda_t:
+    In lambda_t = log(alpha_t / sigma_t) (half the schedule's log_snr), with data prediction D = x0_hat and
+    h = lambda_t' - lambda_t:
     x_t' = (sigma_t'/sigma_t) x_t - alpha_t' (e^-h - 1) (D_t + (D_t - D_prev) / (2 r)),
     r = h_prev / h. The first step, and the last (to the clean image, sigma = 0), are first order
     (which is DDIM with eta = 0). Deterministic: the generator is never used.
@@ -115,28 +111,21 @@ class DPMSolverPP:
 
         def step(x_t, pred, t, t_prev, generator):
             x0_hat = schedule.x0_from_eps(x_t, t, pred.eps.to(x_t.dtype))
-            alpha_s, sigma_s = _alpha_sigma(schedule, t)
-            alpha_t, sigma_t = _alpha_sigma(schedule, t_prev)
-            lam_s = math.log(alpha_s / sigma_s)
+            now, prev = schedule.scalar_at(t), schedule.scalar_at(t_prev)
+            lam_s = now.log_snr / 2
             if t_prev < 0:  # sigma = 0: the solution at lambda = inf is the data prediction itself
                 history.clear()
                 return x0_hat, x0_hat
-            h = math.log(alpha_t / sigma_t) - lam_s
+            h = prev.log_snr / 2 - lam_s
             d = x0_hat
             if history:
                 lam_prev, x0_prev = history[-1]
                 r = (lam_s - lam_prev) / h
                 d = x0_hat + (x0_hat - x0_prev) / (2 * r)
             history[:] = [(lam_s, x0_hat)]
-            return (sigma_t / sigma_s) * x_t - (alpha_t * math.expm1(-h)) * d, x0_hat
+            return (prev.sigma / now.sigma) * x_t - (prev.alpha * math.expm1(-h)) * d, x0_hat
 
         return step
-
-
-def _flow_frame(schedule: NoiseSchedule, t: int) -> tuple[float, float]:
-    """(tau_t, alpha_t + sigma_t): flow time of level t and the factor x_t = (alpha + sigma) x_tau; t = -1: (0, 1)."""
-    alpha, sigma = _alpha_sigma(schedule, t)
-    return sigma / (alpha + sigma), alpha + sigma
 
 
 def _flow_velocity(schedule: NoiseSchedule, x_t: Tensor, pred: Prediction, t: int) -> tuple[Tensor, Tensor]:
@@ -148,15 +137,18 @@ def _flow_velocity(schedule: NoiseSchedule, x_t: Tensor, pred: Prediction, t: in
 
 @dataclass(frozen=True)
 class Euler:
-    """Euler steps in flow time: x_tau' = x_tau + (tau' - tau) u, u = eps_hat - x0_hat (= DDIM, eta 0)."""
+    """Euler steps in flow time: x_tau' = x_tau + (tau' - tau) u, u = eps_hat - x0_hat (= DDIM, eta 0).
+
+    x_t = k x_tau with k = alpha_t + sigma_t, the schedule's ``flow_scale``; tau its ``tau``.
+    """
 
     name: ClassVar[str] = "euler"
 
     def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
-            (tau, k), (tau_prev, k_prev) = _flow_frame(schedule, t), _flow_frame(schedule, t_prev)
+            now, prev = schedule.scalar_at(t), schedule.scalar_at(t_prev)
             u, x0_hat = _flow_velocity(schedule, x_t, pred, t)
-            return k_prev * (x_t / k + (tau_prev - tau) * u), x0_hat
+            return prev.flow_scale * (x_t / now.flow_scale + (prev.tau - now.tau) * u), x0_hat
 
         return step
 
@@ -174,24 +166,25 @@ class Heun:
             raise FundiffError("the heun sampler calls the denoiser twice per step; start it with predict")
 
         def step(x_t, pred, t, t_prev, generator):
-            (tau, k), (tau_prev, k_prev) = _flow_frame(schedule, t), _flow_frame(schedule, t_prev)
+            now, prev = schedule.scalar_at(t), schedule.scalar_at(t_prev)
+            k, k_prev = now.flow_scale, prev.flow_scale  # x_t = k x_tau
             u, x0_hat = _flow_velocity(schedule, x_t, pred, t)
-            x_euler = x_t / k + (tau_prev - tau) * u
+            x_euler = x_t / k + (prev.tau - now.tau) * u
             if t_prev < 0:
                 return x_euler, x0_hat
             u_prev, _ = _flow_velocity(schedule, k_prev * x_euler, predict(k_prev * x_euler, t_prev), t_prev)
-            return k_prev * (x_t / k + (tau_prev - tau) * (u + u_prev) / 2), x0_hat
+            return k_prev * (x_t / k + (prev.tau - now.tau) * (u + u_prev) / 2), x0_hat
 
         return step
 
 
 SAMPLERS: dict[str, type] = {cls.name: cls for cls in (DDPM, DDIM, DPMSolverPP, Euler, Heun)}
-# DEFAULT_SAMPLER ("ddpm", defined in denoisers.py): the sampler of a Denoiser that names no default_sampler
+# DEFAULT_SAMPLER ("ddpm", defined in traits.py): ModelTraits' default_sampler unless a model names its own
 
 
 def default_sampler_of(denoiser: Denoiser) -> str:
-    """The sampler ``denoiser`` is sampled with when none is asked for: its ``default_sampler``, else ddpm."""
-    return getattr(denoiser, "default_sampler", DEFAULT_SAMPLER)
+    """The sampler ``denoiser`` is sampled with when none is asked for: ``denoiser.traits.default_sampler``."""
+    return denoiser.traits.default_sampler
 
 
 def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None = None) -> Sampler:

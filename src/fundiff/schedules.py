@@ -5,13 +5,19 @@ Index convention (the one place it is stated; convention 4 of docs/conventions.m
 ``x_t`` at ``t = 0`` already carries a little noise (``beta_0 = 1e-4``). The clean image
 is reached by a final step from ``t`` to ``t' = -1``, where ``abar_{-1} = 1`` by
 definition. Samplers therefore visit ``t = T-1`` first and ``t = 0`` last.
+
+Every coefficient of a level ``t`` comes from here (:meth:`NoiseSchedule.at` for a batch,
+:meth:`NoiseSchedule.scalar_at` for one integer t; improved-diffusion's ``_extract_into_tensor``):
+``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)`` (x_t = alpha_t x_0 + sigma_t eps, convention 1),
+``log SNR_t = log(alpha_t^2 / sigma_t^2)`` and the flow frame of flow.py, ``tau_t = sigma_t / (alpha_t + sigma_t)``
+with ``x_t = (alpha_t + sigma_t) x_tau``. They are tabulated once per schedule in float64.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -22,15 +28,36 @@ BetaSchedule = Literal["linear", "cosine"]
 BETA_SCHEDULES: tuple[str, ...] = ("linear", "cosine")
 
 
-def _as_index(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
-    t = torch.as_tensor(t, device=device, dtype=torch.long)
-    return t.expand(batch) if t.ndim == 0 else t
+V = TypeVar("V", Tensor, float)
 
 
-def _per_sample(values: Tensor, like: Tensor) -> Tensor:
-    """Per-sample ``values`` (B,) float64 on the CPU, cast and reshaped to broadcast over ``like`` (B, C, H, W)."""
-    out = values.to(like.dtype)  # cast on the CPU first: MPS has no float64
-    return out.reshape(-1, *([1] * (like.ndim - 1))).to(like.device)
+@dataclass(frozen=True)
+class Coefficients(Generic[V]):
+    """The coefficients of noise levels t, all derived from abar_t in float64 (module docstring).
+
+    From :meth:`NoiseSchedule.at`: tensors (B, 1, ..., 1) that broadcast over a batch, in its dtype and on
+    its device; from :meth:`NoiseSchedule.scalar_at`: Python floats of one integer t (float64). The clean
+    image t = -1 has abar = alpha = 1, sigma = 0, log_snr = +inf, tau = 0 and flow_scale = 1.
+    """
+
+    abar: V  # abar_t = prod_{s<=t} (1 - beta_s)
+    alpha: V  # sqrt(abar_t): the signal scale of x_t = alpha_t x_0 + sigma_t eps (convention 1)
+    sigma: V  # sqrt(1 - abar_t): the noise scale
+    log_snr: V  # log(alpha_t^2 / sigma_t^2), lambda_t = log_snr / 2 of DPM-Solver (Lu et al. 2022)
+    tau: V  # flow time sigma_t / (alpha_t + sigma_t) (flow.py): 0 at the data, 1 at pure noise
+    flow_scale: V  # alpha_t + sigma_t: x_t = flow_scale x_tau, the VP <-> flow map of flow.py
+
+
+_FIELDS = ("abar", "alpha", "sigma", "log_snr", "tau", "flow_scale")  # the rows of NoiseSchedule's table
+
+
+def _coefficient_table(abar: Tensor) -> Tensor:
+    """(6, T + 1) float64: the :class:`Coefficients` fields (rows, in :data:`_FIELDS` order) of t = -1..T-1."""
+    abar = torch.cat([torch.ones(1, dtype=torch.float64), abar])
+    alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+    log_snr = 2 * (alpha / sigma).log()  # +inf at t = -1 (sigma = 0); halved exactly into DPM-Solver's lambda
+    flow_scale = alpha + sigma
+    return torch.stack([abar, alpha, sigma, log_snr, sigma / flow_scale, flow_scale])
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +76,8 @@ class NoiseSchedule:
         if b.ndim != 1 or len(b) < 2 or not bool(((b > 0) & (b < 1)).all()):
             raise FundiffError("betas must be a 1-D tensor of at least 2 values in (0, 1)")
         object.__setattr__(self, "betas", b.to(torch.float64))
-        object.__setattr__(self, "abar", torch.cumprod(1.0 - self.betas, dim=0))
+        object.__setattr__(self, "abar", torch.cumprod(1.0 - self.betas, dim=0))  # (T,) float64
+        object.__setattr__(self, "_table", _coefficient_table(self.abar))  # (6, T + 1) float64, column t + 1
 
     # -- constructors -------------------------------------------------------------------
     @classmethod
@@ -80,13 +108,38 @@ class NoiseSchedule:
     def T(self) -> int:
         return len(self.betas)
 
-    def abar_at(self, t: Tensor | int) -> Tensor:
-        """``abar_t`` (float64, CPU) for integer ``t`` in -1..T-1, with ``abar_{-1} = 1`` (the clean image)."""
+    def _index(self, t: Tensor | int) -> Tensor:
+        """Integer levels ``t`` in -1..T-1 as long column indices t + 1 of the table (on the CPU)."""
         t = torch.as_tensor(t, dtype=torch.long).cpu()
         if bool(((t < -1) | (t >= self.T)).any()):
             raise FundiffError(f"timesteps must lie in -1..{self.T - 1}, got {t.min().item()}..{t.max().item()}")
-        padded = torch.cat([torch.ones(1, dtype=torch.float64), self.abar])
-        return padded[t + 1]
+        return t + 1
+
+    def abar_at(self, t: Tensor | int) -> Tensor:
+        """``abar_t`` (float64, CPU, t's shape) for integer ``t`` in -1..T-1, with ``abar_{-1} = 1`` (the clean image).
+
+        The bare table entry; for the coefficients of a batch use :meth:`at`, of one step :meth:`scalar_at`.
+        """
+        return self._table[0, self._index(t)]
+
+    def at(self, t: Tensor | int, like: Tensor) -> Coefficients[Tensor]:
+        """The :class:`Coefficients` of levels ``t`` for the batch ``like`` (B, ...).
+
+        ``t``: an int (every row) or a (B,) long tensor in -1..T-1, on any device. Each field is computed in
+        float64, then cast to ``like``'s dtype (on the CPU: MPS has no float64) and moved to its device with
+        shape (B, 1, ..., 1) (``like.ndim`` dims).
+        """
+        batch = like.shape[0]
+        index = self._index(t)
+        if index.ndim > 1 or (index.ndim == 1 and len(index) != batch):
+            raise FundiffError(f"timesteps must be an int or one per image ({batch}), got shape {tuple(index.shape)}")
+        rows = self._table[:, index.expand(batch)].to(like.dtype)  # (6, B)
+        rows = rows.reshape(len(_FIELDS), batch, *([1] * (like.ndim - 1))).to(like.device)
+        return Coefficients(*rows.unbind(0))
+
+    def scalar_at(self, t: int) -> Coefficients[float]:
+        """The :class:`Coefficients` of one integer level ``t`` in -1..T-1 as Python floats (float64)."""
+        return Coefficients(*self._table[:, int(self._index(int(t)))].tolist())
 
     # -- forward process ----------------------------------------------------------------
     def q_sample(self, x_0: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
@@ -94,15 +147,13 @@ class NoiseSchedule:
 
         x_0, eps: (B, C, H, W); t: int or (B,) long in -1..T-1 (t = -1 returns x_0). Returns x_t like x_0.
         """
-        t = _as_index(t, x_0.shape[0], x_0.device)
-        abar_t = _per_sample(self.abar_at(t), x_0)
-        return abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps
+        c = self.at(t, like=x_0)
+        return c.alpha * x_0 + c.sigma * eps
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
         """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (convention 2)."""
-        t = _as_index(t, x_t.shape[0], x_t.device)
-        abar_t = _per_sample(self.abar_at(t), x_t)
-        return (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
+        c = self.at(t, like=x_t)
+        return (x_t - c.sigma * eps_hat) / c.alpha
 
     # -- reverse process ----------------------------------------------------------------
     def posterior(
@@ -118,11 +169,11 @@ class NoiseSchedule:
         """
         if not -1 <= t_prev < t < self.T:
             raise FundiffError(f"need -1 <= t_prev < t < T={self.T}, got t={t}, t_prev={t_prev}")
-        abar_t = float(self.abar[t])
-        abar_prev = float(self.abar_at(torch.tensor(t_prev)))
+        now, prev = self.scalar_at(t), self.scalar_at(t_prev)
+        abar_t, abar_prev = now.abar, prev.abar
         alpha_t = abar_t / abar_prev
         beta_t = 1 - alpha_t
-        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0_hat + (
+        mean = (prev.alpha * beta_t / (1 - abar_t)) * x0_hat + (
             math.sqrt(alpha_t) * (1 - abar_prev) / (1 - abar_t)
         ) * x_t
         var_small = max(beta_t * (1 - abar_prev) / (1 - abar_t), 1e-20)
@@ -172,11 +223,11 @@ class NoiseSchedule:
         Returns (x_t', x0_hat). eta=1 uses the DDPM posterior variance of the strided pair.
         """
         x0_hat = self.x0_from_eps(x_t, t, eps_hat)
-        abar_t = float(self.abar[t])
-        abar_prev = float(self.abar_at(torch.tensor(t_prev)))
+        now, prev = self.scalar_at(t), self.scalar_at(t_prev)
+        abar_t, abar_prev = now.abar, prev.abar
         sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
         direction = math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps_hat
-        x_prev = math.sqrt(abar_prev) * x0_hat + direction
+        x_prev = prev.alpha * x0_hat + direction
         if sigma > 0 and t_prev >= 0:
             if noise is None:
                 noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)

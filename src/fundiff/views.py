@@ -69,16 +69,17 @@ class View:
         """P^-1(v) for learned-variance channels v (..., H, W) in [-1, 1]: un-permuted, never negated."""
         return self.unpermute(v)
 
-    def view_x_t(self, x_t: Tensor, abar_t: Tensor, value_range: tuple[float, float]) -> Tensor:
-        """The view of a noisy image: V(x_t - s) + s with s = c sqrt(abar_t), c the centre of ``value_range``.
+    def view_x_t(self, x_t: Tensor, alpha_t: Tensor, value_range: tuple[float, float]) -> Tensor:
+        """The view of a noisy image: V(x_t - s) + s with s = c alpha_t, c the centre of ``value_range``.
 
-        x_t (B,C,H,W); abar_t broadcastable to x_t (float, e.g. (B,1,1,1); 1 for a clean image).
+        x_t (B,C,H,W); alpha_t = sqrt(abar_t) broadcastable to x_t (float, e.g. (B,1,1,1) from
+        ``schedule.at(t, like=x_t).alpha``; 1 for a clean image).
         Derivation in the module docstring; P fixes the constant image s, so only negation moves it.
         """
         if self.sign == 1:
             return self.permute(x_t)
         centre = (value_range[0] + value_range[1]) / 2
-        return self.view(x_t) + 2 * centre * abar_t.sqrt()
+        return self.view(x_t) + 2 * centre * alpha_t
 
     def view_image(self, x_0: Tensor, value_range: tuple[float, float]) -> Tensor:
         """The view of a clean image x_0 (B,C,H,W) in ``value_range`` (e.g. to show an anagram flipped)."""

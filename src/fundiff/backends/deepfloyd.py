@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from fundiff.backends.embeddings import PromptEmbeddings, encoder_identity, load
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
-from fundiff.traits import TechniqueDefaults
+from fundiff.traits import ModelTraits, TechniqueDefaults
 
 STAGE_I_IDS = ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-I-L-v1.0", "DeepFloyd/IF-I-M-v1.0")
 STAGE_II_DEFAULT = "DeepFloyd/IF-II-L-v1.0"  # the write-up's upscaler
@@ -49,7 +50,7 @@ OOM_HINT = (
     "smaller DeepFloyd/IF-I-M-v1.0"
 )
 
-# The write-up's Part A choices for IF (64x64, T = 1000), read by the CLI through ``technique_defaults``.
+# The write-up's Part A choices for IF (64x64, T = 1000), read by the CLI through ``traits.technique_defaults``.
 IF_DEFAULTS = TechniqueDefaults(
     prompt="a high quality photo",
     anagram_prompts=("an oil painting of people around a campfire", "an oil painting of an old man"),
@@ -174,14 +175,14 @@ class IFDenoiser:
     learned_range interpolation (about [-1, 1]), passed on unclamped as IFPipeline's scheduler uses it.
 
     ``scheduler`` is the model's diffusers DDPMScheduler (its betas give the schedule; its config
-    says whether IFPipeline thresholds); ``prompts`` turns prompts into embeddings.
+    says whether IFPipeline thresholds); ``prompts`` turns prompts into embeddings. Its ``traits``:
+    sampler ddpm (an eps model with a learned variance: DDPM ancestral steps use it), the write-up's
+    :data:`IF_DEFAULTS` and ``pipeline_timesteps``, the timesteps IFPipeline visits for a number of steps.
     """
 
     value_range = (-1.0, 1.0)
     conditional = True
     default_prompts = (IF_DEFAULTS.prompt,)
-    technique_defaults = IF_DEFAULTS
-    default_sampler = "ddpm"  # an eps model with a learned variance: DDPM ancestral steps use it
 
     def __init__(
         self,
@@ -209,6 +210,12 @@ class IFDenoiser:
         self.learned_variance = cfg.variance_type == "learned_range"
         self.dtype, self.offload, self.name = dtype, offload, name
         self._device = torch.device(device)
+        self.traits = ModelTraits(
+            default_sampler="ddpm",
+            objective="eps",
+            technique_defaults=IF_DEFAULTS,
+            pipeline_timesteps=partial(pipeline_timesteps, scheduler.config),
+        )
 
     @property
     def device(self) -> torch.device:
@@ -247,13 +254,17 @@ class IFDenoiser:
         eps, v = out[:, : self.channels], out[:, self.channels :]
         return Prediction(eps, v if self.learned_variance else None)  # unclamped, as IFPipeline uses it
 
-    def pipeline_timesteps(self, num_inference_steps: int) -> list[int]:
-        """The timesteps IFPipeline visits for ``num_inference_steps`` (its scheduler's set_timesteps)."""
-        from diffusers import DDPMScheduler
 
-        sched = DDPMScheduler.from_config(self.scheduler.config)
-        sched.set_timesteps(num_inference_steps)
-        return [int(t) for t in sched.timesteps]
+def pipeline_timesteps(config, num_inference_steps: int) -> list[int]:
+    """The timesteps IFPipeline visits for ``num_inference_steps``: set_timesteps of a DDPMScheduler of ``config``.
+
+    An IFDenoiser's ``traits.pipeline_timesteps`` is this function of its own scheduler's config.
+    """
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_config(config)
+    sched.set_timesteps(num_inference_steps)
+    return [int(t) for t in sched.timesteps]
 
 
 class DynamicThresholding(DenoiserWrapper):
@@ -293,10 +304,10 @@ class DynamicThresholding(DenoiserWrapper):
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
         pred = self.denoiser(x_t, t, cond)
-        abar = self.schedule.abar_at(t.cpu()).reshape(-1, 1, 1, 1).to(x_t.device)  # float64
         x_t64 = x_t.double()
-        x0_hat = self.process(((x_t64 - (1 - abar).sqrt() * pred.eps.double()) / abar.sqrt()).to(x_t.dtype))
-        eps = (x_t64 - abar.sqrt() * x0_hat.double()) / (1 - abar).sqrt()
+        c = self.schedule.at(t, like=x_t64)  # float64
+        x0_hat = self.process(((x_t64 - c.sigma * pred.eps.double()) / c.alpha).to(x_t.dtype))
+        eps = (x_t64 - c.alpha * x0_hat.double()) / c.sigma
         return Prediction(eps.to(pred.eps.dtype), pred.v)
 
 

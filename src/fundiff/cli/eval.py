@@ -164,7 +164,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
             "steps": len(timesteps),
             "sampler": sampler.name,
             **({"eta": sampler.eta} if hasattr(sampler, "eta") else {}),
-            "objective": getattr(den, "objective", "eps"),
+            "objective": den.traits.objective,
             "precision": args.precision,
         }
         if kind == "time":
