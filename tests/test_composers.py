@@ -18,6 +18,8 @@ H = 6
 class Analytic:
     """eps = 0.3 x_t + cond * pattern + t / T (pattern breaks every symmetry); v = tanh(x_t) / 2 if with_v."""
 
+    traits = ModelTraits()  # no preferences: the defaults (ddpm, eps)
+
     channels, image_size, value_range = 1, H, (0.0, 1.0)
     device, conditional, default_prompts = torch.device("cpu"), True, ("a",)
     traits = ModelTraits(default_sampler="ddim", dataset="analytic")  # not the defaults: wrappers must forward them

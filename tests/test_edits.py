@@ -6,12 +6,15 @@ from fundiff import timesteps as ts
 from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
+from fundiff.traits import ModelTraits
 from fundiff.views import GaussianFilter
 from helpers import tiny_unet
 
 
 class GaussianPrior:
     """The exact (MMSE) denoiser for data x_0 ~ N(mu, s^2 I): E[x_0 | x_t] is linear in x_t."""
+
+    traits = ModelTraits()  # no preferences: the defaults (ddpm, eps)
 
     channels, image_size, value_range = 1, 8, (0.0, 1.0)
 
@@ -30,6 +33,8 @@ class GaussianPrior:
 
 class Oracle:
     """Predicts the exact noise of x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps for a known x_0."""
+
+    traits = ModelTraits()  # no preferences: the defaults (ddpm, eps)
 
     channels, image_size, value_range = 1, 8, (0.0, 1.0)
 

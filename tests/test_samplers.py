@@ -14,6 +14,8 @@ from fundiff.traits import ModelTraits
 class FakeDenoiser:
     """Analytic denoiser: eps = x_t * k(cond) + t/T; records the timesteps it sees."""
 
+    traits = ModelTraits()  # no preferences: the defaults (ddpm, eps)
+
     channels, image_size, value_range = 1, 4, (0.0, 1.0)
     conditional, traits = True, ModelTraits()
 
@@ -154,6 +156,8 @@ def test_ddim_eta_reaches_the_step():
 
 class FixedOutputDenoiser:
     """eps = 0.1 x_t + a fixed per-timestep table, v = a fixed per-timestep table in [-1, 1] (learned_range)."""
+
+    traits = ModelTraits()  # no preferences: the defaults (ddpm, eps)
 
     channels, image_size, value_range = 2, 4, (-1.0, 1.0)
 

@@ -105,4 +105,9 @@ def test_hybrid_filter_defaults_are_chosen_per_dataset():
     assert techniques.defaults_for(runs.load_denoiser("mnist-class")).hybrid_sigma == 2.0
     assert techniques.defaults_for(runs.load_denoiser("mnist-time")).hybrid_sigma == 2.0
     assert techniques.defaults_for(runs.load_denoiser("fashion-class")).hybrid_sigma == 1.5
-    assert techniques.defaults_for(object()) is techniques.DIGIT_DEFAULTS
+    from types import SimpleNamespace
+
+    from fundiff.traits import ModelTraits
+
+    unknown = SimpleNamespace(traits=ModelTraits(dataset="emnist"))
+    assert techniques.defaults_for(unknown) is techniques.DIGIT_DEFAULTS

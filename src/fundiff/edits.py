@@ -72,7 +72,7 @@ def iterative_denoise(
     cond: Tensor,
     generator: torch.Generator | None,
     every: int = 5,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
 ) -> tuple[Tensor, list[tuple[int, Tensor]]]:
     """Strided iterative denoising (convention 3) of x_t at t = timesteps[i_start] down to x_0.
 
@@ -100,7 +100,7 @@ def sdedit(
     *,
     cond: Tensor,
     generator: torch.Generator | None,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     on_step: samplers.StepHook | None = None,
 ) -> Tensor:
     """SDEdit (Meng et al. 2022): noise x_0 to t = timesteps[i_start] by q(x_t | x_0), then denoise from there.
@@ -178,7 +178,7 @@ def inpaint(
     method: InpaintMethod = "replace",
     jump_length: int = 5,
     resample: int = 5,
-    sampler: str | samplers.Sampler = samplers.DEFAULT_SAMPLER,
+    sampler: str | samplers.Sampler | None = None,
     on_step: samplers.StepHook | None = None,
 ) -> Tensor:
     """Fill in x_0 (B,C,H,W) where ``mask`` is 1, keeping it exactly where ``mask`` is 0.
@@ -200,7 +200,7 @@ def inpaint(
     m = binary_mask(mask, x_0)
     if not bool(m.any()):
         raise FundiffError("the mask selects no pixel to fill in; paint (white, > 0.5) the region to generate")
-    sampler = samplers.get_sampler(sampler)
+    sampler = samplers.sampler_for(denoiser, sampler)
     schedule = denoiser.schedule
     timesteps = ts_lib.validate(timesteps, schedule.T)
     walk = repaint_walk(len(timesteps), jump_length, resample) if method == "repaint" else None

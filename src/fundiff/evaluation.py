@@ -16,7 +16,7 @@ from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.metrics import FID, ClassAccuracy, class_accuracy, psnr
-from fundiff.samplers import DEFAULT_SAMPLER, Sampler, sample_from_noise
+from fundiff.samplers import Sampler, sample_from_noise
 
 SWEEP_SIGMAS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)  # the write-up's out-of-distribution sweep
 GUIDANCE_SWEEP: tuple[float, ...] = (0.0, 1.0, 3.0, 5.0, 7.0)  # CFG scales: 0 unconditional, 1 conditional
@@ -65,7 +65,7 @@ def draw_samples(
     *,
     generator: torch.Generator,
     batch_size: int = 500,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
+    sampler: str | Sampler | None = None,
 ) -> Tensor:
     """Samples (len(prompts),C,H,W) float32 in [0,1] (clamped), one per prompt, drawn in batches.
 
@@ -100,7 +100,7 @@ def guidance_sweep(
     generator: torch.Generator,
     fid: FID | None = None,
     batch_size: int = 500,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
+    sampler: str | Sampler | None = None,
 ) -> list[GuidanceResult]:
     """Class accuracy of a class-conditioned model's samples at each CFG scale (Ho & Salimans 2022).
 

@@ -187,6 +187,12 @@ def default_sampler_of(denoiser: Denoiser) -> str:
     return denoiser.traits.default_sampler
 
 
+def sampler_for(denoiser: Denoiser, sampler: str | Sampler | None = None) -> Sampler:
+    """``sampler`` (a name or a Sampler), or None: the denoiser's own (its traits' default_sampler: heun for a
+    flow-matching UNet, else ddpm). Every loop that samples resolves its sampler here."""
+    return get_sampler(default_sampler_of(denoiser) if sampler is None else sampler)
+
+
 def get_sampler(sampler: str | Sampler = DEFAULT_SAMPLER, *, eta: float | None = None) -> Sampler:
     """A sampler by name (``ddpm``, ``ddim``, ``dpm++``, ``euler``, ``heun``), or ``sampler`` itself if it is one.
 
@@ -224,10 +230,11 @@ def sample(
     *,
     cond: Tensor,
     generator: torch.Generator | None = None,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
+    sampler: str | Sampler | None = None,
     on_step: StepHook | None = None,
 ) -> Tensor:
-    """Denoise ``x`` = x_{timesteps[0]} (B,C,H,W) down to x_0 over ``timesteps`` with ``sampler``.
+    """Denoise ``x`` = x_{timesteps[0]} (B,C,H,W) down to x_0 over ``timesteps`` with ``sampler``
+    (None: the model's own, :func:`sampler_for`).
 
     Noise comes only from ``generator``. ``on_step`` may replace each x_t' (inpainting).
     Returns the clean estimate (B,C,H,W), same dtype as ``x``.
@@ -235,7 +242,7 @@ def sample(
     schedule = denoiser.schedule
     timesteps = ts_lib.validate(timesteps, schedule.T)
     predict = predictor(denoiser, cond)
-    step = get_sampler(sampler).start(schedule, predict)
+    step = sampler_for(denoiser, sampler).start(schedule, predict)
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         x_prev, x0_hat = step(x, predict(x, t), t, t_prev, generator)
@@ -260,7 +267,7 @@ def sample_from_noise(
     timesteps: list[int],
     *,
     generator: torch.Generator | None,
-    sampler: str | Sampler = DEFAULT_SAMPLER,
+    sampler: str | Sampler | None = None,
     device: torch.device | str = "cpu",
     on_step: StepHook | None = None,
 ) -> Tensor:

@@ -60,10 +60,10 @@ Upscale = Callable[[Tensor, Sequence[str]], Tensor]
 
 
 def defaults_for(denoiser: Denoiser) -> TechniqueDefaults:
-    """The denoiser's ``technique_defaults``, else those of its ``dataset`` (:data:`DATASET_DEFAULTS`),
+    """The denoiser's ``traits.technique_defaults``, else those of its ``traits.dataset`` (:data:`DATASET_DEFAULTS`),
     else :data:`DIGIT_DEFAULTS`."""
-    own = getattr(denoiser, "technique_defaults", None)
-    return own or DATASET_DEFAULTS.get(getattr(denoiser, "dataset", None) or "", DIGIT_DEFAULTS)
+    own = denoiser.traits.technique_defaults
+    return own or DATASET_DEFAULTS.get(denoiser.traits.dataset or "", DIGIT_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -596,7 +596,7 @@ def model_timesteps(denoiser: Denoiser, steps: int) -> list[int]:
 
     Only the set-up table uses these (the write-up's num_inference_steps); every other figure takes
     ``timesteps`` (default :func:`fundiff.timesteps.default`)."""
-    own = getattr(denoiser, "pipeline_timesteps", None)
+    own = denoiser.traits.pipeline_timesteps
     return own(steps) if own is not None else ts_lib.strided(denoiser.schedule.T, steps=steps)
 
 

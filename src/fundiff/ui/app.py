@@ -310,8 +310,7 @@ class App:
 
 
 def _precision_note(den: Denoiser) -> str:
-    dtype = getattr(den, "autocast_dtype", None)
-    if dtype is None and not hasattr(den, "autocast_dtype"):
-        return ""
-    layout = "channels-last" if getattr(den, "memory_format", None) == torch.channels_last else "contiguous"
-    return f"UNet arithmetic: {'bf16 autocast' if dtype == torch.bfloat16 else 'fp32'}, {layout}"
+    """How the model computes, from its declared traits (autocast, memory layout)."""
+    traits = den.traits
+    arithmetic = "bf16 autocast" if traits.autocast_dtype == torch.bfloat16 else "the weights' dtype, no autocast"
+    return f"arithmetic: {arithmetic}, {'channels-last' if traits.channels_last else 'contiguous'}"
