@@ -22,7 +22,7 @@ import torch
 from fundiff.devices import autocast_for, choose_precision, cpu_flags, cpu_name
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
-from fundiff.training import PRESETS, TrainConfig, _loss
+from fundiff.training import PRESETS, TrainConfig, batch_loss
 
 
 class DiffusersNet(torch.nn.Module):
@@ -58,7 +58,7 @@ def _step_fn(model, cfg, amp, fmt, batch):
 
     def step():
         with autocast_for(torch.device("cpu"), amp):
-            loss = _loss(model, cfg, schedule, x, y, g)
+            loss = batch_loss(model, cfg, schedule, x, y, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -163,12 +163,12 @@ def _auto_choice(kind: str, hidden: int, batch: int, threads: int):
     """What `fundiff train --precision auto` uses for this model, batch and thread count."""
     from functools import partial
 
-    from fundiff.training import _example_batch
+    from fundiff.models.unet import example_inputs
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = UNet(UNetConfig(kind=kind, hidden=hidden))
-    make_batch = partial(_example_batch, model.config, batch, torch.device("cpu"))
+    make_batch = partial(example_inputs, model.config, batch, torch.device("cpu"))
     return choose_precision(model, make_batch, torch.device("cpu"), mode="train", threads=threads)
 
 

@@ -5,9 +5,10 @@ import torch
 from safetensors.torch import load_file
 
 from fundiff import training
-from fundiff.classify import ClassifierTrainConfig, load_classifier, predict, train_classifier
+from fundiff.classify import load_classifier
 from fundiff.errors import FundiffError
-from fundiff.models.classifier import Classifier, ClassifierConfig
+from fundiff.models.classifier import Classifier, ClassifierConfig, predict
+from fundiff.training import ClassifierTrainConfig, train_classifier
 from helpers import synthetic_data, tiny_config
 
 SMALL = ClassifierConfig(width=8, features=16)
@@ -150,3 +151,22 @@ def test_a_classifier_run_folder_is_locked_while_it_trains(tmp_path):
                 model_config=SMALL,
             )
         assert [p.name for p in (tmp_path / "c").iterdir()] == [".lock"]
+
+
+def test_loading_the_grader_needs_neither_training_nor_backends():
+    """classify.py is core code: a shipped name is found by fundiff.models.shipped_folder, not backends.runs."""
+    import subprocess
+    import sys
+
+    from fundiff import models
+    from fundiff.backends import runs
+
+    assert runs.SHIPPED_DIR is models.SHIPPED_DIR  # one constant
+    assert models.shipped_folder("mnist-classifier") == models.SHIPPED_DIR / "mnist-classifier"
+    assert models.shipped_folder("./mnist-classifier") is None and models.shipped_folder("no-such-model") is None
+    code = (
+        "import sys; from fundiff.classify import load_classifier; load_classifier('mnist-classifier'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('fundiff.training', 'fundiff.backends'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -159,6 +159,36 @@ def test_train_command_writes_run_and_resumes(tmp_path, capsys, monkeypatch):
     _fails(capsys, argv, "already holds a run")
 
 
+def test_train_flags_are_the_config_fields_flags():
+    """`fundiff train`'s options are built from TrainConfig's field metadata: the same flags as ever,
+    None (the preset's value) unless given, the field's own default for --dataset and --seed."""
+    from fundiff import DEFAULT_SEED
+    from fundiff.training import TrainConfig
+    from fundiff.training.options import options_of
+
+    flags = {f.name: opt.flag for f, opt in options_of(TrainConfig) if opt.flag is not None}
+    assert set(flags.values()) == {
+        "--dataset", "--hidden", "--batch-size", "--epochs", "--lr", "--lr-schedule", "--sigma", "--T",
+        "--beta-schedule", "--objective", "--loss-weight", "--flow-times", "--ema", "--max-steps", "--seed",
+        "--precision", "--channels-last", "--sample-epochs", "--save-every",
+    }  # fmt: skip
+    args = vars(cli.build_parser().parse_args(["train", "class"]))
+    assert (args["dataset"], args["seed"]) == ("mnist", DEFAULT_SEED)
+    assert all(args[name] is None for name in flags if name not in ("dataset", "seed"))
+    given = ["--ema", "0.5", "--no-channels-last", "--sample-epochs", "1,2", "--objective", "flow", "--T", "40"]
+    args = vars(cli.build_parser().parse_args(["train", "time", *given]))
+    assert (args["ema_decay"], args["channels_last"], args["sample_epochs"], args["objective"], args["T"]) == (
+        0.5, False, (1, 2), "flow", 40
+    )  # fmt: skip
+
+
+def test_train_classifier_refuses_the_unets_flags_by_their_names(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _rejected(capsys, ["train", "classifier", "--ema", "0.9"], "--ema does not apply to a classifier; drop it")
+    _rejected(capsys, ["train", "classifier", "--resume", "--T", "30"], "--resume, --T do not apply to a classifier")
+    assert not list(tmp_path.iterdir())
+
+
 def test_help_on_every_command(capsys):
     for cmd in (
         ["--help"],
@@ -235,6 +265,8 @@ BAD_FLAGS = [  # (argv, what the one-line message says); all refused before anyt
     (["train", "class", "--seed", "-1"], "--seed: expected an integer in 0.."),
     (["train", "class", "--ema", "1"], "--ema: expected a number in [0, 1)"),
     (["train", "class", "--ema", "nan"], "--ema: expected a number in [0, 1)"),
+    (["train", "time", "--T", "1"], "--T: expected an integer >= 2"),
+    (["train", "class", "--channels-last", "--max-steps", "0"], "--max-steps: expected an integer >= 1"),
     (["hybrid", "--kernel-size", "4"], "odd"),
     (["hybrid", "--sigma", "0"], "--sigma: expected a number > 0"),
     (["anagram", "--view", "rot90:x"], "quarter turns"),

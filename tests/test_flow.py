@@ -115,7 +115,7 @@ def test_training_targets_pinned():
     for objective, weight in (("eps", "none"), ("v", "none"), ("eps", "min-snr"), ("v", "min-snr"), ("flow", "none")):
         cfg = tiny_config("time", objective=objective, loss_weight=weight, T=50)
         sched = training.schedule_of_config(cfg)
-        loss = training._loss(net, cfg, sched, x0, labels[:8], torch.Generator().manual_seed(3))
+        loss = training.batch_loss(net, cfg, sched, x0, labels[:8], torch.Generator().manual_seed(3))
         g = torch.Generator().manual_seed(3)
         eps = torch.randn(x0.shape, generator=g)
         if objective == "flow":
@@ -308,8 +308,8 @@ def test_a_flow_unet_says_heun_and_flow_and_wrappers_forward_its_traits():
 def flow_runs(tmp_path_factory):
     """A tiny flow class and flow time model trained through `fundiff train`, and a tiny classifier."""
     from fundiff import cli, data
-    from fundiff.classify import ClassifierTrainConfig, train_classifier
     from fundiff.models.classifier import ClassifierConfig
+    from fundiff.training import ClassifierTrainConfig, train_classifier
 
     root = tmp_path_factory.mktemp("flow-runs")
     with pytest.MonkeyPatch.context() as mp:

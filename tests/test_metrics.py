@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from fundiff import data, metrics
-from fundiff.classify import ClassifierTrainConfig, train_classifier
 from fundiff.cli.eval import register
 from fundiff.errors import FundiffError
 from fundiff.models.classifier import ClassifierConfig
+from fundiff.training import ClassifierTrainConfig, train_classifier
 from fundiff.views import GaussianFilter
 from helpers import PixelClassifier, synthetic_data, tiny_runs
 

@@ -1,6 +1,6 @@
 import json
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 from fundiff import provenance, training
 from fundiff.errors import FundiffError
 from fundiff.models import load_model
+from fundiff.models.unet import UNet, UNetConfig
+from fundiff.training import loop
 from helpers import synthetic_data, tiny_config
 
 
@@ -41,15 +43,15 @@ def test_training_reduces_loss_and_lr_schedule_is_the_write_ups(tmp_path):
     res = training.train(cfg, tmp_path / "r", data=data, progress=False)
     assert sum(res.losses[-4:]) < sum(res.losses[:4])
     # ExponentialLR with gamma = 0.1 ** (1 / epochs), stepped per epoch
-    assert training._lr_factor(cfg, 0, 0, 16) == 1.0
-    assert training._lr_factor(cfg, 15, 3, 16) == pytest.approx(0.1**0.75)
+    assert loop._lr_factor(cfg, 0, 0, 16) == 1.0
+    assert loop._lr_factor(cfg, 15, 3, 16) == pytest.approx(0.1**0.75)
     model, saved = load_model(tmp_path / "r")
     assert saved["train"]["kind"] == "time" and not model.training
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     data = synthetic_data(48)
-    real = training._loss
+    real = loop.batch_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -57,7 +59,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setattr(training, "_loss", flaky)
+    monkeypatch.setattr(loop, "batch_loss", flaky)
     with pytest.raises(FundiffError, match="step 5") as e:
         training.train(tiny_config("class"), tmp_path / "r", data=data, progress=False)
     assert "\n" not in str(e.value)
@@ -79,6 +81,29 @@ def test_bad_options_are_one_line_errors(tmp_path):
         preset, kind = args.pop("preset"), args.pop("kind")
         with pytest.raises(FundiffError, match=msg):
             training.preset_config(preset, kind, **args)
+
+
+def test_one_validator_checks_both_configs_by_their_field_metadata():
+    from fundiff.training.options import options_of
+
+    checked = {f.name for f, _ in options_of(training.TrainConfig)}
+    assert checked == {f.name for f in fields(training.TrainConfig)} - {"preset"}  # preset is informational
+    assert {f.name for f, _ in options_of(training.ClassifierTrainConfig)} == {
+        f.name for f in fields(training.ClassifierTrainConfig)
+    }
+    for make, msg in [
+        (lambda: tiny_config(max_steps=0), "max_steps must be an integer >= 1 or None, got 0 (--max-steps)"),
+        (lambda: tiny_config(T=1), "T must be an integer >= 2, got 1 (--T)"),
+        (lambda: tiny_config(p_uncond=1.0), "p_uncond must be a number in [0, 1), got 1.0"),
+        (lambda: tiny_config(epochs=2.5), "epochs must be an integer >= 1, got 2.5 (--epochs)"),
+        (lambda: tiny_config(lr_schedule="step"), "unknown lr schedule 'step'; choose one of exponential, constant"),
+        (lambda: training.ClassifierTrainConfig(lr=0), "lr must be a number > 0, got 0 (--lr)"),
+        (lambda: training.ClassifierTrainConfig(weight_decay=-1.0), "weight_decay must be a number >= 0"),
+        (lambda: training.ClassifierTrainConfig(precision="fp8"), "unknown precision 'fp8'; choose one of auto"),
+    ]:
+        with pytest.raises(FundiffError) as e:
+            make()
+        assert str(e.value).startswith(msg) and "\n" not in str(e.value), str(e.value)
 
 
 def test_paper_preset_is_the_write_up():
@@ -127,7 +152,7 @@ def test_ema_warm_up_forgets_the_random_init_in_a_short_run(tmp_path):
     w = _weights(tmp_path / "r")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tiny_config("class").seed)  # train() initialises the UNet from this seed
-        init = training.UNet(training.UNetConfig(kind="class", hidden=4, image_size=28)).state_dict()
+        init = UNet(UNetConfig(kind="class", hidden=4, image_size=28)).state_dict()
     k = "e1.0.0.weight"
     # with a plain 0.999 decay the EMA after 6 steps would be 99.4% the init; with warm-up it follows the model
     d_model = (w["ema." + k] - w["model." + k]).norm()
@@ -176,13 +201,13 @@ def test_training_and_sampling_agree_on_time_normalisation_and_the_null_class():
     from fundiff.schedules import NoiseSchedule
 
     cfg = tiny_config("class", T=20, p_uncond=0.5)
-    model = training.UNet(training.UNetConfig(kind="class", hidden=4))
+    model = UNet(UNetConfig(kind="class", hidden=4))
     seen = []
     model.register_forward_pre_hook(lambda module, args: seen.append(args))
     schedule = NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
     x0, y = synthetic_data(512)
     x0 = x0.unsqueeze(1).float() / 255
-    training._loss(model, cfg, schedule, x0, y, torch.Generator().manual_seed(0))
+    training.batch_loss(model, cfg, schedule, x0, y, torch.Generator().manual_seed(0))
     _, t_train, c_train = seen.pop()
     t_int = (t_train * (cfg.T - 1)).round()
     assert (t_int.min(), t_int.max()) == (0, cfg.T - 1) and torch.equal(t_train, t_int / (cfg.T - 1))

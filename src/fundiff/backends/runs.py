@@ -23,11 +23,9 @@ import torch
 
 from fundiff.denoisers import Denoiser, UNetDenoiser
 from fundiff.errors import FundiffError
-from fundiff.models import load_model
+from fundiff.models import SHIPPED_DIR, load_model  # SHIPPED_DIR: the models that ship with fundiff, by name
 from fundiff.models.unet import UNet
 from fundiff.schedules import NoiseSchedule
-
-SHIPPED_DIR = Path(__file__).parent.parent / "shipped"  # models that ship with fundiff, by name
 
 
 def shipped_names() -> list[str]:

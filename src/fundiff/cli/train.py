@@ -13,16 +13,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff import DEFAULT_GUIDANCE, DEFAULT_SEED
+from fundiff import DEFAULT_GUIDANCE
 from fundiff.cli.common import Formatter as _Formatter
 from fundiff.cli.common import add_device_threads as _add_common
 from fundiff.cli.common import int_list as _int_list
-from fundiff.cli.common import nonneg_float as _nonneg_float
-from fundiff.cli.common import nonneg_int as _nonneg_int
-from fundiff.cli.common import positive_float as _positive_float
-from fundiff.cli.common import positive_int as _positive_int
-from fundiff.cli.common import seed_int as _seed_int
-from fundiff.cli.common import unit_float as _unit_float
+from fundiff.cli.common import number as _number
 from fundiff.errors import FundiffError
 
 
@@ -34,8 +29,9 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         "train",
         help="train a one-step denoiser, a time- or a class-conditioned UNet",
         formatter_class=_Formatter,
-        description="Train one of the write-up's Part B models. --preset paper is the write-up's recipe; flags "
-        "override preset values.",
+        description="Train one of the write-up's Part B models. --preset paper is the write-up's recipe; flags\n"
+        "override the preset's values (with --resume: the run's). `fundiff train classifier` takes --dataset,\n"
+        "--epochs, --batch-size, --lr, --max-steps, --precision and --seed.",
     )
     p.add_argument(
         "kind",
@@ -52,87 +48,58 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         "flow matching, 10 epochs, the shipped models' recipe (~30 min on 2 cores); tiny: smoke test",
     )
     p.add_argument(
-        "--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="training data (train split only)"
-    )
-    p.add_argument(
         "--out",
         default=None,
         help="run folder (default: runs/DATASET-KIND-PRESET; classifier: runs/DATASET-classifier)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    _add_overrides(p)
-    p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of data order, noise, init and grids")
+    _add_config_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
     return {"train": _handle_train}
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    """The flags that override a preset's TrainConfig values (None: the preset's)."""
-    from fundiff.denoisers import OBJECTIVES
-    from fundiff.devices import PRECISIONS
-    from fundiff.flow import TIME_LAWS
-    from fundiff.schedules import BETA_SCHEDULES
-    from fundiff.training import LOSS_WEIGHTS, LR_SCHEDULES
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field whose metadata names one (fundiff.training.options.Option).
 
-    p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="override the preset's global batch size")
-    p.add_argument("--lr", type=_positive_float, default=None, help="override the preset's Adam learning rate")
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="override the preset's LR schedule")
-    p.add_argument("--hidden", type=_positive_int, default=None, help="override the preset's UNet hidden size D")
-    p.add_argument(
-        "--max-steps",
-        type=_positive_int,
-        default=None,
-        help="stop after this many optimizer steps in total (short runs)",
-    )
-    p.add_argument(
-        "--sigma", type=_nonneg_float, default=None, help="training noise level of the one-step denoiser (paper: 0.5)"
-    )
-    p.add_argument(
-        "--ema",
-        type=_unit_float,
-        default=None,
-        dest="ema_decay",
-        help="EMA decay of the weights (e.g. 0.999); 0 turns it off",
-    )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=None,
-        help="auto: the faster of fp32 / bf16 autocast (and channels-last), timed once per machine and cached",
-    )
-    p.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="NHWC memory format (default: timed with --precision auto, else on)",
-    )
-    p.add_argument(
-        "--sample-epochs", type=_int_list, default=None, help="write sample grids after these epochs, e.g. 5,20"
-    )
-    p.add_argument(
-        "--save-every", type=_nonneg_int, default=None, help="checkpoint every N steps (and at every epoch end)"
-    )
-    p.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        default=None,
-        help="what a time/class UNet learns: eps (write-up, DDPM), v (v-prediction), flow (flow matching: "
-        "velocity on the straight noise-data path; sample with --sampler heun or euler)",
-    )
-    p.add_argument(
-        "--loss-weight", choices=LOSS_WEIGHTS, default=None, help="eps/v loss weighting: none or min-snr (gamma 5)"
-    )
-    p.add_argument(
-        "--flow-times", choices=TIME_LAWS, default=None, help="flow matching's training times (default uniform)"
-    )
-    p.add_argument(
-        "--beta-schedule", choices=BETA_SCHEDULES, default=None, help="DDPM noise schedule (write-up: linear)"
-    )
-    p.add_argument(
-        "--T", type=_positive_int, default=None, dest="T", help="diffusion steps, or flow grid points for sampling"
-    )
+    The Option gives the flag's check (a Range becomes the argparse type through cli.common.number,
+    a Choice its choices), its help and its default: None for a value a preset (or, with --resume,
+    the run) gives, else the field's own default (--dataset, --seed).
+    """
+    from fundiff.training import TrainConfig
+    from fundiff.training.options import Choice, IntList, Range, options_of
+
+    for f, opt in options_of(TrainConfig):
+        if opt.flag is None:
+            continue
+        kw: dict = {"dest": f.name, "default": None if opt.from_preset else f.default}
+        kw["help"] = opt.help + (_preset_default(f.name, f.default) if opt.from_preset else "")
+        rule = opt.allowed
+        if isinstance(rule, Range):
+            kw["type"] = _number(
+                rule.type, low=rule.low, high=rule.high, above=rule.above, below=rule.below, what=rule.what
+            )
+        elif isinstance(rule, Choice):
+            kw["choices"] = rule.values
+        elif isinstance(rule, IntList):
+            kw["type"] = _int_list
+        else:  # Switch: --flag / --no-flag, None when neither is given
+            kw["action"] = argparse.BooleanOptionalAction
+        p.add_argument(opt.flag, **kw)
+
+
+def _preset_default(name: str, default) -> str:
+    """How the help of a preset-overriding flag states its default: the preset's where one sets the
+    field, else the field's own default (unsaid for None / (): the help says what happens then)."""
+    from fundiff.training import PRESETS
+
+    recipes = [values for kinds in PRESETS.values() for values in kinds.values()]
+    if all(name in values for values in recipes):
+        return " (default: the preset's)"
+    fallback = "" if default is None or default == () else str(default)
+    if any(name in values for values in recipes):
+        return f" (default: the preset's, else {fallback})" if fallback else " (default: the preset's, if it sets one)"
+    return f" (default: {fallback})" if fallback else ""
 
 
 def _handle_train(args: argparse.Namespace) -> None:
@@ -189,20 +156,17 @@ def _training_figures(cfg, device, class_names, data_dir):
     return draw
 
 
-_OVERRIDES = (  # `fundiff train` flags that override a preset value (None: keep the preset's)
-    "epochs", "batch_size", "lr", "lr_schedule", "hidden", "max_steps", "sigma", "ema_decay", "precision",
-    "channels_last", "sample_epochs", "save_every", "objective", "loss_weight", "flow_times", "beta_schedule", "T",
-)  # fmt: skip
-
-
 def _train_config(args: argparse.Namespace, out: Path):
     """The TrainConfig of a new run (preset + flags) or of the run in ``out`` to resume (its config + flags)."""
     from fundiff import training
     from fundiff.checkpoints import load_config
+    from fundiff.training.options import options_of
 
-    overrides = {k: getattr(args, k) for k in _OVERRIDES}
+    flags = [(f.name, opt.from_preset) for f, opt in options_of(training.TrainConfig) if opt.flag is not None]
+    overrides = {name: vars(args)[name] for name, from_preset in flags if from_preset}
     if not args.resume:
-        return training.preset_config(args.preset, args.kind, dataset=args.dataset, seed=args.seed, **overrides)
+        own = {name: vars(args)[name] for name, from_preset in flags if not from_preset}  # --dataset, --seed
+        return training.preset_config(args.preset, args.kind, **own, **overrides)
     saved = load_config(out)["train"]
     if saved["kind"] != args.kind:
         raise FundiffError(f"{out} holds a {saved['kind']!r} run, not {args.kind!r}")
@@ -254,24 +218,6 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         )
 
 
-# `fundiff train` options that mean nothing for a classifier (rejected when routed here)
-_DIFFUSION_ONLY = (
-    "resume",
-    "lr_schedule",
-    "hidden",
-    "sigma",
-    "ema_decay",
-    "channels_last",
-    "sample_epochs",
-    "save_every",
-    "objective",
-    "loss_weight",
-    "flow_times",
-    "beta_schedule",
-    "T",
-)
-
-
 def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     """Train the evaluation classifier from the parsed options of `fundiff train classifier`.
 
@@ -279,28 +225,32 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     ``argv`` (default sys.argv[1:]) is recorded in config.json as the command that trained it.
     """
     from fundiff import data
-    from fundiff.classify import ClassifierTrainConfig, train_classifier
     from fundiff.devices import resolve_device
     from fundiff.provenance import portable_command, run_info
+    from fundiff.training import ClassifierTrainConfig, TrainConfig, train_classifier
+    from fundiff.training.options import options_of
 
-    unset = {"resume": False}  # store_true flags are False when not given; the others are None
-    given = [name for name in _DIFFUSION_ONLY if getattr(args, name, None) not in (None, unset.get(name))]
-    if given:
-        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+    given = vars(args)
+    own = [f.name for f, opt in options_of(ClassifierTrainConfig) if opt.flag is not None]
+    # the UNet's flags a classifier has no field for (and --resume: a classifier run does not resume)
+    foreign = ["--resume"] if given.get("resume") else []
+    foreign += [
+        opt.flag
+        for f, opt in options_of(TrainConfig)
+        if opt.flag is not None and f.name not in own and given.get(f.name) is not None
+    ]
+    if foreign:
+        one = len(foreign) == 1
         raise FundiffError(
-            f"{flags} {'does' if len(given) == 1 else 'do'} not apply to a classifier; drop "
-            f"{'it' if len(given) == 1 else 'them'}"
+            f"{', '.join(foreign)} {'does' if one else 'do'} not apply to a classifier; drop {'it' if one else 'them'}"
         )
-    values = {
-        k: getattr(args, k, None) for k in ("dataset", "epochs", "batch_size", "lr", "max_steps", "precision", "seed")
-    }
-    cfg = ClassifierTrainConfig(**{k: v for k, v in values.items() if v is not None})
+    cfg = ClassifierTrainConfig(**{k: given[k] for k in own if given.get(k) is not None})
     out = Path(args.out or f"runs/{cfg.dataset}-classifier")
-    device = resolve_device(getattr(args, "device", None))
-    train_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=True)
-    test_split = data.load_split(cfg.dataset, getattr(args, "data_dir", None), train=False)
+    device = resolve_device(given.get("device"))
+    train_split = data.load_split(cfg.dataset, given.get("data_dir"), train=True)
+    test_split = data.load_split(cfg.dataset, given.get("data_dir"), train=False)
     command = "fundiff " + portable_command(sys.argv[1:] if argv is None else argv)
-    progress = not getattr(args, "no_progress", False)
+    progress = not given.get("no_progress", False)
     result = train_classifier(
         cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
         extra_config={**run_info(cfg.precision, device), "command": command},

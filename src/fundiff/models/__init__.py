@@ -1,4 +1,4 @@
-"""fundiff's networks, and loading one from a run folder."""
+"""fundiff's networks, loading one from a run folder, and where the shipped models are."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ import torch
 from fundiff.checkpoints import load_config, load_weights, model_state
 from fundiff.errors import FundiffError
 from fundiff.models.unet import UNet, UNetConfig
+
+SHIPPED_DIR = Path(__file__).parent.parent / "shipped"  # models that ship with fundiff, by name
+
+
+def shipped_folder(name: str | Path) -> Path | None:
+    """The folder of the shipped model ``name``, or None when ``name`` is no shipped model's bare name.
+
+    A bare name has no directory separator and does not start with "." (so "./mnist-class" is a
+    path); a ``Path`` is never a name. Such a name means the shipped model even where a folder of
+    that name exists in the current directory, so a command line means the same thing everywhere
+    (the rule of fundiff.backends.runs.resolve).
+    """
+    if isinstance(name, Path) or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    folder = SHIPPED_DIR / name
+    return folder if (folder / "config.json").is_file() else None
 
 
 def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> tuple[UNet, dict]:
@@ -31,4 +47,4 @@ def load_model(run_dir: str | Path, *, device: str | torch.device = "cpu", ema: 
     return model.to(device).eval(), cfg
 
 
-__all__ = ["UNet", "UNetConfig", "load_model"]
+__all__ = ["UNet", "UNetConfig", "load_model", "SHIPPED_DIR", "shipped_folder"]

@@ -1,0 +1,215 @@
+"""The UNet training config, its presets, and the noise schedule a config trains on.
+
+:class:`TrainConfig` is everything that determines a training run (saved to config.json).
+Each field's check, help and ``fundiff train`` flag are in its metadata (training.options):
+``fundiff train`` builds its flags from them, and :func:`fundiff.training.options.validate`
+checks a config against them. ``PRESETS`` are named recipes per model kind;
+:func:`preset_config` applies flags on top of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from fundiff import DEFAULT_SEED, flow
+from fundiff.data import DATASETS
+from fundiff.denoisers import OBJECTIVES
+from fundiff.devices import PRECISIONS
+from fundiff.errors import FundiffError
+from fundiff.models.unet import MODEL_KINDS
+from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
+from fundiff.training.options import (
+    NONNEG_FLOAT,
+    NONNEG_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    UNIT_FLOAT,
+    Choice,
+    IntList,
+    Range,
+    Switch,
+    option,
+    validate,
+)
+
+LR_SCHEDULES = ("exponential", "constant", "cosine")
+LOSS_WEIGHTS = ("none", "min-snr")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; saved to config.json.
+
+    The ``help`` of each field's Option is also its ``fundiff train --help`` text.
+    """
+
+    kind: str = option(Choice(MODEL_KINDS), "the model: denoiser, time or class", label="model kind")
+    preset: str = "paper"  # which preset the values came from (informational)
+    dataset: str = option(
+        Choice(DATASETS), "training data (train split only)", default="mnist", flag="--dataset", from_preset=False
+    )
+    hidden: int = option(POSITIVE_INT, "UNet hidden size D", default=64, flag="--hidden")
+    batch_size: int = option(
+        POSITIVE_INT, "global batch size (split across DDP ranks)", default=128, flag="--batch-size"
+    )
+    epochs: int = option(POSITIVE_INT, "passes over the train split", default=20, flag="--epochs")
+    lr: float = option(POSITIVE_FLOAT, "Adam learning rate", default=1e-3, flag="--lr")
+    lr_schedule: str = option(
+        Choice(LR_SCHEDULES),
+        "LR schedule: exponential (the write-up's ExponentialLR, gamma = 0.1 ** (1 / epochs) per epoch), "
+        "constant, or cosine (per step, to 0 at the last)",
+        default="exponential",
+        flag="--lr-schedule",
+    )
+    warmup_steps: int = option(NONNEG_INT, "linear LR warm-up steps (on top of lr_schedule)", default=0)
+    sigma: float = option(NONNEG_FLOAT, "training noise level of the one-step denoiser", default=0.5, flag="--sigma")
+    T: int = option(
+        Range(int, "an integer >= 2", low=2),
+        "diffusion steps (time / class kinds), or flow grid points for sampling",
+        default=300,
+        flag="--T",
+    )
+    beta_schedule: str = option(
+        Choice(BETA_SCHEDULES),
+        "DDPM noise schedule (linear: the write-up's; cosine: Nichol & Dhariwal 2021)",
+        default="linear",
+        flag="--beta-schedule",
+    )
+    objective: str = option(
+        Choice(OBJECTIVES),
+        "what a time/class UNet learns: eps (write-up, DDPM), v (v-prediction, Salimans & Ho 2022), flow (flow "
+        "matching: velocity on the straight noise-data path; sample with --sampler heun or euler)",
+        default="eps",
+        flag="--objective",
+    )
+    loss_weight: str = option(
+        Choice(LOSS_WEIGHTS),
+        "eps/v loss weighting: none or min-snr (Hang et al. 2023, gamma 5)",
+        default="none",
+        flag="--loss-weight",
+    )
+    flow_times: str = option(
+        Choice(flow.TIME_LAWS),
+        "flow matching's training times",
+        default="uniform",
+        flag="--flow-times",
+        label="flow time law",
+    )
+    p_uncond: float = option(
+        UNIT_FLOAT, "probability of dropping the class vector (class kind; Ho & Salimans 2022)", default=0.1
+    )
+    ema_decay: float = option(
+        UNIT_FLOAT,
+        "EMA decay of the weights (e.g. 0.999; warmed up as (1 + step) / (10 + step)); 0 turns it off",
+        default=0.0,
+        flag="--ema",
+    )
+    max_steps: int | None = option(
+        POSITIVE_INT,
+        "stop after this many optimizer steps in total (short runs)",
+        default=None,
+        flag="--max-steps",
+        optional=True,
+    )
+    seed: int = option(
+        SEED, "seed of data order, noise, init and grids", default=DEFAULT_SEED, flag="--seed", from_preset=False
+    )
+    precision: str = option(
+        Choice(PRECISIONS),
+        "auto: the faster of fp32 / bf16 autocast (and channels-last), timed once per machine and cached",
+        default="auto",
+        flag="--precision",
+    )
+    channels_last: bool | None = option(
+        Switch(),
+        "NHWC memory format (default: timed with --precision auto, else on)",
+        default=None,
+        flag="--channels-last",
+    )
+    sample_epochs: tuple[int, ...] = option(
+        IntList(), "write sample grids after these epochs, e.g. 5,20", default=(), flag="--sample-epochs"
+    )
+    save_every: int = option(
+        NONNEG_INT,
+        "checkpoint every N steps (and at every epoch end); 0: at epoch ends only",
+        default=500,
+        flag="--save-every",
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.loss_weight != "none" and self.objective == "flow":
+            raise FundiffError("min-snr weighting applies to the eps and v objectives, not to flow; drop --loss-weight")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sample_epochs"] = list(self.sample_epochs)
+        return d
+
+
+# The write-up's hyperparameters ("paper"); "quick" is fundiff's fast-CPU recipe; "tiny" is for smoke tests.
+# The time- and class-conditioned UNets share their recipe in each preset.
+_PAPER_DIFFUSION = dict(hidden=64, batch_size=128, epochs=20, lr=1e-3, lr_schedule="exponential", precision="fp32")
+_QUICK_DIFFUSION = dict(
+    hidden=64, batch_size=256, epochs=3, lr=2e-3, lr_schedule="cosine", warmup_steps=100, ema_decay=0.995
+)
+# Flow matching (rectified flow) on the quick recipe, 10 epochs: the shipped models' recipe
+# (benchmarks/ablate.py: at equal epochs it beats DDPM on FID and class balance; README "Better models").
+_FLOW_DIFFUSION = dict(_QUICK_DIFFUSION, objective="flow", flow_times="logit-normal", T=1000, epochs=10)
+PRESETS: dict[str, dict[str, dict]] = {
+    "paper": {
+        "denoiser": dict(
+            hidden=128,
+            batch_size=256,
+            epochs=5,
+            lr=1e-4,
+            lr_schedule="constant",
+            precision="fp32",
+            sample_epochs=(1, 5),
+        ),
+        "time": dict(_PAPER_DIFFUSION, sample_epochs=(5, 20)),
+        "class": dict(_PAPER_DIFFUSION, sample_epochs=(5, 20)),
+    },
+    "quick": {
+        "denoiser": dict(
+            hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)
+        ),
+        "time": dict(_QUICK_DIFFUSION, sample_epochs=(3,)),
+        "class": dict(_QUICK_DIFFUSION, sample_epochs=(3,)),
+    },
+    "flow": {
+        "denoiser": dict(
+            hidden=64, batch_size=256, epochs=1, lr=1e-3, lr_schedule="cosine", warmup_steps=20, sample_epochs=(1,)
+        ),
+        "time": dict(_FLOW_DIFFUSION, sample_epochs=(10,)),
+        "class": dict(_FLOW_DIFFUSION, sample_epochs=(10,)),
+    },
+    "tiny": {
+        k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10)
+        for k in MODEL_KINDS
+    },
+}
+
+
+def preset_config(preset: str, kind: str, **overrides) -> TrainConfig:
+    """The TrainConfig of ``preset`` for model ``kind``, with non-None ``overrides`` applied."""
+    if preset not in PRESETS:
+        raise FundiffError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if kind not in MODEL_KINDS:
+        raise FundiffError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise FundiffError(f"unknown training option(s) {', '.join(sorted(unknown))}")
+    values = {**PRESETS[preset][kind], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(kind=kind, preset=preset, **values)
+
+
+def schedule_of_config(cfg: TrainConfig) -> NoiseSchedule:
+    """The discrete schedule a time/class run samples on: its beta schedule, or for the flow
+    objective the VP-equivalent grid of T flow times (flow.schedule)."""
+    return flow.schedule(cfg.T) if cfg.objective == "flow" else NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
+
+
+__all__ = ["TrainConfig", "PRESETS", "LR_SCHEDULES", "LOSS_WEIGHTS", "preset_config", "schedule_of_config"]

@@ -1,0 +1,73 @@
+"""The training losses of the three model kinds, and the regression targets of the diffusion objectives.
+
+- ``denoiser``: D(z) ~ x, z = x + sigma * eps, L2 loss on x.
+- ``time`` / ``class``: the UNet at (x_t, t) regresses eps (Ho et al. 2020, Alg. 1), v
+  (Salimans & Ho 2022) or, for flow matching, the velocity eps - x0 at (x_tau, tau); eps and v
+  may be weighted by min-SNR (Hang et al. 2023). The class vector is dropped to zeros with
+  probability p_uncond (classifier-free guidance, Ho & Salimans 2022).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fundiff import flow
+from fundiff.schedules import NoiseSchedule
+from fundiff.training.config import TrainConfig
+
+MIN_SNR_GAMMA = 5.0
+
+
+def batch_loss(
+    model: nn.Module, cfg: TrainConfig, schedule: NoiseSchedule | None, x0: Tensor, y: Tensor, g: torch.Generator
+) -> Tensor:
+    """The kind's training loss on a clean batch x0 (B,1,H,W) in [0,1] with labels y (B,).
+
+    ``model`` may be wrapped in DistributedDataParallel; all noise, times and class dropouts come from ``g``.
+    """
+    eps = torch.randn(x0.shape, generator=g, device=x0.device)
+    if cfg.kind == "denoiser":
+        return F.mse_loss(model(x0 + cfg.sigma * eps).float(), x0)
+    b = x0.shape[0]
+    if cfg.objective == "flow":
+        tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
+        x_in, t_in, target, weight = flow.interpolate(x0, eps, tau), tau, flow.velocity(x0, eps), None
+    else:
+        assert schedule is not None
+        t = torch.randint(0, cfg.T, (b,), generator=g, device=x0.device)
+        x_in, t_in = schedule.q_sample(x0, t, eps), t.float() / (cfg.T - 1)
+        target, weight = diffusion_target(schedule, x0, eps, t, cfg.objective, cfg.loss_weight)
+    c = None
+    if cfg.kind == "class":
+        keep = (torch.rand(b, generator=g, device=x0.device) >= cfg.p_uncond).float()
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        c = F.one_hot(y, net.config.num_classes).float() * keep[:, None]
+    err = (model(x_in, t_in, c).float() - target).pow(2)
+    if weight is None:
+        return err.mean()
+    return (err.mean(dim=(1, 2, 3)) * weight).mean()
+
+
+def diffusion_target(
+    schedule: NoiseSchedule, x0: Tensor, eps: Tensor, t: Tensor, objective: str, loss_weight: str
+) -> tuple[Tensor, Tensor | None]:
+    """(regression target, per-sample loss weight or None) of a DDPM objective at timesteps ``t`` (B,).
+
+    ``eps``: the noise; ``v``: alpha_t eps - sigma_t x0 (Salimans & Ho 2022). ``min-snr``
+    (Hang et al. 2023) weights each sample by min(SNR, gamma) / SNR for eps and
+    min(SNR, gamma) / (SNR + 1) for v, SNR = abar / (1 - abar), gamma = 5: the eps-loss of
+    a clean-ish sample no longer dominates, and the v-loss is the same weighting in x0 terms.
+    """
+    abar = schedule.abar_at(t.cpu()).to(x0.device, torch.float32)
+    alpha, sigma = abar.sqrt().reshape(-1, 1, 1, 1), (1 - abar).sqrt().reshape(-1, 1, 1, 1)
+    target = eps if objective == "eps" else alpha * eps - sigma * x0
+    if loss_weight == "none":
+        return target, None
+    snr = abar / (1 - abar)
+    weight = snr.clamp(max=MIN_SNR_GAMMA) / (snr if objective == "eps" else snr + 1)
+    return target, weight
+
+
+__all__ = ["MIN_SNR_GAMMA", "batch_loss", "diffusion_target"]
