@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from fundiff.cli.common import Formatter as _Formatter
+from fundiff.data import DATASETS
 
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
@@ -15,7 +16,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     )
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = dsub.add_parser("fetch", help="fetch and verify MNIST or Fashion-MNIST", formatter_class=_Formatter)
-    f.add_argument("dataset", choices=("mnist", "fashion-mnist"), help="which dataset")
+    f.add_argument("dataset", choices=DATASETS, help="which dataset")
     f.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
 
     return {"data": _cmd_data}

@@ -60,11 +60,11 @@ def diffusion_target(
     min(SNR, gamma) / (SNR + 1) for v, SNR = abar / (1 - abar), gamma = 5: the eps-loss of
     a clean-ish sample no longer dominates, and the v-loss is the same weighting in x0 terms.
     """
-    abar = schedule.abar_at(t.cpu()).to(x0.device, torch.float32)
-    alpha, sigma = abar.sqrt().reshape(-1, 1, 1, 1), (1 - abar).sqrt().reshape(-1, 1, 1, 1)
-    target = eps if objective == "eps" else alpha * eps - sigma * x0
+    c = schedule.at(t, like=x0)  # alpha_t, sigma_t, abar_t per sample, (B,1,1,1)
+    target = eps if objective == "eps" else c.alpha * eps - c.sigma * x0
     if loss_weight == "none":
         return target, None
+    abar = c.abar.flatten()
     snr = abar / (1 - abar)
     weight = snr.clamp(max=MIN_SNR_GAMMA) / (snr if objective == "eps" else snr + 1)
     return target, weight
