@@ -25,135 +25,37 @@ CFG scale s (convention 6 of docs/conventions.md): eps = eps_u + s (eps_c - eps_
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from fundiff import DEFAULT_SEED, edits, io, samplers
+from fundiff import DEFAULT_SEED, edits, samplers
 from fundiff import timesteps as ts_lib
-from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
-from fundiff.guidance import CFG, DEFAULT_GUIDANCE
-from fundiff.traits import TechniqueDefaults
-from fundiff.views import GaussianFilter, View, get_view
-
-WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T = 1000)
-WRITEUP_SDEDIT_STARTS = (1, 3, 5, 7, 10, 20)  # SDEdit i_start values
-WRITEUP_ITERATIVE_START = 10  # iterative denoising starts at strided_timesteps[10]
-WRITEUP_EVERY = 5  # the iterative figure shows every 5th step
-WRITEUP_SETUP_STEPS = (2, 4, 6, 8, 12, 16)  # the write-up's first table: num_inference_steps
-
-
-DIGIT_DEFAULTS = TechniqueDefaults()
-# Per dataset, where a measurement chose otherwise (README, "Does another filter help?"): on MNIST the
-# shipped flow model's hybrids read both ways 21% of the time with sigma 2 against 9% with 1.5 (3 pairs,
-# 30 samples each); on Fashion-MNIST 1.5 stays best (22% against 18%).
-DATASET_DEFAULTS: dict[str, TechniqueDefaults] = {"mnist": replace(DIGIT_DEFAULTS, hybrid_sigma=2.0)}
-
-# upscale(images (B,C,H,W) in the value range, one prompt per image) -> larger images in the same range (IF stage II)
-Upscale = Callable[[Tensor, Sequence[str]], Tensor]
-
-
-def defaults_for(denoiser: Denoiser) -> TechniqueDefaults:
-    """The denoiser's ``traits.technique_defaults``, else those of its ``traits.dataset`` (:data:`DATASET_DEFAULTS`),
-    else :data:`DIGIT_DEFAULTS`."""
-    own = denoiser.traits.technique_defaults
-    return own or DATASET_DEFAULTS.get(denoiser.traits.dataset or "", DIGIT_DEFAULTS)
-
-
-@dataclass(frozen=True)
-class Figure:
-    """What a figure function made: tensors by name, in the model's value range, and the PNGs it wrote."""
-
-    images: dict[str, Tensor]
-    paths: tuple[Path, ...] = ()
-
-
-def writeup_t(t: int, T: int) -> int:
-    """A write-up timestep t of T = 1000 mapped proportionally to a schedule of T steps."""
-    return min(T - 1, max(0, round(t * T / ts_lib.WRITEUP_T)))
-
-
-def noise_levels(denoiser: Denoiser) -> list[int]:
-    """The noise figures' default t: the write-up's 250, 500, 750 of T = 1000 on the model's T (75 150 225 of 300)."""
-    return [writeup_t(t, denoiser.schedule.T) for t in WRITEUP_NOISE_TS]
-
-
-def _timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[int]:
-    return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
-
-
-def _sampler(denoiser: Denoiser, sampler: str | samplers.Sampler | None) -> str | samplers.Sampler:
-    return sampler if sampler is not None else samplers.default_sampler_of(denoiser)
-
-
-def _prompt(denoiser: Denoiser, prompt: str | None) -> str:
-    return defaults_for(denoiser).prompt if prompt is None else prompt
-
-
-def guided(denoiser: Denoiser, prompt: str | Sequence[str], scale: float) -> Denoiser:
-    """CFG(denoiser, scale), or the denoiser itself where guidance changes nothing (scale 1 or null prompts only)."""
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    return denoiser if scale == 1.0 or not any(p.strip() for p in prompts) else CFG(denoiser, scale)
-
-
-def _generator(seed: int, device: torch.device | str) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _unit(x: Tensor, value_range: tuple[float, float]) -> Tensor:
-    """Model value range -> [0, 1] for display, clamped."""
-    lo, hi = value_range
-    return ((x - lo) / (hi - lo)).clamp(0, 1)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9=.]+", "-", text.lower()).strip("-") or "image"
-
-
-def _write(
-    out: str | Path | None,
-    name: str,
-    rows: Sequence[tuple[str, Tensor]],
-    *,
-    col_labels: Sequence[str],
-    title: str,
-    value_range: tuple[float, float],
-) -> tuple[Path, ...]:
-    """Save ``rows`` ((label, (N,C,H,W)) pairs) as out/NAME.png and each image as out/NAME/ROW_COL.png."""
-    if out is None:
-        return ()
-    out = Path(out)
-    folder = out / name
-    folder.mkdir(parents=True, exist_ok=True)
-    shown = [_unit(images, value_range) for _, images in rows]
-    for (label, _), images in zip(rows, shown):
-        for j, img in enumerate(images):
-            col = col_labels[j] if j < len(col_labels) else str(j)
-            io.save_png(img, folder / f"{_slug(label)}_{_slug(col)}.png")
-    return (
-        io.save_labeled_grid(
-            shown, [label for label, _ in rows], out / f"{name}.png", col_labels=col_labels, title=title
-        ),
-    )
-
-
-def _noisy(denoiser: Denoiser, x_0: Tensor, ts: Sequence[int], seed: int) -> Tensor:
-    """The figures' shared noisy images: (len(ts), B, C, H, W), the same for the same seed."""
-    return edits.forward_noise(denoiser.schedule, x_0, ts, generator=_generator(seed, x_0.device))
-
-
-def _noise_ts(denoiser: Denoiser, ts: Sequence[int] | None) -> list[int]:
-    ts = list(ts) if ts is not None else noise_levels(denoiser)
-    T = denoiser.schedule.T
-    if any(not 0 <= t < T for t in ts):
-        raise FundiffError(f"--t values must be in 0..{T - 1} for this model, got {' '.join(map(str, ts))}")
-    return ts
+from fundiff.figures import (
+    WRITEUP_EVERY,
+    WRITEUP_ITERATIVE_START,
+    WRITEUP_NOISE_TS,
+    WRITEUP_SDEDIT_STARTS,
+    WRITEUP_SETUP_STEPS,
+    Figure,
+    Upscale,
+    generator,
+    guided,
+    noise_levels,
+    noisy,
+    resolve_noise_ts,
+    resolve_prompt,
+    resolve_sampler,
+    resolve_timesteps,
+    write,
+    writeup_t,
+)  # fmt: skip
+from fundiff.guidance import DEFAULT_GUIDANCE
+from fundiff.traits import DATASET_DEFAULTS, DIGIT_DEFAULTS, TechniqueDefaults, defaults_for
 
 
 # -- 1.1 forward process, 1.2 classical denoising, 1.3 one-step, 1.4 iterative ----------------------
@@ -166,11 +68,11 @@ def noise_figure(
     seed: int = DEFAULT_SEED,
 ) -> Figure:
     """The forward process q(x_t | x_0) (convention 1) of x_0 (B,C,H,W) at each t in ``ts``."""
-    ts = _noise_ts(denoiser, ts)
-    x_ts = _noisy(denoiser, x_0, ts, seed)
+    ts = resolve_noise_ts(denoiser, ts)
+    x_ts = noisy(denoiser, x_0, ts, seed)
     rows = [(f"image {b}", torch.cat([x_0[b : b + 1], x_ts[:, b]])) for b in range(x_0.shape[0])]
     cols = ["original"] + [f"t={t}" for t in ts]
-    paths = _write(
+    paths = write(
         out, "noise", rows, col_labels=cols, title="forward process q(x_t | x_0)", value_range=denoiser.value_range
     )
     return Figure({"x_0": x_0, **{f"t={t}": x_ts[k] for k, t in enumerate(ts)}}, paths)
@@ -187,8 +89,8 @@ def blur_figure(
     seed: int = DEFAULT_SEED,
 ) -> Figure:
     """Classical denoising: Gaussian blur of the noisy images of :func:`noise_figure` (same seed, same noise)."""
-    ts = _noise_ts(denoiser, ts)
-    x_ts = _noisy(denoiser, x_0, ts, seed)
+    ts = resolve_noise_ts(denoiser, ts)
+    x_ts = noisy(denoiser, x_0, ts, seed)
     blurred = torch.stack([edits.gaussian_blur_denoise(x_t, kernel_size, sigma) for x_t in x_ts])
     title = f"Gaussian blur (kernel {kernel_size}, σ={sigma:g})"
     return _noisy_and(denoiser, ts, x_ts, "blurred", blurred, name="blur", title=title, out=out)
@@ -208,8 +110,8 @@ def one_step_figure(
 
     x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t).
     """
-    ts, prompt = _noise_ts(denoiser, ts), _prompt(denoiser, prompt)
-    x_ts = _noisy(denoiser, x_0, ts, seed)
+    ts, prompt = resolve_noise_ts(denoiser, ts), resolve_prompt(denoiser, prompt)
+    x_ts = noisy(denoiser, x_0, ts, seed)
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     x0_hats = torch.stack([edits.one_step_denoise(model, x_t, t, cond=cond) for t, x_t in zip(ts, x_ts)])
@@ -236,7 +138,11 @@ def denoise_figure(
     """Write-up 1.3-1.4 together: :func:`one_step_figure` at the noise levels ``ts``, then
     :func:`iterative_figure` from ``timesteps[i_start]`` with its comparison (``kernel_size`` / ``sigma``: the
     blur it is compared with). Every argument is checked before the first figure is written."""
-    ts, timesteps, prompt = _noise_ts(denoiser, ts), _timesteps(denoiser, timesteps), _prompt(denoiser, prompt)
+    ts, timesteps, prompt = (
+        resolve_noise_ts(denoiser, ts),
+        resolve_timesteps(denoiser, timesteps),
+        resolve_prompt(denoiser, prompt),
+    )
     ts_lib.from_start(timesteps, i_start)  # an i_start past the list fails before anything is written
     one = one_step_figure(denoiser, x_0, ts, prompt=prompt, guidance=guidance, out=out, seed=seed)
     it = iterative_figure(
@@ -252,7 +158,7 @@ def _noisy_and(
     """The noisy images x_ts (len(ts), B, C, H, W) above what a method made of them (same shape), per image b."""
     rows = [row for b in range(x_ts.shape[1]) for row in ((f"noisy {b}", x_ts[:, b]), (f"{label} {b}", results[:, b]))]
     cols = [f"t={t}" for t in ts]
-    paths = _write(out, name, rows, col_labels=cols, title=title, value_range=denoiser.value_range)
+    paths = write(out, name, rows, col_labels=cols, title=title, value_range=denoiser.value_range)
     images = {f"noisy t={t}": x_ts[k] for k, t in enumerate(ts)} | {
         f"{label} t={t}": results[k] for k, t in enumerate(ts)
     }
@@ -276,9 +182,13 @@ def iterative_figure(
 ) -> Figure:
     """Strided iterative denoising (convention 3) from t = timesteps[i_start], every ``every``-th step
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
-    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
+    timesteps, sampler, prompt = (
+        resolve_timesteps(denoiser, timesteps),
+        resolve_sampler(denoiser, sampler),
+        resolve_prompt(denoiser, prompt),
+    )
     t_start = ts_lib.from_start(timesteps, i_start)[0]
-    g = _generator(seed, x_0.device)
+    g = generator(seed, x_0.device)
     x_t = denoiser.schedule.q_sample(
         x_0, t_start, torch.randn(x_0.shape, generator=g, device=x_0.device, dtype=x_0.dtype)
     )
@@ -291,7 +201,7 @@ def iterative_figure(
     x_blur = edits.gaussian_blur_denoise(x_t, kernel_size, sigma)
     B, vr = x_0.shape[0], denoiser.value_range
     progress = [(f"image {b}", torch.stack([x[b] for _, x in seen] + [x_iter[b]])) for b in range(B)]
-    paths = _write(
+    paths = write(
         out,
         "iterative",
         progress,
@@ -301,7 +211,7 @@ def iterative_figure(
     )
     compare = [(f"image {b}", torch.stack([x_0[b], x_t[b], x_iter[b], x_one[b], x_blur[b]])) for b in range(B)]
     cols = ["original", f"noisy t={t_start}", "iterative", "one-step", "blurred"]
-    paths += _write(out, "denoise_comparison", compare, col_labels=cols, title="denoising compared", value_range=vr)
+    paths += write(out, "denoise_comparison", compare, col_labels=cols, title="denoising compared", value_range=vr)
     return Figure(
         {
             "x_0": x_0,
@@ -334,7 +244,7 @@ def sampling_figure(
     ``upscale`` (IF stage II) adds the figure ``generate_upscaled``. ``on_step`` (samplers.sample's hook)
     sees every step of each descent, one descent per scale. ``prompts`` None: the model's default prompts
     (every class of a class model, the null prompt of a time model)."""
-    timesteps, sampler = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler)
+    timesteps, sampler = resolve_timesteps(denoiser, timesteps), resolve_sampler(denoiser, sampler)
     prompts = list(denoiser.default_prompts) if prompts is None else list(prompts)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
@@ -345,7 +255,7 @@ def sampling_figure(
             model,
             model.encode(all_prompts),
             timesteps,
-            generator=_generator(seed, denoiser.device),
+            generator=generator(seed, denoiser.device),
             sampler=sampler,
             device=denoiser.device,
             on_step=on_step,
@@ -355,7 +265,7 @@ def sampling_figure(
         (f"{p or 'null prompt'} ({tag[s]})", xs[s][k * n : (k + 1) * n]) for k, p in enumerate(prompts) for s in scales
     ]
     cols, title = [f"sample {i + 1}" for i in range(n)], f"sampling from noise, {len(timesteps)} steps"
-    paths = _write(out, "generate", rows, col_labels=cols, title=title, value_range=denoiser.value_range)
+    paths = write(out, "generate", rows, col_labels=cols, title=title, value_range=denoiser.value_range)
     images = {tag[s]: x for s, x in xs.items()}
     if upscale is not None:
         big = {s: upscale(x, all_prompts) for s, x in xs.items()}
@@ -364,7 +274,7 @@ def sampling_figure(
             for k, p in enumerate(prompts)
             for s in scales
         ]
-        paths += _write(
+        paths += write(
             out,
             "generate_upscaled",
             rows,
@@ -397,7 +307,11 @@ def sdedit_figure(
     for hand-drawn images); with a prompt, the text-conditioned one (CFG scale ``guidance``).
     ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
     """
-    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
+    timesteps, sampler, prompt = (
+        resolve_timesteps(denoiser, timesteps),
+        resolve_sampler(denoiser, sampler),
+        resolve_prompt(denoiser, prompt),
+    )
     if any(not 0 <= i < len(timesteps) for i in i_starts):
         raise FundiffError(
             f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
@@ -405,14 +319,14 @@ def sdedit_figure(
         )
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
-    g = _generator(seed, x_0.device)
+    g = generator(seed, x_0.device)
     edited = {
         i: edits.sdedit(model, x_0, i, timesteps, cond=cond, generator=g, sampler=sampler, on_step=on_step)
         for i in i_starts
     }
     rows = [(f"image {b}", torch.stack([edited[i][b] for i in i_starts] + [x_0[b]])) for b in range(x_0.shape[0])]
     cols = [f"i_start {i} (t={timesteps[i]})" for i in i_starts] + ["original"]
-    paths = _write(
+    paths = write(
         out,
         name,
         rows,
@@ -443,7 +357,11 @@ def inpaint_figure(
     """``n`` inpaintings of one image x_0 (1,C,H,W) where ``mask`` (.., H, W) is 1: original | mask | hole | results.
 
     ``on_step``: edits.inpaint's hook (every step down, after the known region is put back)."""
-    timesteps, sampler, prompt = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), _prompt(denoiser, prompt)
+    timesteps, sampler, prompt = (
+        resolve_timesteps(denoiser, timesteps),
+        resolve_sampler(denoiser, sampler),
+        resolve_prompt(denoiser, prompt),
+    )
     model = guided(denoiser, prompt, guidance)
     x_n = x_0[:1].expand(n, *x_0.shape[1:])
     result = edits.inpaint(
@@ -452,7 +370,7 @@ def inpaint_figure(
         mask,
         timesteps,
         cond=model.encode([prompt] * n),
-        generator=_generator(seed, x_0.device),
+        generator=generator(seed, x_0.device),
         method=method,
         jump_length=jump_length,
         resample=resample,
@@ -470,122 +388,8 @@ def inpaint_figure(
         + (f", jump {jump_length}, resample {resample}" if method == "repaint" else "")
         + f"), prompt {prompt!r}"
     )
-    paths = _write(out, "inpaint", [("image", row)], col_labels=cols, title=title, value_range=denoiser.value_range)
+    paths = write(out, "inpaint", [("image", row)], col_labels=cols, title=title, value_range=denoiser.value_range)
     return Figure({"x_0": x_0[:1], "mask": m, "inpainted": result}, paths)
-
-
-# -- 1.8 visual anagrams, 1.9 hybrid images -----------------------------------------------------------
-def anagram_views(prompts: Sequence[str], views: Sequence[str | View]) -> list[View]:
-    """One view per prompt: ``views`` as given when there is one per prompt, else (one per prompt after the
-    first) the identity for the first prompt and ``views`` for the rest; any other count is an error."""
-    views = list(views)
-    if len(views) == len(prompts) - 1:
-        views = ["identity", *views]
-    if len(views) != len(prompts):
-        raise FundiffError(
-            f"give one --view per prompt after the first ({len(prompts) - 1}) or one per prompt ({len(prompts)}); "
-            f"got {len(views)}"
-        )
-    return [get_view(v) for v in views]
-
-
-def anagram_figure(
-    denoiser: Denoiser,
-    prompts: Sequence[str] | None = None,
-    views: Sequence[str | View] | None = None,
-    *,
-    n: int = 4,
-    guidance: float = DEFAULT_GUIDANCE,
-    timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler | None = None,
-    out: str | Path | None = None,
-    seed: int = DEFAULT_SEED,
-    on_step: samplers.StepHook | None = None,
-) -> Figure:
-    """``n`` visual anagrams (Geng et al. 2024): view i of each sample should show prompts[i]; one row per view.
-
-    ``views``: one per prompt, or one per prompt after the first (which is then seen as is, the identity).
-    ``prompts`` / ``views`` None: the model's (:func:`defaults_for`). ``on_step``: samplers.sample's hook."""
-    timesteps, sampler = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler)
-    d = defaults_for(denoiser)
-    prompts = list(d.anagram_prompts if prompts is None else prompts)
-    views = anagram_views(prompts, d.anagram_views if views is None else views)
-    model = Anagram.from_prompts(guided(denoiser, prompts, guidance), views, prompts)
-    x = samplers.sample_from_noise(
-        model,
-        model.encode([""] * n),
-        timesteps,
-        generator=_generator(seed, denoiser.device),
-        sampler=sampler,
-        device=denoiser.device,
-        on_step=on_step,
-    )
-    rows = [(f"{v.name}: {p or 'null prompt'}", v.view_image(x, denoiser.value_range)) for v, p in zip(views, prompts)]
-    paths = _write(
-        out,
-        "anagram",
-        rows,
-        col_labels=[f"sample {i + 1}" for i in range(n)],
-        title=f"visual anagrams, CFG s={guidance:g}",
-        value_range=denoiser.value_range,
-    )
-    return Figure({"x_0": x, **{f"{v.name}": img for (_, img), v in zip(rows, views)}}, paths)
-
-
-def hybrid_figure(
-    denoiser: Denoiser,
-    low: str | None = None,
-    high: str | None = None,
-    *,
-    kernel_size: int | None = None,
-    sigma: float | None = None,
-    n: int = 4,
-    guidance: float = DEFAULT_GUIDANCE,
-    timesteps: list[int] | None = None,
-    sampler: str | samplers.Sampler | None = None,
-    out: str | Path | None = None,
-    seed: int = DEFAULT_SEED,
-    on_step: samplers.StepHook | None = None,
-) -> Figure:
-    """``n`` hybrid images (factorized diffusion, Geng et al. 2024): coarse structure of ``low``, detail of ``high``.
-
-    Rows: the hybrid, its low-pass part and its high-pass part (shown around mid-gray).
-    Arguments left None are the model's (:func:`defaults_for`): the prompts and a filter chosen per dataset
-    by measurement (kernel 9 with sigma 2 on MNIST, 1.5 on Fashion-MNIST; the write-up's kernel 33, sigma 2
-    on DeepFloyd IF's 64x64). ``on_step``: samplers.sample's hook.
-    """
-    timesteps, sampler, d = _timesteps(denoiser, timesteps), _sampler(denoiser, sampler), defaults_for(denoiser)
-    low = d.hybrid_prompts[0] if low is None else low
-    high = d.hybrid_prompts[1] if high is None else high
-    kernel_size = d.hybrid_kernel_size if kernel_size is None else kernel_size
-    sigma = d.hybrid_sigma if sigma is None else sigma
-    filt = GaussianFilter(kernel_size, sigma)
-    model = Hybrid.from_prompts(guided(denoiser, [low, high], guidance), low, high, filt)
-    x = samplers.sample_from_noise(
-        model,
-        model.encode([""] * n),
-        timesteps,
-        generator=_generator(seed, denoiser.device),
-        sampler=sampler,
-        device=denoiser.device,
-        on_step=on_step,
-    )
-    lo, hi = denoiser.value_range
-    x_low, x_high = filt.lowpass(x), filt.highpass(x)
-    rows = [
-        ("hybrid", x),
-        (f"low-pass: {low or 'null'}", x_low),
-        (f"high-pass: {high or 'null'}", x_high + (lo + hi) / 2),
-    ]
-    paths = _write(
-        out,
-        "hybrid",
-        rows,
-        col_labels=[f"sample {i + 1}" for i in range(n)],
-        title=f"hybrid images (kernel {kernel_size}, σ={sigma:g}), CFG s={guidance:g}",
-        value_range=denoiser.value_range,
-    )
-    return Figure({"x_0": x, "lowpass": x_low, "highpass": x_high}, paths)
 
 
 # -- 0 set-up: prompts x number of steps ----------------------------------------------------------------
@@ -622,7 +426,7 @@ def setup_figure(
     the same x_T (same seed). ``upscale`` (IF stage II) adds the figure ``setup_upscaled``.
     ``prompts`` None: the model's set-up prompts (IF: the write-up's three), else its default prompts.
     """
-    sampler, prompts = _sampler(denoiser, sampler), setup_prompts(denoiser) if prompts is None else list(prompts)
+    sampler, prompts = resolve_sampler(denoiser, sampler), setup_prompts(denoiser) if prompts is None else list(prompts)
     model = guided(denoiser, prompts, guidance)
     cond = model.encode(list(prompts))
     xs = {
@@ -630,7 +434,7 @@ def setup_figure(
             model,
             cond,
             model_timesteps(denoiser, n),
-            generator=_generator(seed, denoiser.device),
+            generator=generator(seed, denoiser.device),
             sampler=sampler,
             device=denoiser.device,
         )
@@ -640,10 +444,22 @@ def setup_figure(
     rows = [(f"{n} steps", x) for n, x in xs.items()]
     title = f"prompts x number of steps, CFG s={guidance:g}"
     vr = denoiser.value_range
-    paths = _write(out, "setup", rows, col_labels=cols, title=title, value_range=vr)
+    paths = write(out, "setup", rows, col_labels=cols, title=title, value_range=vr)
     images = {f"{n} steps": x for n, x in xs.items()}
     if upscale is not None:
         big = [(label, upscale(x, prompts)) for label, x in rows]
-        paths += _write(out, "setup_upscaled", big, col_labels=cols, title=title + ", stage II", value_range=vr)
+        paths += write(out, "setup_upscaled", big, col_labels=cols, title=title + ", stage II", value_range=vr)
         images |= {f"{label} upscaled": x for label, x in big}
     return Figure(images, paths)
+
+
+# 1.8 visual anagrams and 1.9 hybrid images live in fundiff.illusions; they are techniques too
+from fundiff.illusions import anagram_figure, anagram_views, hybrid_figure  # noqa: E402
+
+__all__ = [
+    "DATASET_DEFAULTS", "DIGIT_DEFAULTS", "WRITEUP_EVERY", "WRITEUP_ITERATIVE_START", "WRITEUP_NOISE_TS",
+    "WRITEUP_SDEDIT_STARTS", "WRITEUP_SETUP_STEPS", "Figure", "TechniqueDefaults", "Upscale", "anagram_figure",
+    "anagram_views", "blur_figure", "defaults_for", "denoise_figure", "guided", "hybrid_figure", "inpaint_figure",
+    "iterative_figure", "model_timesteps", "noise_figure", "noise_levels", "one_step_figure", "sampling_figure",
+    "sdedit_figure", "setup_figure", "setup_prompts", "writeup_t",
+]  # fmt: skip

@@ -1,0 +1,124 @@
+"""What every figure function of :mod:`fundiff.techniques` shares: the :class:`Figure` it returns, how it writes
+its PNGs, the write-up's constants, and how an argument left ``None`` is resolved from the model.
+
+The resolution rules (the one place they are written; see techniques' module docstring): timesteps
+:func:`fundiff.timesteps.default`; sampler the model's own; noise levels :func:`noise_levels`; prompts and the
+hybrid's filter :func:`fundiff.traits.defaults_for`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from fundiff import edits, io, samplers
+from fundiff import timesteps as ts_lib
+from fundiff.denoisers import Denoiser
+from fundiff.errors import FundiffError
+from fundiff.guidance import CFG
+from fundiff.traits import defaults_for
+
+WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T = 1000)
+WRITEUP_SDEDIT_STARTS = (1, 3, 5, 7, 10, 20)  # SDEdit i_start values
+WRITEUP_ITERATIVE_START = 10  # iterative denoising starts at strided_timesteps[10]
+WRITEUP_EVERY = 5  # the iterative figure shows every 5th step
+WRITEUP_SETUP_STEPS = (2, 4, 6, 8, 12, 16)  # the write-up's first table: num_inference_steps
+
+
+# upscale(images (B,C,H,W) in the value range, one prompt per image) -> larger images in the same range (IF stage II)
+Upscale = Callable[[Tensor, Sequence[str]], Tensor]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """What a figure function made: tensors by name, in the model's value range, and the PNGs it wrote."""
+
+    images: dict[str, Tensor]
+    paths: tuple[Path, ...] = ()
+
+
+def writeup_t(t: int, T: int) -> int:
+    """A write-up timestep t of T = 1000 mapped proportionally to a schedule of T steps."""
+    return min(T - 1, max(0, round(t * T / ts_lib.WRITEUP_T)))
+
+
+def noise_levels(denoiser: Denoiser) -> list[int]:
+    """The noise figures' default t: the write-up's 250, 500, 750 of T = 1000 on the model's T (75 150 225 of 300)."""
+    return [writeup_t(t, denoiser.schedule.T) for t in WRITEUP_NOISE_TS]
+
+
+def resolve_timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[int]:
+    return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
+
+
+def resolve_sampler(denoiser: Denoiser, sampler: str | samplers.Sampler | None) -> str | samplers.Sampler:
+    return sampler if sampler is not None else samplers.default_sampler_of(denoiser)
+
+
+def resolve_prompt(denoiser: Denoiser, prompt: str | None) -> str:
+    return defaults_for(denoiser).prompt if prompt is None else prompt
+
+
+def guided(denoiser: Denoiser, prompt: str | Sequence[str], scale: float) -> Denoiser:
+    """CFG(denoiser, scale), or the denoiser itself where guidance changes nothing (scale 1 or null prompts only)."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    return denoiser if scale == 1.0 or not any(p.strip() for p in prompts) else CFG(denoiser, scale)
+
+
+def generator(seed: int, device: torch.device | str) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def unit(x: Tensor, value_range: tuple[float, float]) -> Tensor:
+    """Model value range -> [0, 1] for display, clamped."""
+    lo, hi = value_range
+    return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9=.]+", "-", text.lower()).strip("-") or "image"
+
+
+def write(
+    out: str | Path | None,
+    name: str,
+    rows: Sequence[tuple[str, Tensor]],
+    *,
+    col_labels: Sequence[str],
+    title: str,
+    value_range: tuple[float, float],
+) -> tuple[Path, ...]:
+    """Save ``rows`` ((label, (N,C,H,W)) pairs) as out/NAME.png and each image as out/NAME/ROW_COL.png."""
+    if out is None:
+        return ()
+    out = Path(out)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    shown = [unit(images, value_range) for _, images in rows]
+    for (label, _), images in zip(rows, shown):
+        for j, img in enumerate(images):
+            col = col_labels[j] if j < len(col_labels) else str(j)
+            io.save_png(img, folder / f"{slug(label)}_{slug(col)}.png")
+    return (
+        io.save_labeled_grid(
+            shown, [label for label, _ in rows], out / f"{name}.png", col_labels=col_labels, title=title
+        ),
+    )
+
+
+def noisy(denoiser: Denoiser, x_0: Tensor, ts: Sequence[int], seed: int) -> Tensor:
+    """The figures' shared noisy images: (len(ts), B, C, H, W), the same for the same seed."""
+    return edits.forward_noise(denoiser.schedule, x_0, ts, generator=generator(seed, x_0.device))
+
+
+def resolve_noise_ts(denoiser: Denoiser, ts: Sequence[int] | None) -> list[int]:
+    ts = list(ts) if ts is not None else noise_levels(denoiser)
+    T = denoiser.schedule.T
+    if any(not 0 <= t < T for t in ts):
+        raise FundiffError(f"--t values must be in 0..{T - 1} for this model, got {' '.join(map(str, ts))}")
+    return ts
