@@ -446,7 +446,9 @@ def test_bad_options_are_one_line_errors(tiny_if, tiny_stage2, tmp_path):
 
 # -- stage II -------------------------------------------------------------------------------------------
 def test_stage_two_upscales_with_the_same_embeddings(den, tiny_stage2):
-    up = deepfloyd.upscale_fn(den, tiny_stage2, steps=2, seed=0)
+    from fundiff.backends import deepfloyd_stage2
+
+    up = deepfloyd_stage2.upscale_fn(den, tiny_stage2, steps=2, seed=0)
     x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     big = up(x, ["a rocket ship", "a man wearing a hat"])
     assert big.shape == (2, 3, 2 * SIZE, 2 * SIZE) and torch.isfinite(big).all()

@@ -12,9 +12,10 @@ tokenizer/) or, through :func:`fetch`, a hub id such as ``DeepFloyd/IF-I-XL-v1.0
 else a download of the needed files only: the gated repos need the licence accepted on the hub
 and ``huggingface-cli login``). Weights are read from safetensors only (``use_safetensors=True``),
 never with ``trust_remote_code``. fp16 on CUDA, fp32 on the CPU. T5 is loaded only when a
-prompt's embedding is neither in the ``embeddings`` file nor in the cache (adapters/embeddings.py)
+prompt's embedding is neither in the ``embeddings`` file nor in the cache (backends/embeddings.py)
 and released right after. ``offload`` (CUDA) loads the UNet into CPU memory and moves it to the GPU
 only when it runs, and back before T5 or stage II is loaded, so the big models take turns on the GPU.
+Stage II (the 256x256 upscaler) is in :mod:`fundiff.backends.deepfloyd_stage2`.
 
 What IFPipeline does and fundiff's loop does not by default: its scheduler's dynamic
 thresholding of x0_hat (Saharia et al. 2022, Sec. 2.3) or clipping, which the write-up's loop
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -409,111 +409,3 @@ def _load_t5(path: Path, *, device: torch.device, dtype: torch.dtype):
         raise FundiffError(OOM_HINT) from None
     except (OSError, ValueError) as e:
         raise FundiffError(f"cannot load the T5 text encoder of {path}: {str(e).splitlines()[0][:200]}") from None
-
-
-# -- stage II -------------------------------------------------------------------------------------------
-@dataclass
-class Upscaler:
-    """IF stage II (IFSuperResolutionPipeline): 64x64 -> 256x256, conditioned on the same T5 embeddings."""
-
-    pipe: object
-    device: torch.device
-    dtype: torch.dtype
-
-    @classmethod
-    def load(cls, model: str | Path, *, device: torch.device | str, precision: str = "auto", offload: bool = False):
-        """Stage II from a local folder or hub id (default :data:`STAGE_II_DEFAULT`), without its text encoder."""
-        try:
-            from diffusers import IFSuperResolutionPipeline
-        except ImportError:
-            raise FundiffError(_missing_extra("diffusers")) from None
-
-        device = torch.device(device)
-        folder = Path(model) if Path(model).is_dir() else fetch(str(model), text_encoder=False)
-        if folder is None:
-            raise FundiffError(
-                f"upscaler {str(model)!r} not found: give an IF stage II folder or e.g. {STAGE_II_DEFAULT}"
-            )
-        if _pipeline_class(folder) not in STAGE_II_PIPELINES:
-            raise FundiffError(f"{folder} is not an IF stage II folder (IFSuperResolutionPipeline)")
-        dtype = _dtype_for(precision, device)
-        try:
-            pipe = IFSuperResolutionPipeline.from_pretrained(
-                folder,
-                text_encoder=None,
-                tokenizer=None,
-                safety_checker=None,
-                feature_extractor=None,
-                watermarker=None,
-                requires_safety_checker=False,
-                use_safetensors=True,
-                variant=_variant(folder, "unet", dtype),
-                **_diffusers_dtype(dtype),
-            )
-            pipe.set_progress_bar_config(disable=True)
-            if offload:
-                pipe.enable_model_cpu_offload(device=device)
-            else:
-                pipe.to(device)
-        except torch.cuda.OutOfMemoryError:
-            raise FundiffError(OOM_HINT) from None
-        except (OSError, ValueError) as e:
-            raise FundiffError(f"cannot load the stage II upscaler {folder}: {str(e).splitlines()[0][:200]}") from None
-        return cls(pipe, device, dtype)
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        images: Tensor,
-        cond: Tensor,
-        null: Tensor,
-        *,
-        generator: torch.Generator | None,
-        steps: int = 50,
-        guidance: float = 4.0,
-        noise_level: int = 250,
-    ) -> Tensor:
-        """images (B,3,64,64) in [-1, 1], cond (B, L, D), null (1, L, D) -> (B,3,256,256) float32 in [-1, 1]."""
-        b = images.shape[0]
-        try:
-            out = self.pipe(
-                image=images.clamp(-1, 1).to(self.device, self.dtype),
-                prompt_embeds=cond.to(self.device, self.dtype),
-                negative_prompt_embeds=null.to(self.device, self.dtype).expand(b, *null.shape[1:]),
-                generator=generator,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                noise_level=noise_level,
-                output_type="pt",
-            ).images
-        except torch.cuda.OutOfMemoryError:
-            raise FundiffError(OOM_HINT) from None
-        return out.float()
-
-
-def upscale_fn(
-    denoiser: Denoiser,
-    model: str | Path = STAGE_II_DEFAULT,
-    *,
-    precision: str = "auto",
-    offload: bool = False,
-    steps: int = 50,
-    seed: int = 0,
-):
-    """A techniques.Upscale for ``denoiser`` (IF stage I): stage II ``model`` with the same prompt embeddings.
-
-    Stage II is loaded on first use; each call draws its noise from a generator seeded with ``seed``.
-    """
-    if not isinstance(denoiser, IFDenoiser):
-        raise FundiffError("--upscale runs DeepFloyd IF stage II on IF stage I samples; use it with an IF --model")
-    upscaler: list[Upscaler] = []
-
-    def upscale(images: Tensor, prompts) -> Tensor:
-        if not upscaler:
-            denoiser.unload_unet()
-            upscaler.append(Upscaler.load(model, device=denoiser.device, precision=precision, offload=offload))
-        up = upscaler[0]
-        generator = torch.Generator(device=up.device).manual_seed(seed)
-        return up(images, denoiser.encode(list(prompts)), denoiser.encode([""]), generator=generator, steps=steps)
-
-    return upscale

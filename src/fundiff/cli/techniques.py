@@ -309,8 +309,8 @@ def _upscale(args: argparse.Namespace, den):
     """The stage II upscaling that --upscale asks for (techniques.Upscale), or None."""
     if not args.upscale:
         return None
-    from fundiff.backends import deepfloyd
+    from fundiff.backends import deepfloyd_stage2
 
-    return deepfloyd.upscale_fn(
+    return deepfloyd_stage2.upscale_fn(
         den, args.upscale, precision=args.precision, offload=args.offload, steps=args.upscale_steps, seed=args.seed
     )
