@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fundiff import training
-from fundiff.denoisers import UNetDenoiser
+from fundiff.denoisers import Prediction, UNetDenoiser
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.training import TrainConfig
@@ -72,3 +72,24 @@ class PixelClassifier(nn.Module):
 
     def features(self, x):
         return x.flatten(1)[:, :8]
+
+
+class FlatPrior:
+    """The exact (MMSE) denoiser for flat images x_0 = c (every pixel the same), c ~ N(mu, s^2): E[x_0 | x_t]
+    depends on x_t only through its mean. Known pixels then determine the missing ones: a good inpainting
+    fills the mask with the known value."""
+
+    channels, image_size, value_range = 1, 8, (0.0, 1.0)
+
+    def __init__(self, schedule, mu=0.5, s=0.2):
+        self.schedule, self.mu, self.s = schedule, mu, s
+
+    def encode(self, prompts):
+        return torch.zeros(len(prompts), 0)
+
+    def __call__(self, x_t, t, cond):
+        abar = self.schedule.abar_at(t).to(x_t.dtype).reshape(-1, 1, 1, 1)
+        n = x_t[0].numel()
+        x_mean = x_t.mean(dim=(1, 2, 3), keepdim=True)
+        c = self.mu + abar.sqrt() * self.s**2 / (abar * self.s**2 + (1 - abar) / n) * (x_mean - abar.sqrt() * self.mu)
+        return Prediction((x_t - abar.sqrt() * c) / (1 - abar).sqrt())

@@ -1,7 +1,9 @@
+import dataclasses
 import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from fundiff import training
@@ -90,19 +92,35 @@ def test_an_exported_classifier_loads_with_its_card_accuracy(tmp_path):
     assert load_classifier(tmp_path / "bare")[1]["test_accuracy"] is None
 
 
-def test_training_is_deterministic(tmp_path):
-    cfg = ClassifierTrainConfig(batch_size=16, max_steps=4, precision="fp32")
-    for name in ("a", "b"):
+def test_training_is_deterministic_per_seed_and_fits_the_training_images(tmp_path):
+    """Two runs with one seed save the same weights, another seed others; and the 4 steps learned: on the 48
+    training images (batch statistics, as in training) the cross-entropy falls from the seeded init's ~2.37
+    (chance: ln 10 = 2.30) below 2.0 and the accuracy rises from ~8% above 40%."""
+    cfg = ClassifierTrainConfig(batch_size=16, max_steps=4, precision="fp32", warmup_steps=0)
+    for name, seed in (("a", cfg.seed), ("b", cfg.seed), ("c", cfg.seed + 1)):
         train_classifier(
-            cfg,
+            dataclasses.replace(cfg, seed=seed),
             tmp_path / name,
             data=synthetic_data(48),
             test_data=synthetic_data(16, seed=1),
             progress=False,
             model_config=SMALL,
         )
-    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    a, b, c = (load_file(str(tmp_path / name / "model.safetensors")) for name in "abc")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        init = Classifier(SMALL)
+    trained, _ = load_classifier(tmp_path / "a")
+    images, labels = synthetic_data(48)
+    x = images.unsqueeze(1).float() / 255
+    with torch.no_grad():
+        (ce0, acc0), (ce, acc) = (
+            (float(F.cross_entropy(net.train()(x), labels)), float((net(x).argmax(1) == labels).float().mean()))
+            for net in (init, trained)
+        )
+    assert ce0 > 2.2 and acc0 < 0.2 and ce < 2.0 and acc > 0.4, (ce0, acc0, ce, acc)
 
 
 def test_bad_runs_are_one_line_errors(tmp_path):

@@ -1,4 +1,9 @@
+import json
+
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from fundiff import cli, data
 from helpers import synthetic_data, tiny_runs
@@ -7,6 +12,37 @@ from helpers import synthetic_data, tiny_runs
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return tiny_runs(tmp_path_factory.mktemp("runs"), synthetic_data(32))
+
+
+def _png(path, size, mode):
+    """The PNG at ``path`` as an (H, W[, C]) uint8 array, after checking its size (W, H) and mode."""
+    im = Image.open(path)
+    assert (im.size, im.mode) == (size, mode), (path, im.size, im.mode)
+    return np.asarray(im)
+
+
+def _grid_tiles(path, rows, cols, *, side=28, pad=2, scale=2):
+    """The rows x cols tiles of a `fundiff sample` grid (torchvision's make_grid, padding 2, upscaled 2x
+    nearest), each (side, side) uint8, row by row; the grid's size and mode are checked first."""
+    g = _png(path, ((cols * (side + pad) + pad) * scale, (rows * (side + pad) + pad) * scale), "RGB")
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 0] == g[..., 2]).all()  # a gray image on three channels
+    tile = lambda r, c: g[(pad + r * (side + pad)) * scale :: scale, (pad + c * (side + pad)) * scale :: scale, 0]  # noqa: E731
+    return [tile(r, c)[:side, :side] for r in range(rows) for c in range(cols)]
+
+
+def _api_samples(model, prompts, steps, seed):
+    """What `fundiff sample` should write: the samples of the library's own calls, as uint8 (N, 28, 28)."""
+    from fundiff import io, samplers
+    from fundiff import timesteps as ts
+    from fundiff.backends import runs as backend
+    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+
+    den = backend.load_denoiser(str(model), precision="fp32")
+    m = CFG(den, DEFAULT_GUIDANCE) if den.conditional else den
+    x = samplers.sample_from_noise(m, m.encode(prompts), ts.strided(den.schedule.T, steps=steps),
+                                   generator=torch.Generator().manual_seed(seed),
+                                   sampler=samplers.default_sampler_of(den))  # fmt: skip
+    return io.to_uint8(x.clamp(0, 1))[:, 0].numpy()
 
 
 def _fails(capsys, argv, match):
@@ -35,10 +71,7 @@ def test_sample_class_grid_and_folder(runs, tmp_path, capsys):
         )
         == 0
     )
-    from PIL import Image
-
-    im = Image.open(tmp_path / "g.png")
-    assert im.size[1] > im.size[0]  # 10 rows (one per digit) of 2 samples
+    assert len(_grid_tiles(tmp_path / "g.png", 10, 2)) == 20  # 10 rows (one per digit) of 2 samples
     assert (
         cli.main(
             [
@@ -54,32 +87,32 @@ def test_sample_class_grid_and_folder(runs, tmp_path, capsys):
                 "4",
                 "--out",
                 str(tmp_path / "f"),
+                "--precision",
+                "fp32",
             ]
         )
         == 0
     )
     names = sorted(p.name for p in (tmp_path / "f").iterdir())
     assert names == ["3_000.png", "3_001.png", "7_000.png", "7_001.png", "grid.png"]
+    files = [_png(tmp_path / "f" / name, (28, 28), "L") for name in names[:4]]
+    tiles = _grid_tiles(tmp_path / "f" / "grid.png", 2, 2)  # a row per class, in the order asked for
+    assert all(np.array_equal(a, b) for a, b in zip(files, tiles))
+    want = _api_samples(runs["class"], ["3", "3", "7", "7"], 4, seed=20040805)  # the default seed
+    assert all(np.array_equal(a, b) for a, b in zip(files, want))
 
 
-def test_same_seed_same_picture(runs, tmp_path):
-    for name in ("a.png", "b.png"):
-        cli.main(
-            [
-                "sample",
-                "--model",
-                str(runs["time"]),
-                "--n",
-                "3",
-                "--steps",
-                "4",
-                "--seed",
-                "7",
-                "--out",
-                str(tmp_path / name),
-            ]
-        )
+def test_sample_writes_the_samples_of_its_seed(runs, tmp_path):
+    """--seed 7 writes the grid of the library's samples from generator seed 7 (byte for byte the same twice);
+    seed 8 writes other samples."""
+    for name, seed in (("a.png", "7"), ("b.png", "7"), ("c.png", "8")):
+        argv = ["sample", "--model", str(runs["time"]), "--n", "3", "--steps", "4", "--seed", seed]
+        assert cli.main(argv + ["--precision", "fp32", "--device", "cpu", "--out", str(tmp_path / name)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    tiles = _grid_tiles(tmp_path / "a.png", 1, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(tiles, _api_samples(runs["time"], [""] * 3, 4, seed=7)))
+    assert not all(np.array_equal(a, b) for a, b in zip(tiles, _grid_tiles(tmp_path / "c.png", 1, 3)))
 
 
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
@@ -105,8 +138,26 @@ def test_denoise_sweep(runs, tmp_path, capsys, monkeypatch):
     )
     out = capsys.readouterr().out
     assert "PSNR" in out and "0.50" in out
-    files = {p.name for p in (tmp_path / "s").iterdir()}
-    assert {"sweep.png", "noising.png", "metrics.json", "sigma_0.5.png", "sigma_1.png"} <= files
+    from fundiff.backends import runs as backend
+    from fundiff.evaluation import SWEEP_SIGMAS, denoise_sweep
+
+    sigmas = [f"{s:g}" for s in SWEEP_SIGMAS]
+    files = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert files == sorted(["sweep.png", "noising.png", "metrics.json"] + [f"sigma_{s}.png" for s in sigmas])
+    for name in files:
+        if name.endswith(".png"):
+            assert Image.open(tmp_path / "s" / name).mode == "RGBA"  # a matplotlib figure
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert (metrics["n_eval"], metrics["seed"]) == (40, 20040805)
+    model, _ = backend.load(str(runs["denoiser"]))
+    x = data.to_unit_float(synthetic_data(40, seed=3)[0])
+    rows, _ = denoise_sweep(model, x, SWEEP_SIGMAS, generator=torch.Generator().manual_seed(20040805))
+    assert len(metrics["rows"]) == len(rows)
+    for got, want in zip(metrics["rows"], rows):  # the library's sweep with the same seed
+        assert got == pytest.approx(want.__dict__, rel=1e-6)
+    assert metrics["rows"][0]["mse_noisy"] == 0 and all(
+        a["mse_noisy"] < b["mse_noisy"] for a, b in zip(metrics["rows"], metrics["rows"][1:])
+    )
 
 
 def test_shipped_models_are_never_written_into(tmp_path, capsys, monkeypatch):
@@ -118,7 +169,8 @@ def test_shipped_models_are_never_written_into(tmp_path, capsys, monkeypatch):
     shipped = runs.resolve("mnist-denoiser")
     before = sorted(p.name for p in shipped.iterdir())
     assert cli.main(["denoise-sweep", "--model", "mnist-denoiser", "--n-eval", "10", "--n-show", "2"]) == 0
-    assert (tmp_path / "out" / "mnist-denoiser" / "sweep" / "metrics.json").is_file()
+    metrics = json.loads((tmp_path / "out" / "mnist-denoiser" / "sweep" / "metrics.json").read_text())
+    assert metrics["n_eval"] == 10 and len(metrics["rows"]) == 7  # the default sigmas
     assert sorted(p.name for p in shipped.iterdir()) == before
 
 
@@ -219,11 +271,9 @@ def test_export_makes_a_small_shipped_model_that_samples_like_the_run(runs, tmp_
     card = json.loads((shipped / "card.json").read_text())
     assert card["kind"] == "class" and card["train"]["preset"] == "tiny"
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    cli.main(["sample", "--model", str(runs["class"]), "--n", "1", "--steps", "3", "--out", str(a)])
-    cli.main(["sample", "--model", str(shipped), "--n", "1", "--steps", "3", "--out", str(b)])
-    import numpy as np
-    from PIL import Image
-
+    assert cli.main(["sample", "--model", str(runs["class"]), "--n", "1", "--steps", "3", "--out", str(a)]) == 0
+    assert cli.main(["sample", "--model", str(shipped), "--n", "1", "--steps", "3", "--out", str(b)]) == 0
+    assert Image.open(a).size == Image.open(b).size == (64, 604)  # 10 classes x 1 sample, upscaled 2x
     diff = np.abs(np.asarray(Image.open(a), dtype=float) - np.asarray(Image.open(b), dtype=float))
     assert diff.mean() < 8  # bf16 weights: nearly the same picture
     _fails(capsys, ["export", "--model", str(runs["class"]), "--name", "../evil", "--dest", str(tmp_path)], "--name")
@@ -301,14 +351,18 @@ def test_inpaint_masks_must_fit_the_image_unless_asked(runs, tmp_path, capsys):
         _rejected(capsys, common + argv, match)
     assert not out.exists()
     assert cli.main(common + seven + ["--mask", str(tmp_path / "small.png"), "--mask-fit"]) == 0  # asked to fit
-    assert (out / "inpaint.png").is_file()
+    assert (out / "inpaint.png").is_file() and Image.open(out / "inpaint.png").mode == "RGBA"
 
 
 def test_anagram_with_a_parametric_view(runs, tmp_path):
     out = tmp_path / "ana"
     argv = ["anagram", "--model", str(runs["class"]), "--prompts", "6", "9", "--view", "rot90:2", "--steps", "2"]
     assert cli.main(argv + ["--n", "1", "--out", str(out)]) == 0
-    assert (out / "anagram.png").is_file()
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert files == ["anagram.png", "anagram/identity-6_sample-1.png", "anagram/rot90-2-9_sample-1.png"]
+    six = _png(out / files[1], (28, 28), "L")
+    nine = _png(out / files[2], (28, 28), "L")
+    assert np.array_equal(nine, np.rot90(six, 2)) and not np.array_equal(six, nine)  # one image, two views
 
 
 def test_train_classifier_is_a_train_kind_not_a_command(capsys):
@@ -321,6 +375,7 @@ def test_sample_defaults_to_the_models_own_prompts(tmp_path):
     assert cli.main(["sample", "--model", "fashion-class", "--n", "1", "--steps", "2", "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 11 and "Ankle_boot_000.png" in names and "T-shirt-top_000.png" in names
+    assert len(_grid_tiles(out / "grid.png", 10, 1)) == 10 and _png(out / "Bag_000.png", (28, 28), "L").any()
 
 
 @pytest.mark.parametrize("sampler", [["--sampler", "ddim", "--eta", "0.5"], ["--sampler", "dpm++"], ["--eta", "0"]])
@@ -328,4 +383,9 @@ def test_every_sampler_reaches_sample_and_the_techniques(runs, tmp_path, sampler
     model = ["--model", str(runs["class"]), "--steps", "3"]
     assert cli.main(["sample", *model, "--n", "1", "--out", str(tmp_path / "s.png"), *sampler]) == 0
     assert cli.main(["sdedit", *model, "--image", "seven", "--i-start", "1", "--out", str(tmp_path), *sampler]) == 0
-    assert (tmp_path / "s.png").is_file() and (tmp_path / "handdrawn.png").is_file()
+    assert len(_grid_tiles(tmp_path / "s.png", 10, 1)) == 10
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    assert files == ["handdrawn.png", "handdrawn/image-0_i-start-1-t=10.png", "handdrawn/image-0_original.png", "s.png"]
+    original = _png(tmp_path / files[2], (28, 28), "L")
+    edited = _png(tmp_path / files[1], (28, 28), "L")
+    assert original.any() and not np.array_equal(original, edited)  # the drawing, and its edit

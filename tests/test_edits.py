@@ -1,14 +1,16 @@
+import math
+
 import pytest
 import torch
 
-from fundiff import edits
+from fundiff import edits, samplers
 from fundiff import timesteps as ts
 from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
 from fundiff.schedules import NoiseSchedule
 from fundiff.traits import ModelTraits
 from fundiff.views import GaussianFilter
-from helpers import tiny_unet
+from helpers import FlatPrior, tiny_unet
 
 
 class GaussianPrior:
@@ -103,15 +105,21 @@ def test_sdedit_with_later_start_stays_closer_to_the_input():
     assert dist[-1] < 0.2 * dist[0]
 
 
-def test_sdedit_same_seed_same_output_and_range_checked():
+def test_sdedit_is_q_sample_at_the_start_then_the_sampler_and_range_checked():
+    """SDEdit = the first noise draw of the generator puts x_0 at t = steps[i_start] by q(x_t | x_0), the same
+    generator then drives DDPM over steps[i_start:]; another seed gives another edit."""
     den = tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g())
     steps = ts.strided(20, steps=6)
+    cond = den.encode(["3", ""])
 
     def run(seed):
-        return edits.sdedit(den, x0, 2, steps, cond=den.encode(["3", ""]), generator=_g(seed))
+        return edits.sdedit(den, x0, 2, steps, cond=cond, generator=_g(seed))
 
-    assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
+    g = _g(1)
+    x_t = den.schedule.q_sample(x0, steps[2], torch.randn(x0.shape, generator=g))
+    assert torch.equal(run(1), samplers.sample(den, x_t, steps[2:], cond=cond, generator=g, sampler="ddpm"))
+    assert not torch.equal(run(1), run(2))
     with pytest.raises(FundiffError, match="i_start"):
         edits.sdedit(den, x0, 6, steps, cond=den.encode(["", ""]), generator=_g())
 
@@ -153,18 +161,25 @@ def test_repaint_with_one_resample_is_the_replace_method():
     assert torch.equal(run("replace"), run("repaint"))
 
 
-def test_inpaint_same_seed_same_output():
-    den = tiny_unet()
-    x0 = torch.rand(1, 1, 28, 28, generator=_g(1))
-    mask = torch.zeros(28, 28)
-    mask[5:20, 5:20] = 1
+def test_repaint_resampling_harmonises_the_fill_with_the_known_pixels():
+    """On flat images the known half fixes the missing half. With the exact denoiser, the replace method's fill
+    lags behind the known value (it only sees it through noised copies); RePaint's resampling (jump 1) pulls
+    the fill onto it, the more so the more it resamples (Lugmayr et al. 2022, Sec. 4.2). 32 images, seeded."""
+    den = FlatPrior(NoiseSchedule.cosine(20))
+    x0 = torch.full((32, 1, 8, 8), 0.8)  # 1.5 prior standard deviations above the prior mean 0.5
+    mask = torch.zeros(8, 8)
+    mask[:, :4] = 1
+    steps = ts.strided(20, steps=5)
 
-    def run():
-        steps = ts.strided(20, steps=5)
-        kw = dict(method="repaint", jump_length=1, resample=2)
-        return edits.inpaint(den, x0, mask, steps, cond=den.encode([""]), generator=_g(4), **kw)
+    def fill_error(method, resample=1, seed=4):
+        out = edits.inpaint(den, x0, mask, steps, cond=den.encode([""] * 32), generator=_g(seed), method=method,
+                            jump_length=1, resample=resample)  # fmt: skip
+        assert torch.equal(out[..., 4:], x0[..., 4:])
+        return (out[..., :4] - 0.8).abs().mean().item()
 
-    assert torch.equal(run(), run())
+    replace, twice, five = fill_error("replace"), fill_error("repaint", 2), fill_error("repaint", 5)
+    assert replace > 0.05 and twice < 0.035 and five < 0.015, (replace, twice, five)
+    assert fill_error("repaint", 2, seed=5) != twice  # the walk's noise comes from the generator
 
 
 def test_mismatched_mask_and_bad_options_are_one_line_errors():
@@ -228,19 +243,35 @@ def test_inpainting_with_an_empty_mask_is_an_error():
         edits.inpaint(den, x0, torch.full((28, 28), 0.4), [10, 0], cond=den.encode([""]), generator=_g())
 
 
+def _ddim_by_hand(den, x, steps, cond):
+    """DDIM with eta = 0 (Song et al. 2021, Eq. 12) written out on abar = cumprod(1 - beta), abar_{-1} = 1:
+    x0_hat = (x - sqrt(1 - a) eps) / sqrt(a), x' = sqrt(a') x0_hat + sqrt(1 - a') eps."""
+    abar = torch.cumprod(1 - den.schedule.betas, 0).tolist() + [1.0]  # abar[-1] = 1: the clean image
+    for t, t_prev in zip(steps, steps[1:] + [-1]):
+        eps = den(x, torch.full((x.shape[0],), t), cond).eps
+        a, a_prev = abar[t], abar[t_prev]
+        x0_hat = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        x = math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev) * eps
+    return x
+
+
 def test_sdedit_and_iterative_denoising_take_any_sampler():
-    """The same edit with DDIM (eta 0) is deterministic; with DDPM it depends on the generator's noise."""
+    """With DDIM (eta 0) both edits are the DDIM recursion written out by hand (iterative denoising then needs
+    no generator noise at all); with DDPM they depend on the generator's noise; dpm++ is another rule."""
     den = tiny_unet()
     x0 = torch.rand(2, 1, 28, 28, generator=_g(1))
     steps = ts.strided(20, steps=6)
     cond = den.encode(["3", ""])
+    x_t = torch.randn(2, 1, 28, 28, generator=_g(9))
 
     def run(sampler, seed):
-        x_t = torch.randn(2, 1, 28, 28, generator=_g(9))
         it, _ = edits.iterative_denoise(den, x_t, 1, steps, cond=cond, generator=_g(seed), sampler=sampler)
         return edits.sdedit(den, x0, 2, steps, cond=cond, generator=_g(seed), sampler=sampler), it
 
-    for a, b in zip(run("ddim", 1), run("ddim", 1)):
-        assert torch.equal(a, b)
+    sde, it = run("ddim", 1)
+    noised = den.schedule.q_sample(x0, steps[2], torch.randn(x0.shape, generator=_g(1)))
+    torch.testing.assert_close(sde, _ddim_by_hand(den, noised, steps[2:], cond), rtol=0, atol=1e-5)
+    torch.testing.assert_close(it, _ddim_by_hand(den, x_t, steps[1:], cond), rtol=0, atol=1e-5)
+    assert torch.equal(it, run("ddim", 2)[1])
     assert not torch.equal(run("ddpm", 1)[1], run("ddpm", 2)[1])
     assert not torch.equal(run("ddim", 1)[1], run("dpm++", 1)[1])

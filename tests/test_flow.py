@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from tests.helpers import synthetic_data, tiny_config
 
 from fundiff import flow, samplers, training
 from fundiff import timesteps as ts
@@ -13,6 +12,7 @@ from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
+from helpers import synthetic_data, tiny_config
 
 
 def test_flow_grid_and_its_vp_schedule_pinned():
@@ -301,6 +301,48 @@ def test_a_flow_unet_says_heun_and_flow_and_wrappers_forward_its_traits():
         assert not hasattr(flow_den, gone) and not hasattr(wrapped[0], gone), gone  # one source: the traits
     with pytest.raises(FundiffError, match="unknown objective 'x0'; choose one of eps, v, flow"):
         UNetDenoiser(net, NoiseSchedule.linear(10), objective="x0")
+
+
+def test_the_default_sampler_is_the_models_and_wrappers_forward_it():
+    """The sampler a model gets when none is asked for, as every command takes it (get_sampler of
+    default_sampler_of): Heun for a flow model, through CFG and composers too, with Heun's 2 n - 1 denoiser
+    calls for n steps; DDPM for eps and v models and for a Denoiser that names none, whose samples then
+    depend on the generator's noise."""
+    from fundiff.composers import Anagram
+
+    def default(den):
+        return samplers.get_sampler(samplers.default_sampler_of(den))
+
+    net = UNet(UNetConfig(kind="class", hidden=4)).eval()
+    flow_den = UNetDenoiser(net, flow.schedule(10), objective="flow")
+    anagram = Anagram(flow_den, ["identity", "rot180"], list(flow_den.encode(["1", "2"])))
+    for den in (flow_den, CFG(flow_den, 3.0), anagram):
+        assert isinstance(default(den), samplers.Heun), den
+    calls = []
+
+    def counting(x, t, cond):
+        calls.append(int(t[0]))
+        return flow_den(x, t, cond)
+
+    counting.schedule = flow_den.schedule
+    x_T = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    samplers.sample(counting, x_T, [9, 6, 3, 0], cond=flow_den.encode(["1"]), sampler=default(flow_den))
+    assert calls == [9, 6, 6, 3, 3, 0, 0]  # Heun: the step's start and end, one call on the last step
+    for objective in ("eps", "v"):
+        den = UNetDenoiser(net, NoiseSchedule.linear(10), objective=objective)
+        for d in (den, CFG(den, 3.0)):
+            assert isinstance(default(d), samplers.DDPM), (objective, d)
+
+        def run(seed, den=den):
+            g = torch.Generator().manual_seed(seed)
+            return samplers.sample(den, x_T, [9, 5, 0], cond=den.encode(["1"]), generator=g, sampler=default(den))
+
+        assert not torch.equal(run(1), run(2))  # ancestral steps draw noise
+    from types import SimpleNamespace
+
+    from fundiff.traits import ModelTraits
+
+    assert isinstance(default(SimpleNamespace(traits=ModelTraits())), samplers.DDPM)  # a Denoiser that names none
 
 
 # -- the CLI on flow models: `fundiff train --objective flow`, then sample / evaluate with the model's sampler --

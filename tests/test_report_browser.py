@@ -1,7 +1,9 @@
 """The tour's report opened in a real browser: headless Debian Chromium driven by Playwright's Python package.
 
 Set-up (no browser download; never `playwright install`): `apt-get install -y chromium` and
-`pip install playwright`. Skipped with the reason when either is missing.
+`pip install playwright`. Skipped with the reason when either is missing, unless FUNDIFF_REQUIRE_BROWSER=1
+(as `make test` sets it): then that reason is a failure, so a run that should drive the browser never
+passes without it.
 FUNDIFF_TOUR_REPORT=DIR/index.html checks that report instead of a tiny one;
 FUNDIFF_TOUR_SCREENSHOT=PATH also saves the screenshot there (docs/tour-report.png).
 """
@@ -23,6 +25,25 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1200, "height": 2000}
+REQUIRE_BROWSER = "FUNDIFF_REQUIRE_BROWSER"  # "1": a missing browser fails the browser tests instead of skipping
+
+
+def require_browser() -> None:
+    """Skip the calling test with the reason when Playwright's package or Chromium is missing; fail it with the
+    reason instead when $FUNDIFF_REQUIRE_BROWSER is 1."""
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "Playwright's Python package is missing: pip install playwright"
+    has_chromium = (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) or shutil.which("chromium")
+    if reason is None and not has_chromium:
+        reason = f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; no browser download)"
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_BROWSER}=1: this run must drive the browser)", pytrace=False)
+    pytest.skip(reason)
 
 
 def open_report(index: Path, screenshots: list[Path]) -> dict:
@@ -53,9 +74,7 @@ def open_report(index: Path, screenshots: list[Path]) -> dict:
 
 @pytest.fixture
 def browser_ready():
-    pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is missing: pip install playwright")
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; no browser download)")
+    require_browser()
 
 
 @pytest.mark.slow

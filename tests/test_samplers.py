@@ -39,14 +39,27 @@ def test_sampling_visits_first_and_last_step():
 
 
 def test_same_seed_same_samples_and_different_seed_differs():
+    """sample_from_noise with the default sampler is the DDPM ancestral recursion (Ho et al. 2020, Alg. 2, strided
+    pairs) written out here, x_T and each step's noise drawn in turn from the generator; another seed differs."""
     den = FakeDenoiser(30)
+    steps = ts.strided(30, steps=7)
+    cond = den.encode(["a"] * 3)
 
     def run(seed):
-        steps = ts.strided(30, steps=7)
-        return samplers.sample_from_noise(
-            den, den.encode(["a"] * 3), steps, generator=torch.Generator().manual_seed(seed)
-        )
+        return samplers.sample_from_noise(den, cond, steps, generator=torch.Generator().manual_seed(seed))
 
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 1, 4, 4, generator=g)
+    abar = torch.cumprod(1 - den.schedule.betas, 0).tolist() + [1.0]  # abar[-1] = 1: the clean image
+    for t, t_prev in zip(steps, steps[1:] + [-1]):
+        eps = den(x, torch.full((3,), t), cond).eps
+        a, a_prev = abar[t], abar[t_prev]
+        beta = 1 - a / a_prev
+        x0_hat = (x - (1 - a) ** 0.5 * eps) / a**0.5
+        x = a_prev**0.5 * beta / (1 - a) * x0_hat + (1 - beta) ** 0.5 * (1 - a_prev) / (1 - a) * x
+        if t_prev >= 0:
+            x = x + (beta * (1 - a_prev) / (1 - a)) ** 0.5 * torch.randn(x.shape, generator=g)
+    torch.testing.assert_close(run(1), x, rtol=0, atol=1e-5)
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.allclose(run(1), run(2))
 

@@ -132,8 +132,12 @@ def test_final_step_adds_no_noise_and_ddim_eta0_is_deterministic():
     a, _ = s.p_step(x, eps, 0, -1, generator=torch.Generator().manual_seed(0))
     b, _ = s.p_step(x, eps, 0, -1, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
+    abar_0 = float(s.abar[0])
+    torch.testing.assert_close(a, (x - (1 - abar_0) ** 0.5 * eps) / abar_0**0.5)  # the last step lands on x0_hat
     c, x0 = s.ddim_step(x, eps, 5, -1, eta=0.0)
     torch.testing.assert_close(c, x0)
+    abar_5 = float(s.abar[5])
+    torch.testing.assert_close(c, (x - (1 - abar_5) ** 0.5 * eps) / abar_5**0.5)
 
 
 def _ddim_scheduler(diffusers, T=300):

@@ -24,8 +24,13 @@ def test_every_shipped_model_is_there_with_a_model_card():
         assert (folder / "model.safetensors").stat().st_size < 8 * 2**20, name  # small: bf16 weights only
 
 
+DATA_MEAN = {"mnist": 0.1307, "fashion-mnist": 0.2860}  # mean pixel of each training set
+
+
 @pytest.mark.parametrize("name,kind", sorted(DIFFUSION.items()))
 def test_shipped_diffusion_models_load_by_name(name, kind):
+    """Each loads by name; a diffusion model answers at its first and its own last level t = T - 1, where its
+    one-step estimate x0_hat from pure noise is about the mean image of its data set (the MMSE answer)."""
     model, cfg = runs.load(name)
     assert model.config.kind == kind and not model.training
     if kind == "denoiser":
@@ -33,8 +38,13 @@ def test_shipped_diffusion_models_load_by_name(name, kind):
         assert model(x).shape == x.shape
         return
     den = runs.load_denoiser(name)
-    eps = den(torch.randn(2, 1, 28, 28), torch.tensor([0, 299]), den.encode(["", ""]))
-    assert eps.eps.shape == (2, 1, 28, 28) and torch.isfinite(eps.eps).all()
+    last = den.schedule.T - 1
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, last, last, last])
+    eps = den(x, t, den.encode([""] * 4)).eps
+    assert eps.shape == (4, 1, 28, 28) and torch.isfinite(eps).all()
+    x0_hat = den.schedule.x0_from_eps(x[1:], t[1:], eps[1:])
+    assert float(x0_hat.mean()) == pytest.approx(DATA_MEAN[runs.dataset_of(cfg)], abs=0.06), name
 
 
 @pytest.mark.parametrize("name,dataset", sorted(CLASSIFIERS.items()))

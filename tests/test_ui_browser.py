@@ -10,14 +10,13 @@ nothing of any host but the app. Set-up as tests/test_report_browser.py (no brow
 """
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from helpers import synthetic_data
-from test_report_browser import CHROMIUM, CHROMIUM_ARGS
+from test_report_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from test_ui import start_app
 
 VIEWPORT = {"width": 1280, "height": 1400}
@@ -28,9 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gr
 @pytest.fixture
 def browser_and_app(tmp_path, monkeypatch):
     pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
-    pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is missing: pip install playwright")
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; no browser download)")
+    require_browser()  # skips, or fails under FUNDIFF_REQUIRE_BROWSER=1, without Playwright or Chromium
     from fundiff import data
 
     docs = os.environ.get("FUNDIFF_UI_SCREENSHOTS")
