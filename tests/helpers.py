@@ -10,6 +10,7 @@ from fundiff.denoisers import Prediction, UNetDenoiser
 from fundiff.models.unet import UNet, UNetConfig
 from fundiff.schedules import NoiseSchedule
 from fundiff.training import TrainConfig
+from fundiff.traits import ModelTraits
 
 
 def synthetic_data(n: int = 48, seed: int = 0, size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +81,7 @@ class FlatPrior:
     fills the mask with the known value."""
 
     channels, image_size, value_range = 1, 8, (0.0, 1.0)
+    traits = ModelTraits()  # no preferences: ddpm, eps
 
     def __init__(self, schedule, mu=0.5, s=0.2):
         self.schedule, self.mu, self.s = schedule, mu, s

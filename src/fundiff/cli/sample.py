@@ -87,6 +87,7 @@ def _cmd_sample(args) -> None:
     if out.suffix and out.suffix.lower() != ".png":
         raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
     device = resolve_device(args.device)
+    sampler_from_args(args, samplers.DEFAULT_SAMPLER)  # --sampler / --eta are checked before the model loads
     den = runs.load_denoiser(args.model, device=device, precision=args.precision)
     timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
     if not den.conditional:
