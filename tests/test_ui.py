@@ -319,3 +319,69 @@ def test_out_must_be_a_folder_of_its_own(tmp_path, monkeypatch):
         config = ui.UIConfig(models=("mnist-class",), model="mnist-class", out=out)
         with pytest.raises(FundiffError, match="would let the page serve every file"):
             ui.launch(None, config)
+
+
+def test_closing_the_stream_stops_the_sampler_at_its_next_step():
+    """The page went away (gradio closes the generator): the worker raises at its next step, is joined, and the
+    run never finishes; nothing of it reaches the caller."""
+    import threading
+    import time
+
+    from fundiff.ui.app import stream_steps
+
+    steps, finished = [], threading.Event()
+
+    def run(on_step):
+        for i in range(500):
+            on_step(i, 499 - i, 498 - i, torch.zeros(1), torch.zeros(1, 1, 2, 2))
+            steps.append(i)
+            time.sleep(0.002)
+        finished.set()
+        return "done"
+
+    stream = stream_steps(run, total=500)
+    done, t, x0_hat, result = next(stream)  # the first preview
+    assert result is None and x0_hat.shape == (1, 1, 2, 2) and t == 499 - (done - 1)
+    stream.close()
+    n = len(steps)
+    time.sleep(0.05)
+    assert not finished.is_set() and n < 500 and len(steps) == n  # stopped, and stays stopped
+
+
+def _reproduce(argv: list[str], tmp_path: Path, figure: str) -> None:
+    """The manifest's command, run by the CLI into a new folder, writes the UI's very images."""
+    from fundiff import cli
+
+    ui_folder = Path(argv[argv.index("--out") + 1])
+    argv[argv.index("--out") + 1] = str(tmp_path / "cli")
+    assert cli.main(argv[1:]) == 0
+    made = sorted((tmp_path / "cli" / figure).glob("*.png"))
+    assert made and [p.read_bytes() for p in made] == [(ui_folder / figure / p.name).read_bytes() for p in made]
+
+
+def test_api_anagram_takes_the_specs_parameters_and_the_cli_reproduces_it(served, tmp_path):
+    client, _, _ = served
+    out = client.predict("mnist-class", "ddpm", 3, 11, "6, 9", ["rot180"], 5.0, 2, api_name="/anagram")
+    live, figure, both, files, status = out
+    argv = _argv(_manifest([Path(f) for f in files]))
+    assert argv[:2] == ["fundiff", "anagram"] and argv[argv.index("--prompts") + 1 : argv.index("--view")] == ["6", "9"]
+    assert argv[argv.index("--view") + 1] == "rot180" and argv[argv.index("--n") + 1] == "2"
+    assert Path(both).is_file() and "done in" in status
+    _reproduce(argv, tmp_path, "anagram")
+    assert "unknown view 'sideways'" in _message(
+        client, "mnist-class", "ddpm", 3, 1, "6, 9", ["sideways"], 5.0, 1, api_name="/anagram"
+    )
+
+
+def test_api_hybrid_takes_the_specs_parameters_and_the_cli_reproduces_it(served, tmp_path):
+    client, _, _ = served
+    out = client.predict("mnist-class", "ddim", 3, 5, "8", "3", 7, 2.0, 3.0, 2, api_name="/hybrid")
+    live, figure, sizes, files, status = out
+    argv = _argv(_manifest([Path(f) for f in files]))
+    flags = {f: argv[argv.index(f) + 1] for f in ("--low", "--high", "--kernel-size", "--sigma", "--guidance")}
+    assert flags == {"--low": "8", "--high": "3", "--kernel-size": "7", "--sigma": "2", "--guidance": "3"}
+    assert argv[argv.index("--sampler") + 1] == "ddim"  # not the model's own (heun), so the command says it
+    _reproduce(argv, tmp_path, "hybrid")
+    assert "--kernel-size: expected an odd integer" in _message(
+        client, "mnist-class", "ddpm", 3, 1, "8", "3", 8, 2.0, 3.0, 1, api_name="/hybrid"
+    )
