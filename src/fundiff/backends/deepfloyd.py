@@ -222,7 +222,7 @@ class IFDenoiser:
         return self._device
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
-        """(len(prompts), L, D) float32 T5 embeddings on ``device`` (file, cache, or T5; see adapters/embeddings)."""
+        """(len(prompts), L, D) float32 T5 embeddings on ``device`` (file, cache, or T5; see backends/embeddings)."""
         emb = self.prompts(list(prompts))
         if emb.shape[-1] != self.embed_dim:
             raise FundiffError(

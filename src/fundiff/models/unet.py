@@ -9,7 +9,8 @@ Shapes for a 28x28 input and hidden size D (``in`` channels C, 1 for MNIST)::
     cat(u2, e1) -ConvBlock-> (D,28,28) -Conv3x3-> out (C,28,28)
 
 The unconditional variant is the one-step denoiser (it predicts the clean image); the
-time- and class-conditioned variants predict the noise eps (Ho et al. 2020).
+time- and class-conditioned variants predict what their training objective asks: the noise eps (Ho et al.
+2020, the write-up), v, or a flow-matching velocity (fundiff.training; UNetDenoiser serves each as eps).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class FCBlock(nn.Sequential):
 class UNetConfig:
     """Architecture of the write-up's UNet; saved beside every checkpoint as JSON."""
 
-    kind: str = "class"  # "denoiser" (predicts x0), "time" or "class" (predict eps)
+    kind: str = "class"  # "denoiser" (predicts x0), "time" or "class" (predict eps, v or a velocity)
     in_channels: int = 1  # image channels C (1 for MNIST / Fashion-MNIST)
     hidden: int = 64  # D in the write-up: 128 for the denoiser, 64 for time / class
     num_classes: int = 10  # length of the one-hot class vector c (class kind only)
