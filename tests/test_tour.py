@@ -159,12 +159,23 @@ def test_bad_models_and_options_say_what_to_do(tmp_path, tiny, test_split):
     assert not (tmp_path / "o").exists()  # nothing written before the checks
 
 
-def test_cli_registers_tour_with_defaults():
+def test_cli_tour_hands_its_flags_to_run_tour(monkeypatch):
+    """`fundiff tour` with no flags runs the tour the library documents (shipped models, each model's own sampler,
+    the write-up's seed, out/tour); every flag reaches run_tour; an unknown preset is a parser error."""
+    from fundiff import cli
+
+    seen = []
+    monkeypatch.setattr(tour, "run_tour", lambda out, **kw: seen.append((out, kw)))
+    assert cli.main(["tour"]) == 0
+    out, kw = seen[-1]
+    assert out == "out/tour" and kw["seed"] == DEFAULT_SEED == 20040805
+    assert (kw["model"], kw["dataset"], kw["train"], kw["sampler"], kw["device"]) == (None, None, None, None, "auto")
+    argv = ["tour", "--out", "o", "--dataset", "fashion-mnist", "--train", "quick", "--sampler", "dpm++", "--seed", "3"]
+    assert cli.main(argv) == 0
+    out, kw = seen[-1]
+    assert (out, kw["dataset"], kw["train"], kw["sampler"], kw["seed"]) == ("o", "fashion-mnist", "quick", "dpm++", 3)
     parser = argparse.ArgumentParser()
-    handlers = cli_tour.register(parser.add_subparsers(dest="command"))
-    assert set(handlers) == {"tour"}
-    args = parser.parse_args(["tour"])
-    assert (args.out, args.model, args.dataset, args.train, args.seed) == ("out/tour", None, None, None, DEFAULT_SEED)
+    cli_tour.register(parser.add_subparsers(dest="command"))
     with pytest.raises(SystemExit):
         parser.parse_args(["tour", "--train", "huge"])
 
