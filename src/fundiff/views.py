@@ -194,6 +194,92 @@ register_view_family(
 )
 
 
+# -- the Visual Anagrams paper's permutation views (Geng et al. 2024, Sec. 3.2 and Fig. 5) ----------------
+# Each is a fixed permutation of the H x W pixel positions, given as the source index of every output pixel:
+# a permutation keeps i.i.d. N(0, I) noise i.i.d. N(0, I), the paper's condition for a valid view.
+IndexMap = Callable[[int, int], Tensor]  # (H, W) -> (H*W,) long: output pixel k takes input pixel map[k]
+
+
+@functools.lru_cache(maxsize=64)
+def _index(make: IndexMap, H: int, W: int) -> tuple[Tensor, Tensor]:
+    """(map, inverse map) of ``make`` for H x W images, checked to be a permutation (cached per size)."""
+    index = make(H, W).to(torch.long).flatten()
+    if index.numel() != H * W or not torch.equal(index.sort().values, torch.arange(H * W)):
+        raise FundiffError(f"a view's index map for {H}x{W} images is not a permutation of its pixels")
+    return index, index.argsort()
+
+
+def _gather(x: Tensor, make: IndexMap, inverse: bool) -> Tensor:
+    H, W = x.shape[-2:]
+    index = _index(make, H, W)[1 if inverse else 0].to(x.device)
+    return x.flatten(-2)[..., index].reshape(x.shape)
+
+
+def permutation_view(name: str, make: IndexMap, description: str = "") -> View:
+    """A View that moves pixel ``make(H, W)[k]`` to position k (and back): any fixed pixel permutation."""
+    return View(
+        name,
+        functools.partial(_gather, make=make, inverse=False),
+        functools.partial(_gather, make=make, inverse=True),
+        description=description,
+    )
+
+
+def _pixel_index(H: int, W: int) -> Tensor:
+    """A fixed random permutation of the pixels (its own generator, seeded with the image size)."""
+    return torch.randperm(H * W, generator=torch.Generator().manual_seed(H * 100_003 + W))
+
+
+def _skew_index(H: int, W: int) -> Tensor:
+    """Column j shifted down by j // 2 rows, wrapping around: a skew that keeps every pixel."""
+    rows, cols = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    return ((rows - cols // 2) % H) * W + cols
+
+
+def _inner_circle_index(H: int, W: int) -> Tensor:
+    """The inner disc (radius H/4 about the centre) turned by a quarter turn; the rest stays."""
+    if H != W:
+        raise FundiffError(f"view inner-circle needs square images, got {H}x{W}")
+    rows, cols = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    c = (H - 1) / 2
+    inside = (rows - c) ** 2 + (cols - c) ** 2 < (H / 4) ** 2
+    # output (i, j) in the disc takes the input at the pixel a quarter turn back: (j, H-1-i) -> (i, j); exact on the
+    # grid, and the disc maps onto itself (distances to the centre are kept)
+    src = torch.where(inside, cols * W + (H - 1 - rows), rows * W + cols)
+    return src
+
+
+def _patch_index(n: int) -> IndexMap:
+    def make(H: int, W: int) -> Tensor:
+        if H % n or W % n:
+            raise FundiffError(f"view patch:{n} needs images whose sides divide by {n}, got {H}x{W}")
+        ph, pw = H // n, W // n
+        order = torch.randperm(n * n, generator=torch.Generator().manual_seed(n))  # which piece goes where
+        rows, cols = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+        piece = order[(rows // ph) * n + cols // pw]  # output pixel's piece comes from input piece `piece`
+        return ((piece // n) * ph + rows % ph) * W + (piece % n) * pw + cols % pw
+
+    return make
+
+
+@functools.lru_cache(maxsize=16)
+def _patch_view(text: str) -> View:
+    """patch:N, an N x N jigsaw: the image cut into N x N pieces, shuffled by a fixed permutation."""
+    (n,) = _int_args(f"patch:{text}", text, 1, "a whole number of pieces per side N >= 2, e.g. patch:4")
+    if n < 2:
+        raise FundiffError(f"view 'patch:{text}': expected a whole number of pieces per side N >= 2")
+    return permutation_view(f"patch:{n}", _patch_index(n), f"an {n}x{n} jigsaw: the pieces shuffled")
+
+
+for _v in (
+    permutation_view("skew", _skew_index, "skew: column j shifted down by j // 2 rows, wrapping (a permutation)"),
+    permutation_view("pixel", _pixel_index, "a fixed random permutation of all pixels"),
+    permutation_view("inner-circle", _inner_circle_index, "the inner disc turned by 90 degrees (square images)"),
+):
+    register_view(_v)
+register_view_family(ViewFamily("patch", _patch_view, "patch:N", "an N x N jigsaw of shuffled pieces"))
+
+
 def view_names() -> list[str]:
     """Names of all registered views (without the parametric families; see :func:`view_specs`)."""
     return list(_REGISTRY)
