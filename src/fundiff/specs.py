@@ -218,7 +218,8 @@ class Technique:
     params: tuple[Param, ...]
     inputs: str = ""
     samples: bool = True
-    extra: dict = field(default_factory=dict)  # front-end notes, e.g. {"figure_name": ...}
+    # what the CLI adds: "timesteps": False (no --steps / --stride: setup has its own), "upscale": True (IF stage II)
+    extra: dict = field(default_factory=dict)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -252,7 +253,8 @@ class Technique:
         known = {p.name for p in self.params}
         unknown = set(given) - known
         if unknown:
-            raise FundiffError(f"{self.name} takes no {', '.join(sorted(unknown))}; it takes {', '.join(known)}")
+            takes = ", ".join(p.name for p in self.params)
+            raise FundiffError(f"{self.name} takes no {', '.join(sorted(unknown))}; it takes {takes}")
         return {k: self.param(k).check(v) for k, v in given.items() if v is not None}
 
     def resolve(self, denoiser, given: dict[str, Any]) -> dict[str, Any]:
