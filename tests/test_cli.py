@@ -220,7 +220,7 @@ def test_train_flags_are_the_config_fields_flags():
 
     flags = {f.name: opt.flag for f, opt in options_of(TrainConfig) if opt.flag is not None}
     assert set(flags.values()) == {
-        "--dataset", "--hidden", "--batch-size", "--epochs", "--lr", "--lr-schedule", "--sigma", "--T",
+        "--dataset", "--hidden", "--batch-size", "--epochs", "--lr", "--lr-schedule", "--sigma", "--pure-noise", "--T",
         "--beta-schedule", "--objective", "--loss-weight", "--flow-times", "--ema", "--max-steps", "--seed",
         "--precision", "--channels-last", "--sample-epochs", "--save-every",
     }  # fmt: skip

@@ -125,12 +125,13 @@ def _training_figures(cfg, device, class_names, data_dir):
 
             x_test, _ = data_lib.load_split(cfg.dataset, data_dir, train=False)
             x = data_lib.to_unit_float(x_test[:8], device)
-            z = x + cfg.sigma * torch.randn(x.shape, generator=g, device=device)
+            eps = torch.randn(x.shape, generator=g, device=device)
+            z = eps if cfg.pure_noise else x + cfg.sigma * eps
             with torch.no_grad():
                 out = model(z).clamp(0, 1)
             io.save_labeled_grid(
                 [x, z.clamp(0, 1), out],
-                ["clean", f"noisy σ={cfg.sigma}", "denoised"],
+                ["clean", "pure noise" if cfg.pure_noise else f"noisy σ={cfg.sigma}", "denoised"],
                 run_dir / f"denoised_epoch{epoch}.png",
                 title=f"epoch {epoch}",
             )

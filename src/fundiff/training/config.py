@@ -64,6 +64,13 @@ class TrainConfig:
     )
     warmup_steps: int = option(NONNEG_INT, "linear LR warm-up steps (on top of lr_schedule)", default=0)
     sigma: float = option(NONNEG_FLOAT, "training noise level of the one-step denoiser", default=0.5, flag="--sigma")
+    pure_noise: bool = option(
+        Switch(),
+        "denoiser: train on inputs that are pure noise z = eps, no image (the course's Part 1.2.3): under an MSE "
+        "loss the best constant output is the training set's mean image",
+        default=False,
+        flag="--pure-noise",
+    )
     T: int = option(
         Range(int, "an integer >= 2", low=2),
         "diffusion steps (time / class kinds), or flow grid points for sampling",
@@ -139,6 +146,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.pure_noise and self.kind != "denoiser":
+            raise FundiffError("--pure-noise trains the one-step denoiser; drop it for time and class models")
         if self.loss_weight != "none" and self.objective == "flow":
             raise FundiffError("min-snr weighting applies to the eps and v objectives, not to flow; drop --loss-weight")
 

@@ -1,6 +1,6 @@
 """The training losses of the three model kinds, and the regression targets of the diffusion objectives.
 
-- ``denoiser``: D(z) ~ x, z = x + sigma * eps, L2 loss on x.
+- ``denoiser``: D(z) ~ x, z = x + sigma * eps (or pure noise z = eps: ``pure_noise``), L2 loss on x.
 - ``time`` / ``class``: the UNet at (x_t, t) regresses eps (Ho et al. 2020, Alg. 1), v
   (Salimans & Ho 2022) or, for flow matching, the velocity eps - x0 at (x_tau, tau); eps and v
   may be weighted by min-SNR (Hang et al. 2023). The class vector is dropped to zeros with
@@ -28,8 +28,9 @@ def batch_loss(
     ``model`` may be wrapped in DistributedDataParallel; all noise, times and class dropouts come from ``g``.
     """
     eps = torch.randn(x0.shape, generator=g, device=x0.device)
-    if cfg.kind == "denoiser":
-        return F.mse_loss(model(x0 + cfg.sigma * eps).float(), x0)
+    if cfg.kind == "denoiser":  # z = x + sigma eps, or (pure noise) z = eps: then D(z) can only learn the mean
+        z = eps if cfg.pure_noise else x0 + cfg.sigma * eps
+        return F.mse_loss(model(z).float(), x0)
     b = x0.shape[0]
     if cfg.objective == "flow":
         tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
