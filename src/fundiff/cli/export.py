@@ -46,7 +46,7 @@ def _cmd_export(args) -> None:
     check_folder(dest, flag="--dest")
     evaluation = read_json(Path(args.eval_json)) if args.eval_json else None
     run_dir = runs.resolve(args.model)
-    with folder_lock(dest, doing="exported into", flag="--dest"), staged_folder(dest, flag="--dest") as staged:
+    with folder_lock(dest, doing="written", flag="--dest"), staged_folder(dest, flag="--dest") as staged:
         export_run(
             run_dir,
             staged.tmp,

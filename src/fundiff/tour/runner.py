@@ -76,6 +76,10 @@ def _run_section(t: TourState, sec: Section) -> dict:
         return _write_section(t, sec, folder)
     except BaseException:  # a full disk, Ctrl-C, an error: no half-written section stays (the earlier ones do)
         shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()  # sections/, when this was its first
+        except OSError:
+            pass
         raise
 
 
@@ -193,7 +197,7 @@ def run_tour(
     chosen = [s for s in SECTIONS if sections is None or s.id in sections]
     if not chosen:
         raise FundiffError(f"no sections chosen; choose from {', '.join(SECTION_IDS)}")
-    with folder_lock(out, doing="written by a tour"):  # one tour per folder at a time
+    with folder_lock(out, doing="written"):  # one tour per folder at a time
         return _tour(out, models, model, dataset, train, seed, sampler, dev, quick, chosen, data_dir, log, start)
 
 

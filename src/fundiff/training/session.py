@@ -165,6 +165,10 @@ def save(s: Session, epoch_done: int) -> None:
         )
         for name in CHECKPOINT_FILES:
             os.replace(tmp / name, s.run_dir / name)
+    except OSError as e:  # name the checkpoint file, not its temporary copy
+        if e.filename is not None:
+            e.filename = str(s.run_dir / Path(e.filename).name)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

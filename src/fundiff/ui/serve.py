@@ -32,9 +32,9 @@ def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: 
             )
     check_folder(config.out)
     lock = ExitStack()
-    lock.enter_context(folder_lock(config.out, doing="served by a fundiff ui"))  # makes the folder
-    demo.queue(default_concurrency_limit=1)
+    lock.enter_context(folder_lock(config.out, doing="served"))  # makes the folder
     try:
+        demo.queue(default_concurrency_limit=1)
         _, url, _ = demo.launch(
             server_name=host,
             server_port=port,
