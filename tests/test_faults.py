@@ -89,12 +89,13 @@ def full_disk(tmp_path, monkeypatch):
         yield folder
         subprocess.run(["umount", str(folder)], check=True)
         return
+    folder.mkdir(exist_ok=True)
     written = {"bytes": 0}
     real_fsync = os.fsync
 
     def fsync(fd):
         name = os.readlink(f"/proc/self/fd/{fd}")
-        if os.path.isfile(name) and Path(name).is_relative_to(folder):
+        if os.path.isfile(name) and Path(name).is_relative_to(folder) and not (folder / ".free").exists():
             written["bytes"] += os.fstat(fd).st_size
             if written["bytes"] > 4096 or (folder / ".full").exists():
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -124,9 +125,11 @@ def _fill_up(folder: Path) -> None:
 
 
 def _free(folder: Path) -> None:
-    """Free the full disk again."""
+    """Free the full disk again (the fake one: mark it free)."""
     for name in (".filler", ".filler-2", ".full"):
         (folder / name).unlink(missing_ok=True)
+    if not os.path.ismount(folder):
+        (folder / ".free").touch()
 
 
 @pytest.mark.parametrize("name", NAMES)
