@@ -1,4 +1,6 @@
-"""Atomic file writes: a temp file in the same folder, fsync, rename (no half-written files)."""
+"""Atomic file writes: a temp file in the same folder, fsync, rename (no half-written files).
+
+An OSError of writing (a full disk, a read-only file system) names the file it was writing."""
 
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write or fsync names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -23,12 +23,15 @@ def export_run(
     dtype: torch.dtype = torch.bfloat16,
     evaluation: dict | None = None,
     card_extra: dict | None = None,
+    name: str | None = None,
 ) -> Path:
     """Copy ``run_dir``'s weights (EMA when kept; floats cast to ``dtype``) and config to ``dest``.
 
     ``dest`` gets config.json, model.safetensors (keys "model.*") and card.json: the exact
     command that trained it, preset, data, wall time, machine and ``evaluation`` numbers.
     Absolute paths in the card and the config are cut to their last component (strip_paths).
+    ``name``: the shipped model's name in the card (default: ``dest``'s name; the CLI writes into a
+    temporary folder first, fundiff.outputs).
     """
     run_dir, dest = Path(run_dir), Path(dest)
     cfg = ckpt.load_config(run_dir)
@@ -40,7 +43,7 @@ def export_run(
         raise FundiffError(f"{run_dir}/model.safetensors holds no model weights; retrain or restore it")
     train = cfg.get("train", {})
     card = {
-        "name": dest.name,
+        "name": name or dest.name,
         "kind": cfg["model"]["kind"],
         "dataset": train.get("dataset"),
         "command": cfg.get("command"),

@@ -115,12 +115,9 @@ def _find_classifier(name: str | None, dataset: str, device):
 def evaluate_command(args: argparse.Namespace) -> None:
     """Measure a run (kind from its config.json), print a table and write the metrics JSON."""
 
-    from fundiff import data
-    from fundiff.atomic import atomic_write_json
     from fundiff.backends import runs
     from fundiff.checkpoints import load_config
-    from fundiff.data import to_unit_float
-    from fundiff.devices import resolve_device
+    from fundiff.outputs import staged_file
 
     run_dir = runs.resolve(args.model)
     cfg = load_config(run_dir)
@@ -130,10 +127,24 @@ def evaluate_command(args: argparse.Namespace) -> None:
     dataset = runs.dataset_of(cfg)
     names = runs.class_names_of(cfg)
     _check_options(args, kind, len(names))
-    device = resolve_device(args.device)
     out = Path(args.out) if args.out else runs.default_output(args.model, "evaluation.json")
     if out.suffix.lower() != ".json":
         raise FundiffError(f"--out must be a .json path, got {args.out!r}")
+    with staged_file(out, suffixes=(".json",)) as staged:  # checked before work; written whole or not at all
+        report = _evaluate(args, run_dir, cfg, kind, dataset, names, staged)
+    _print_report(report, names)
+    print(f"metrics in {out}")
+
+
+def _evaluate(args, run_dir, cfg: dict, kind: str, dataset: str, names, staged) -> dict:
+    """Measure the run, write the metrics JSON (and a class model's guidance plot) to ``staged.tmp``; the report."""
+    from fundiff import data
+    from fundiff.atomic import atomic_write_json
+    from fundiff.backends import runs
+    from fundiff.data import to_unit_float
+    from fundiff.devices import resolve_device
+
+    device = resolve_device(args.device)
     report: dict = {"model": str(args.model), "kind": kind, "dataset": dataset, "seed": args.seed}
     if kind != "denoiser":  # everything that can fail fast, before loading data and sampling
         from fundiff import timesteps as ts
@@ -170,10 +181,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
         if kind == "time":
             _evaluate_time(args, den, sampler, clf, names, timesteps, fid_to_test, train, y_test, report, device)
         else:
-            _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, out, device)
-    atomic_write_json(out, report)
-    _print_report(report, names)
-    print(f"metrics in {out}")
+            _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, staged, device)
+    atomic_write_json(staged.tmp, report)
+    return report
 
 
 def _check_options(args, kind: str, n_classes: int) -> None:
@@ -262,7 +272,7 @@ def _evaluate_denoiser(args, run_dir, cfg, report, x_test, x_train, device) -> N
     }
 
 
-def _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, out, device) -> None:
+def _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, staged, device) -> None:
     import torch
 
     from fundiff.evaluation import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep
@@ -295,11 +305,11 @@ def _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, trai
     }
     main = results[float(guidance)]
     floor = reference_fid(fid_to_test, train, n=n, generator=torch.Generator().manual_seed(args.seed + 1))
-    plot = out.with_name(out.stem + "_guidance.png")
+    plot = staged.target.with_name(staged.target.stem + "_guidance.png")  # beside the JSON, written with it
     shown = [results[float(s)] for s in sorted(set(sweep))]
     plot_guidance_sweep(
         shown,
-        plot,
+        staged.tmp.with_name(plot.name),
         class_names=names,
         fid_floor=floor,
         title=f"class accuracy and FID vs. guidance ({n} samples per scale, {len(timesteps)} steps)",

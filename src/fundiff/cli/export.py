@@ -34,18 +34,24 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 
 def _cmd_export(args) -> None:
+    """Export into --dest/--name: checked first, locked (one writer), written whole or not at all."""
     from fundiff.backends import runs
     from fundiff.checkpoints import read_json
+    from fundiff.outputs import check_folder, folder_lock, staged_folder
     from fundiff.shipping import export_run
 
     if not args.name.replace("-", "").replace("_", "").isalnum():
         raise FundiffError(f"--name may hold letters, digits, '-' and '_' only, got {args.name!r}")
+    dest = (Path(args.dest) if args.dest else runs.SHIPPED_DIR) / args.name
+    check_folder(dest, flag="--dest")
     evaluation = read_json(Path(args.eval_json)) if args.eval_json else None
-    dest = Path(args.dest) if args.dest else runs.SHIPPED_DIR
-    out = export_run(
-        runs.resolve(args.model),
-        dest / args.name,
-        evaluation=evaluation,
-        card_extra={"command": args.command_line, "wall_s": args.wall_s, "note": args.note},
-    )
-    print(f"exported {args.model} as {args.name} -> {out}")
+    run_dir = runs.resolve(args.model)
+    with folder_lock(dest, doing="written", flag="--dest"), staged_folder(dest, flag="--dest") as staged:
+        export_run(
+            run_dir,
+            staged.tmp,
+            evaluation=evaluation,
+            card_extra={"command": args.command_line, "wall_s": args.wall_s, "note": args.note},
+            name=args.name,
+        )
+    print(f"exported {args.model} as {args.name} -> {dest}")

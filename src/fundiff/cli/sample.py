@@ -75,18 +75,40 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 
 def _cmd_sample(args) -> None:
-    import torch
-
-    from fundiff import io, samplers
-    from fundiff import timesteps as ts
-    from fundiff.backends import runs
+    """Sample into --out: written into a temporary sibling that takes its place at the end (fundiff.outputs)."""
+    from fundiff import io
     from fundiff.devices import resolve_device
-    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+    from fundiff.outputs import staged_file, staged_folder
 
     out = Path(args.out)
     if out.suffix and out.suffix.lower() != ".png":
         raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
-    device = resolve_device(args.device)
+    grid = out.suffix.lower() == ".png"
+    with staged_file(out, suffixes=(".png",)) if grid else staged_folder(out) as staged:  # checked before work
+        x, names, nrow, steps = _samples(args, resolve_device(args.device))
+        if grid:
+            io.save_grid(x, staged.tmp, nrow=nrow, scale=2)
+        else:
+            for i, img in enumerate(x):
+                label = names[i // args.n] if names else "sample"
+                io.save_png(img, staged.tmp / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
+            io.save_grid(x, staged.tmp / "grid.png", nrow=nrow, scale=2)
+    if grid:
+        print(f"wrote {out} ({len(x)} samples, {steps} steps)")
+    else:
+        print(f"wrote {len(x)} samples and grid.png to {out} ({steps} steps)")
+
+
+def _samples(args, device):
+    """(samples (N,C,H,W) in [0,1], class names of a class model (else None), grid row length, steps) of the
+    `sample` flags."""
+    import torch
+
+    from fundiff import samplers
+    from fundiff import timesteps as ts
+    from fundiff.backends import runs
+    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+
     sampler_from_args(args, samplers.DEFAULT_SAMPLER)  # --sampler / --eta are checked before the model loads
     den = runs.load_denoiser(args.model, device=device, precision=args.precision)
     timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
@@ -96,7 +118,7 @@ def _cmd_sample(args) -> None:
                 "this is an unconditional (time-conditioned) model: it takes no --class or --guidance; "
                 "use a class-conditioned model for those"
             )
-        prompts, names, model = [""] * args.n, ["sample"], den
+        prompts, names, model = [""] * args.n, None, den
     else:
         chosen = [str(c) for c in args.classes] if args.classes else list(den.default_prompts)
         names = [den.describe_prompt(c) for c in chosen]
@@ -109,20 +131,24 @@ def _cmd_sample(args) -> None:
     x = samplers.sample_from_noise(
         model, model.encode(prompts), timesteps, generator=g, sampler=sampler, device=device
     ).clamp(0, 1)
-    nrow = args.n if den.conditional else min(args.n, 10)
-    if out.suffix.lower() == ".png":
-        io.save_grid(x, out, nrow=nrow, scale=2)
-        print(f"wrote {out} ({len(x)} samples, {len(timesteps)} steps)")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(x):
-        label = names[i // args.n] if den.conditional else "sample"
-        io.save_png(img, out / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
-    io.save_grid(x, out / "grid.png", nrow=nrow, scale=2)
-    print(f"wrote {len(x)} samples and grid.png to {out} ({len(timesteps)} steps)")
+    return x, names, (args.n if den.conditional else min(args.n, 10)), len(timesteps)
 
 
 def _cmd_denoise_sweep(args) -> None:
+    from fundiff.backends import runs
+    from fundiff.outputs import staged_folder
+
+    out = Path(args.out) if args.out else runs.default_output(args.model, "sweep")
+    with staged_folder(out) as staged:  # checked before work; written whole or not at all
+        rows = _denoise_sweep(args, staged.tmp)
+    print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10}")
+    for r in rows:
+        print(f"{r.sigma:>6.2f} {r.mse:>9.5f} {r.psnr:>8.2f} {r.mse_noisy:>10.5f}")
+    print(f"figures and metrics.json in {out}")
+
+
+def _denoise_sweep(args, out: Path) -> list:
+    """Run the sweep of the `denoise-sweep` flags and write its figures and metrics.json into ``out``; its rows."""
     import torch
 
     from fundiff import data, io
@@ -143,8 +169,6 @@ def _cmd_denoise_sweep(args) -> None:
     x = data.to_unit_float(x_test[: max(args.n_eval, args.n_show)], device)
     g = torch.Generator(device=device).manual_seed(args.seed)
     rows, images = denoise_sweep(model, x, sigmas, generator=g)
-    out = Path(args.out) if args.out else runs.default_output(args.model, "sweep")
-    out.mkdir(parents=True, exist_ok=True)
     n = args.n_show
     for s in sigmas:
         z, den = images[float(s)]
@@ -167,7 +191,4 @@ def _cmd_denoise_sweep(args) -> None:
         title="z = x + σ ε",
     )
     atomic_write_json(out / "metrics.json", {"n_eval": len(x), "seed": args.seed, "rows": [r.__dict__ for r in rows]})
-    print(f"{'sigma':>6} {'MSE':>9} {'PSNR dB':>8} {'noisy MSE':>10}")
-    for r in rows:
-        print(f"{r.sigma:>6.2f} {r.mse:>9.5f} {r.psnr:>8.2f} {r.mse_noisy:>10.5f}")
-    print(f"figures and metrics.json in {out}")
+    return rows

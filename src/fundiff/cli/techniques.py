@@ -212,25 +212,31 @@ def _add_inputs(p: argparse.ArgumentParser, inputs: str) -> None:
 
 # -- running a technique -------------------------------------------------------------------------------
 def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
-    """``fundiff NAME``: load the model, read the inputs, run the spec's figure function with the given
-    parameters (the rest are the figure function's defaults for this model), report what was written."""
-    den, folder = _load(args)
-    given = spec.check({p.name: getattr(args, p.name) for p in spec.params})  # every flag checked before work
-    options: dict = {"out": args.out, "seed": args.seed}
-    if spec.samples:
-        options["sampler"] = sampler_from_args(args, den)
-        if spec.extra.get("timesteps", True):
-            from fundiff import timesteps as ts
+    """``fundiff NAME``: check --out, load the model, read the inputs, run the spec's figure function with the
+    given parameters (the rest are the figure function's defaults for this model), report what was written.
 
-            options["timesteps"] = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
-    if spec.extra.get("upscale"):
-        options["upscale"] = _upscale(args, den)
-    if spec.name == "sdedit":  # what the write-up calls the figure of hand-drawn inputs
-        options["name"] = "handdrawn" if args.image else "sdedit"
-    inputs = _inputs(args, den, folder, spec.inputs)
-    fig = spec.run(den, inputs, given, **options)
+    Everything is written into a temporary sibling of --out that moves into place at the end (fundiff.outputs):
+    a failure at any point leaves nothing new behind."""
+    from fundiff.outputs import staged_folder
+
+    with staged_folder(args.out) as out:  # --out is checked before any work
+        den, folder = _load(args)
+        given = spec.check({p.name: getattr(args, p.name) for p in spec.params})  # every flag checked before work
+        options: dict = {"out": str(out.tmp), "seed": args.seed}
+        if spec.samples:
+            options["sampler"] = sampler_from_args(args, den)
+            if spec.extra.get("timesteps", True):
+                from fundiff import timesteps as ts
+
+                options["timesteps"] = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+        if spec.extra.get("upscale"):
+            options["upscale"] = _upscale(args, den)
+        if spec.name == "sdedit":  # what the write-up calls the figure of hand-drawn inputs
+            options["name"] = "handdrawn" if args.image else "sdedit"
+        inputs = _inputs(args, den, folder, spec.inputs)
+        fig = spec.run(den, inputs, given, **options)
     n = sum(1 for _ in Path(args.out).rglob("*.png"))
-    print(f"wrote {', '.join(str(p) for p in fig.paths)} ({n} PNGs in {args.out})")
+    print(f"wrote {', '.join(str(out.final(p)) for p in fig.paths)} ({n} PNGs in {args.out})")
 
 
 def _load(args: argparse.Namespace):

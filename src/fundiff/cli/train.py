@@ -180,6 +180,7 @@ def _train_config(args: argparse.Namespace, out: Path):
 def _cmd_train(args, argv: list[str] | None = None) -> None:
     from fundiff import data, provenance, training
     from fundiff.devices import resolve_device
+    from fundiff.outputs import check_folder
 
     if args.kind == "classifier":
         if args.preset is not None:
@@ -190,6 +191,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         return train_classifier_command(args, argv)
     args.preset = args.preset or "paper"
     out = Path(args.out or f"runs/{args.dataset}-{args.kind}-{args.preset}")
+    check_folder(out)  # before any work; a failure later leaves the last complete checkpoint (training.train)
     cfg = _train_config(args, out)
     device = resolve_device(args.device)
     images, labels = data.load_split(cfg.dataset, args.data_dir, train=True)
@@ -227,6 +229,7 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     """
     from fundiff import data
     from fundiff.devices import resolve_device
+    from fundiff.outputs import check_folder
     from fundiff.provenance import portable_command, run_info
     from fundiff.training import ClassifierTrainConfig, TrainConfig, train_classifier
     from fundiff.training.options import options_of
@@ -247,6 +250,7 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
         )
     cfg = ClassifierTrainConfig(**{k: given[k] for k in own if given.get(k) is not None})
     out = Path(args.out or f"runs/{cfg.dataset}-classifier")
+    check_folder(out)  # before any work
     device = resolve_device(given.get("device"))
     train_split = data.load_split(cfg.dataset, given.get("data_dir"), train=True)
     test_split = data.load_split(cfg.dataset, given.get("data_dir"), train=False)

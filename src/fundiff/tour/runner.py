@@ -17,6 +17,7 @@ from fundiff.atomic import atomic_write_json
 from fundiff.data import DATASETS
 from fundiff.devices import resolve_device
 from fundiff.errors import FundiffError
+from fundiff.outputs import check_folder, folder_lock
 from fundiff.tour import report
 from fundiff.tour.retrain import train_part_b
 from fundiff.tour.sections import SECTION_IDS, SECTIONS
@@ -66,10 +67,23 @@ def _complete(t: TourState, sec: Section, entry_path: Path) -> dict | None:
 
 
 def _run_section(t: TourState, sec: Section) -> dict:
-    """Run one section into OUT/sections/ID (emptied first) and write its entry atomically."""
+    """Run one section into OUT/sections/ID (emptied first) and write its entry atomically; on any failure the
+    folder is removed again."""
     folder = t.out / "sections" / sec.id
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_section(t, sec, folder)
+    except BaseException:  # a full disk, Ctrl-C, an error: no half-written section stays (the earlier ones do)
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()  # sections/, when this was its first
+        except OSError:
+            pass
+        raise
+
+
+def _write_section(t: TourState, sec: Section, folder: Path) -> dict:
     start = time.perf_counter()
     made = sec.make(t, folder)
     wall = time.perf_counter() - start
@@ -163,11 +177,14 @@ def run_tour(
     quick: the small :data:`QUICK` sizes (tests). sections: a subset of :data:`SECTION_IDS` (run in
     tour order; the report and manifest then hold only those).
     Uses torch's current thread count (the CLI sets it from --threads). Sections complete from an
-    earlier run with the same settings are skipped (``TourResult.skipped``).
+    earlier run with the same settings are skipped (``TourResult.skipped``). ``out`` is checked before
+    any work and locked while the tour runs (a second tour into it stops at once); a section that
+    fails leaves no files, the sections before it stay complete.
     """
     from fundiff.samplers import get_sampler
 
     start = time.perf_counter()
+    check_folder(out)  # before any work
     if sampler is not None:  # None: each model's own (heun for a flow-matching model, else ddpm)
         get_sampler(sampler)  # unknown names fail here, before any work
     unknown = set(sections or ()) - set(SECTION_IDS)
@@ -177,6 +194,15 @@ def run_tour(
     out, dev = Path(out), resolve_device(device)
     models = {"class": model, "class-b": model, **PART_B_MODELS}
     models.update({k: v for k, v in (("time", time_model), ("denoiser", denoiser_model)) if v})
+    chosen = [s for s in SECTIONS if sections is None or s.id in sections]
+    if not chosen:
+        raise FundiffError(f"no sections chosen; choose from {', '.join(SECTION_IDS)}")
+    with folder_lock(out, doing="written"):  # one tour per folder at a time
+        return _tour(out, models, model, dataset, train, seed, sampler, dev, quick, chosen, data_dir, log, start)
+
+
+def _tour(out, models, model, dataset, train, seed, sampler, dev, quick, chosen, data_dir, log, start) -> TourResult:
+    """run_tour's work, with ``out`` locked: Part B's training when asked, then the sections."""
     if train is not None:
         models.update(train_part_b(out, train, dataset, seed=seed, device=dev, data_dir=data_dir, log=log))
     state = TourState(
@@ -189,9 +215,6 @@ def run_tour(
         device=dev,
         data_dir=data_dir,
     )
-    chosen = [s for s in SECTIONS if sections is None or s.id in sections]
-    if not chosen:
-        raise FundiffError(f"no sections chosen; choose from {', '.join(SECTION_IDS)}")
     log(f"fundiff tour: {len(chosen)} sections into {out} on {model} ({dev}, {torch.get_num_threads()} threads)")
     result = _run_sections(state, chosen, _tour_command(out, model, dataset, train, sampler), start, log)
     log(f"report: {result.index} ({time.perf_counter() - start:.0f} s)")

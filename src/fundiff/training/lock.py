@@ -1,54 +1,24 @@
-"""The lock that keeps two processes from training into one run folder at a time."""
+"""The lock that keeps two processes from training into one run folder at a time (fundiff.outputs.folder_lock)."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from fundiff.errors import FundiffError
+from fundiff.outputs import folder_lock
 
 
 @contextmanager
 def run_lock(run_dir: Path, *, enabled: bool = True) -> Iterator[None]:
-    """Hold an exclusive OS lock (flock) on ``run_dir``/.lock; a second holder fails at once.
+    """Hold an exclusive OS lock (flock) on ``run_dir``/.lock; a second holder fails at once with the first's pid.
 
-    The lock file holds the owner's pid and is removed on release. Linux/macOS only: where
-    fcntl is missing the lock is skipped.
+    The lock file holds the owner's pid and is removed on release; ``run_dir`` is made if missing and removed
+    again when it is still empty then (a run that failed before writing anything leaves no folder). Linux/macOS
+    only: where fcntl is missing the lock is skipped.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        enabled = False
-    if not enabled:
+    with folder_lock(run_dir, doing="trained", enabled=enabled):
         yield
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / ".lock"
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise FundiffError(
-                f"{run_dir} is being trained by another process (pid {pid}); wait for it or choose another --out"
-            ) from None
-        try:  # the holder may have removed the file between our open and flock: lock the new one then
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        path.unlink(missing_ok=True)  # while still locked, so no one else holds this inode
-        os.close(fd)
 
 
 __all__ = ["run_lock"]

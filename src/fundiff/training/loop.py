@@ -53,7 +53,8 @@ def train(
     """Train ``cfg.kind`` on ``data`` = (images uint8 (N,H,W), labels int64 (N,)) into ``run_dir``.
 
     Writes config.json at the start and a checkpoint every ``save_every`` steps, at each
-    epoch end and at the end; ``resume`` continues a run folder exactly where it stopped.
+    epoch end and at the end (each whole or not at all: session.save); ``resume`` continues a
+    run folder exactly where it stopped (from step 0 when it stopped before its first checkpoint).
     ``on_epoch_end(model, epoch, run_dir)`` (main rank, eval mode) draws figures. The run
     folder is locked for the whole training (one ``train`` per folder at a time).
     """
@@ -63,10 +64,11 @@ def train(
         if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         s = setup(cfg, run_dir, data, device, resume)
-        if resume:
+        if resume and (run_dir / "state.json").exists():
             restore(s)
-        elif s.info.main:
+        elif not resume and s.info.main:
             ckpt.save_config(run_dir, run_config(s, extra_config or {}))
+        # else: --resume of a run stopped before its first checkpoint (config.json only) starts at step 0
         barrier(s.info)
         if s.info.world > 1:
             device_ids = [s.dev.index] if s.dev.type == "cuda" else None

@@ -9,6 +9,8 @@ state, and :func:`restore` loads that checkpoint back so a resumed run continues
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +28,8 @@ from fundiff.schedules import NoiseSchedule
 from fundiff.training.config import TrainConfig, schedule_of_config
 from fundiff.training.distributed import DistInfo, from_main, gather_rng, init_distributed
 from fundiff.training.ema import ema_model
+
+CHECKPOINT_FILES = ("model.safetensors", "state.safetensors", "state.json")  # in the order they are renamed
 
 
 @dataclass
@@ -142,7 +146,7 @@ def restore(s: Session) -> None:
 
 
 def save(s: Session, epoch_done: int) -> None:
-    """Checkpoint ``s`` (all ranks take part: their RNG states are gathered; rank 0 writes)."""
+    """Checkpoint ``s`` (all ranks take part: their RNG states are gathered; rank 0 writes), all or nothing."""
     rngs = gather_rng(s.g, s.info)
     if not s.info.main:
         return
@@ -151,9 +155,22 @@ def save(s: Session, epoch_done: int) -> None:
         weights |= {f"ema.{k}": v for k, v in s.ema.module.state_dict().items()}
     wall = s.wall_before + time.perf_counter() - s.t_start
     state = {"epoch": epoch_done, "world": s.info.world, "losses": s.losses, "wall_s": round(wall, 2)}
-    ckpt.save_train_state(
-        s.run_dir, step=s.step, weights=weights, optimizer_state=s.opt.state_dict(), rng_states=rngs, state=state
-    )
+    # written whole into a temporary folder first, then renamed over the last checkpoint file by file (state.json
+    # last): a full disk or an interrupt while writing leaves the last complete checkpoint as it was
+    tmp = s.run_dir / f".checkpoint.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ckpt.save_train_state(
+            tmp, step=s.step, weights=weights, optimizer_state=s.opt.state_dict(), rng_states=rngs, state=state
+        )
+        for name in CHECKPOINT_FILES:
+            os.replace(tmp / name, s.run_dir / name)
+    except OSError as e:  # name the checkpoint file, not its temporary copy
+        if e.filename is not None:
+            e.filename = str(s.run_dir / Path(e.filename).name)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_config(s: Session, extra: dict) -> dict:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+from contextlib import ExitStack
 from pathlib import Path
 
 import gradio as gr
 
 from fundiff.errors import FundiffError
+from fundiff.outputs import check_folder, folder_lock
 from fundiff.ui.app import UIConfig
 
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch Google fonts
@@ -18,7 +21,8 @@ def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: 
 
     Returns the local URL; ``demo.block_thread()`` waits (until Ctrl-C), ``demo.close()`` stops it.
     Every file under ``config.out`` can be downloaded, so it must not be (or contain) the working folder, the
-    home folder or /."""
+    home folder or /; it is checked (fundiff.outputs.check_folder) and locked until ``demo.close()`` (one UI per
+    folder; a second stops at once). A failed start leaves no new folder."""
     out = config.out.resolve()
     for broad in (Path.cwd().resolve(), Path.home().resolve(), Path(out.anchor)):
         if out == broad or out in broad.parents:
@@ -26,9 +30,11 @@ def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: 
                 f"--out {config.out} would let the page serve every file under {out}; give a folder of its own "
                 "(default out/ui)"
             )
-    config.out.mkdir(parents=True, exist_ok=True)
-    demo.queue(default_concurrency_limit=1)
+    check_folder(config.out)
+    lock = ExitStack()
+    lock.enter_context(folder_lock(config.out, doing="served"))  # makes the folder
     try:
+        demo.queue(default_concurrency_limit=1)
         _, url, _ = demo.launch(
             server_name=host,
             server_port=port,
@@ -47,7 +53,21 @@ def launch(demo: gr.Blocks, config: UIConfig, *, host: str = "127.0.0.1", port: 
             theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
         )
     except OSError as e:  # e.g. the port is taken
+        lock.close()
         raise FundiffError(
             f"cannot serve on {host}:{port or 'a free port from 7860'}: {e}; pick another --port"
         ) from None
+    except BaseException:
+        lock.close()
+        raise
+    close = demo.close
+
+    def close_and_unlock(*args, **kwargs):
+        try:
+            return close(*args, **kwargs)
+        finally:
+            lock.close()
+
+    demo.close = close_and_unlock
+    atexit.register(lock.close)  # Ctrl-C in demo.block_thread() stops the server without demo.close()
     return url
