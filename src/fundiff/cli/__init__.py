@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``fundiff ARGV`` (default: sys.argv[1:]); returns the exit status (2 for bad input)."""
+    """Run ``fundiff ARGV`` (default: sys.argv[1:]); returns the exit status (2 for bad input, 1 out of memory)."""
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, recorded by `train` in config.json
     keep_freed_memory()  # the command owns its process: reuse freed memory instead of page-faulting it back
@@ -41,12 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     except FundiffError as e:
         print(f"fundiff: error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(e):
+            raise
+        print(f"fundiff: error: {_out_of_memory_message(e, args)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         hints = {"tour": " (rerun the same command to resume)", "train": " (continue with --resume)"}
         hint = "" if getattr(args, "kind", None) == "classifier" else hints.get(args.command, "")
         print(f"fundiff: interrupted; what was finished is kept{hint}", file=sys.stderr)
         return 130
     return 0
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is running out of memory: MemoryError, torch.OutOfMemoryError, or a RuntimeError that says so
+    (PyTorch's CPU allocator: "DefaultCPUAllocator: not enough memory", CUDA: "CUDA out of memory")."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "not enough memory" in text
+
+
+def _out_of_memory_message(e: BaseException, args: argparse.Namespace) -> str:
+    """One line for an out-of-memory error: what ran out, and the flag that sizes the work."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    flags = [f for f in ("--batch-size", "--n", "--hidden") if getattr(args, f[2:].replace("-", "_"), None)]
+    fix = f"lower {' or '.join(flags)}" if flags else "use smaller inputs"
+    return f"out of memory during `fundiff {args.command}` ({first}); {fix}, or free memory / use another --device"
 
 
 if __name__ == "__main__":

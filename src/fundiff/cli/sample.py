@@ -17,6 +17,12 @@ from fundiff.cli.common import positive_int as _positive_int
 from fundiff.cli.common import seed_int as _seed_int
 from fundiff.errors import FundiffError
 
+# Samples drawn at once: any --n runs in the memory of this many (CFG: twice as many UNet inputs, ~2 MiB each
+# for hidden 64 at 28x28, fundiff.memory). Up to this many samples in all, the pictures are exactly those of one
+# call; above it, each batch draws its x_T after the previous batch's steps (same seed, same pictures).
+SAMPLE_BATCH = 256
+GRID_MAX = 1000  # samples one grid picture shows at most
+
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add ``sample`` and ``denoise-sweep`` to the subparsers ``sub``; returns {command name: handler(args)}."""
@@ -51,7 +57,12 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     add_sampler_options(p)
     add_precision_option(p)
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
-    p.add_argument("--out", required=True, help="a .png path (one grid) or a folder (a PNG per sample + grid.png)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help=f"a .png path (one grid, {GRID_MAX} samples at most) or a folder (a PNG per sample, any --n, drawn "
+        f"{SAMPLE_BATCH} at a time, + grid.png of up to {GRID_MAX})",
+    )
     _add_common(p)
 
     p = sub.add_parser(
@@ -105,21 +116,41 @@ def _cmd_sample(args) -> None:
         prompts = [c for c in chosen for _ in range(args.n)]
         model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
     sampler = sampler_from_args(args, den)
+    per_row = args.n if den.conditional else min(args.n, 10)
+    shown = args.n if den.conditional else len(prompts)  # per class (class model) / in all: what grid.png holds
+    if len(prompts) > GRID_MAX:
+        if out.suffix.lower() == ".png":
+            most = GRID_MAX // len(names) if den.conditional else GRID_MAX
+            raise FundiffError(
+                f"a grid of {len(prompts)} samples is more than one picture can show ({GRID_MAX} at most): use "
+                f"--n {most} or less, or give --out a folder (a PNG per sample, any --n)"
+            )
+        shown = max(1, GRID_MAX // len(names)) if den.conditional else GRID_MAX
+        per_row = shown if den.conditional else per_row
     g = torch.Generator(device=device).manual_seed(args.seed)
-    x = samplers.sample_from_noise(
-        model, model.encode(prompts), timesteps, generator=g, sampler=sampler, device=device
-    ).clamp(0, 1)
-    nrow = args.n if den.conditional else min(args.n, 10)
+    if out.suffix.lower() != ".png":
+        out.mkdir(parents=True, exist_ok=True)
+    grid = []
+    for start in range(0, len(prompts), SAMPLE_BATCH):  # one batch: the same draws as a single call
+        batch = prompts[start : start + SAMPLE_BATCH]
+        x = samplers.sample_from_noise(
+            model, model.encode(batch), timesteps, generator=g, sampler=sampler, device=device
+        ).clamp(0, 1)
+        for i, img in enumerate(x, start):
+            if (i % args.n if den.conditional else i) < shown:
+                grid.append(img.cpu())
+            if out.suffix.lower() != ".png":
+                label = names[i // args.n] if den.conditional else "sample"
+                io.save_png(img, out / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
+        del x  # a batch's samples are written and freed before the next is drawn
+    grid_x = torch.stack(grid)
     if out.suffix.lower() == ".png":
-        io.save_grid(x, out, nrow=nrow, scale=2)
-        print(f"wrote {out} ({len(x)} samples, {len(timesteps)} steps)")
+        io.save_grid(grid_x, out, nrow=per_row, scale=2)
+        print(f"wrote {out} ({len(grid_x)} samples, {len(timesteps)} steps)")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(x):
-        label = names[i // args.n] if den.conditional else "sample"
-        io.save_png(img, out / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
-    io.save_grid(x, out / "grid.png", nrow=nrow, scale=2)
-    print(f"wrote {len(x)} samples and grid.png to {out} ({len(timesteps)} steps)")
+    io.save_grid(grid_x, out / "grid.png", nrow=per_row, scale=2)
+    more = f" (grid.png shows {len(grid_x)})" if len(grid_x) < len(prompts) else ""
+    print(f"wrote {len(prompts)} samples and grid.png to {out}{more} ({len(timesteps)} steps)")
 
 
 def _cmd_denoise_sweep(args) -> None:
