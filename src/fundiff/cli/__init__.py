@@ -32,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, recorded by `train` in config.json
     keep_freed_memory()  # the command owns its process: reuse freed memory instead of page-faulting it back
+    _one_line_warnings()
     if getattr(args, "threads", None):
         import torch
 
+        _warn_threads(args.threads)
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
@@ -52,6 +54,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fundiff: interrupted; what was finished is kept{hint}", file=sys.stderr)
         return 130
     return 0
+
+
+def _one_line_warnings() -> None:
+    """Print FundiffWarnings as "fundiff: warning: MESSAGE" (one line); other warnings as Python prints them."""
+    import warnings
+
+    from fundiff.errors import FundiffWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, FundiffWarning):
+            print(f"fundiff: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
+def _warn_threads(threads: int) -> None:
+    """A one-line warning when --threads asks for more threads than this process has CPU cores."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or threads)
+    if threads > cores:
+        print(
+            f"fundiff: warning: --threads {threads} is more than the {cores} CPU cores this process may use; "
+            f"oversubscribed threads run several times slower, use --threads {cores} or less",
+            file=sys.stderr,
+        )
 
 
 def _out_of_memory(e: BaseException) -> bool:

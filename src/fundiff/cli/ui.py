@@ -156,12 +156,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _cmd_ui(args: argparse.Namespace) -> None:
+    exposed = check_host(args.host)  # before gradio loads: a wrong --host is told at once
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # this process is the app's: no telemetry, set before import
     try:
         from fundiff import ui
     except ImportError as e:
         raise FundiffError(f"the web UI needs gradio ({e}); install it with: pip install 'fundiff[ui]'") from None
-    notice = exposure_notice(args.host, args.auth) if check_host(args.host) else ""
+    notice = exposure_notice(args.host, args.auth) if exposed else ""
     if notice:
         print(f"fundiff: warning: {notice}", file=sys.stderr)
     config = replace(config_from_args(args), notice=notice)
