@@ -41,11 +41,13 @@ def read_json(path: Path) -> dict:
         raise FundiffError(f"{path} not found: is this a fundiff run folder? (train one with `fundiff train`)")
     try:
         obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except json.JSONDecodeError as e:
         raise FundiffError(
-            f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); "
-            "the file is corrupt, retrain or restore it"
+            f"{path} is not valid JSON: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg}); "
+            "fix the file or retrain / restore it"
         ) from None
+    except UnicodeDecodeError:
+        raise FundiffError(f"{path} is not valid JSON (not UTF-8 text); it is corrupt, retrain or restore it") from None
     if not isinstance(obj, dict):
         raise FundiffError(f"{path} does not hold a JSON object; the file is corrupt, retrain or restore it")
     return obj

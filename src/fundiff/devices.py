@@ -198,11 +198,29 @@ def _precision_key(model: nn.Module, batch, device, *, mode, threads, channels_l
 
 
 def _read_precision_cache() -> dict:
+    """The cache's valid entries {key: entry}. A file of any other shape (not JSON, no "choices" object) counts
+    as empty and an entry that from_dict could not read (not an object, an unknown precision, a non-boolean
+    channels_last, timings that are no {name: seconds}) is dropped: the choice is measured again and the file is
+    rewritten without it by the next _write_precision_cache."""
     try:
         cache = json.loads(precision_cache_path().read_text())
     except (OSError, ValueError):  # none yet, or unreadable: measure again
         return {}
-    return cache.get("choices", {}) if isinstance(cache, dict) else {}
+    choices = cache.get("choices") if isinstance(cache, dict) else None
+    if not isinstance(choices, dict):
+        return {}
+    return {k: v for k, v in choices.items() if _valid_cache_entry(v)}
+
+
+def _valid_cache_entry(entry) -> bool:
+    if not isinstance(entry, dict) or entry.get("precision") not in PRECISION_NAMES.values():
+        return False
+    timings = entry.get("timings", {})
+    return (
+        isinstance(entry.get("channels_last"), bool)
+        and isinstance(timings, dict)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in timings.values())
+    )
 
 
 def _write_precision_cache(key: str, entry: dict) -> None:

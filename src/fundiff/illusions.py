@@ -18,8 +18,13 @@ from fundiff.views import GaussianFilter, View, get_view
 
 
 def anagram_views(prompts: Sequence[str], views: Sequence[str | View]) -> list[View]:
-    """One view per prompt: ``views`` as given when there is one per prompt, else (one per prompt after the
-    first) the identity for the first prompt and ``views`` for the rest; any other count is an error."""
+    """One view per prompt (2 or more prompts: fewer is an error): ``views`` as given when there is one per
+    prompt, else (one per prompt after the first) the identity for the first prompt and ``views`` for the rest;
+    any other count is an error."""
+    if len(prompts) < 2:
+        raise FundiffError(
+            f"a visual anagram needs 2 or more prompts (one per view), got {len(prompts)}; give another prompt"
+        )
     views = list(views)
     if len(views) == len(prompts) - 1:
         views = ["identity", *views]

@@ -14,6 +14,7 @@ picture is mostly light (mean > 0.5); "always" / "never" force it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fundiff.errors import FundiffError
+from fundiff.errors import FundiffError, FundiffWarning
 
 Fit = Literal["pad", "crop", "ink"]
 FITS: tuple[str, ...] = ("pad", "crop", "ink")
@@ -31,6 +32,9 @@ MASK_PRESETS: tuple[str, ...] = ("top-half", "bottom-half", "left-half", "right-
 DRAWINGS_DIR = Path(__file__).parent / "assets" / "drawings"  # shipped hand-drawn samples, by name
 INK_FRACTION = 20 / 28  # MNIST: digits are scaled into a 20x20 box inside 28x28
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" conversion
+MAX_PIXELS = 2 * 89_478_485  # pictures above this are refused: PIL's decompression-bomb error limit (2x its warning's)
+WARN_PIXELS = 89_478_485  # above this (PIL's DecompressionBombWarning limit, ~9459^2) a FundiffWarning says so
+GREY_NOTICE_FRACTION = 0.01  # a mask with more of its pixels grey (neither near black nor near white) gets a notice
 
 
 def drawing_names() -> list[str]:
@@ -46,26 +50,34 @@ def resolve_image_path(path: str | Path) -> Path:
     return p
 
 
-def read_image(path: str | Path, *, background: float = 1.0) -> Tensor:
+def read_image(path: str | Path, *, background: float | None = None) -> Tensor:
     """Decode an image file into (C,H,W) float32 in [0, 1]; C = 1 for grayscale sources, else 3.
 
     Handles every PIL mode: palette and alpha images are composited over ``background``
-    (1 = white), 16-bit ("I;16", "I") samples are scaled by 65535, float ("F") is clamped to
-    [0, 1], EXIF orientation is applied. Unreadable files raise a one-line FundiffError.
+    (1 = white, 0 = black; None: the one the ink shows on: black under light ink, else white),
+    16-bit ("I;16", "I") samples are scaled by 65535, float ("F") is clamped to [0, 1], EXIF
+    orientation is applied. Unreadable files raise a one-line FundiffError; so does a picture of
+    more than MAX_PIXELS pixels, and one of more than WARN_PIXELS gives a FundiffWarning.
     """
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = resolve_image_path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():  # fundiff's own one-line warning replaces PIL's DecompressionBombWarning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_pixels(path, *im.size)
+                im.load()
+                im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as e:  # PIL refuses it in open(), before _check_pixels sees its size
+        _check_pixels(path, *_header_size(path))
+        raise FundiffError(f"{str(path)!r} is too large for PIL to read ({e}); shrink it") from None
     except FileNotFoundError:
         raise FundiffError(f"image file {str(path)!r} not found") from None
     except IsADirectoryError:
         raise FundiffError(f"{str(path)!r} is a folder; give an image file (PNG or JPEG)") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise FundiffError(
             f"cannot read {str(path)!r} as an image ({type(e).__name__}); give a PNG or JPEG file"
         ) from None
@@ -77,7 +89,7 @@ def read_image(path: str | Path, *, background: float = 1.0) -> Tensor:
     try:
         gray = im.mode in ("1", "L", "LA", "La") or (im.mode in ("P", "PA") and _palette_is_gray(im))
         if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in im.info:
-            fill = round(255 * background)
+            fill = round(255 * (_ink_background(im) if background is None else background))
             base = Image.new("RGBA", im.size, (fill, fill, fill, 255))
             im = Image.alpha_composite(base, im.convert("RGBA"))
         im = im.convert("L" if gray else "RGB")
@@ -87,6 +99,56 @@ def read_image(path: str | Path, *, background: float = 1.0) -> Tensor:
         ) from None
     arr = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(arr.copy()).reshape(im.size[1], im.size[0], -1).permute(2, 0, 1).contiguous()
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """A FundiffError for a picture of more than MAX_PIXELS pixels, a FundiffWarning above WARN_PIXELS."""
+    pixels = width * height
+    if pixels > MAX_PIXELS:
+        raise FundiffError(
+            f"{str(path)!r} is {width}x{height} ({pixels / 1e6:.0f} megapixels), more than the {MAX_PIXELS / 1e6:.0f} "
+            "megapixels fundiff reads; shrink it (the models see 28x28 or 64x64 anyway)"
+        )
+    if pixels > WARN_PIXELS:
+        warnings.warn(
+            f"{str(path)!r} is {width}x{height} ({pixels / 1e6:.0f} megapixels): decoding it takes about "
+            f"{4 * pixels / 2**30:.1f} GiB; a smaller copy reads faster",
+            FundiffWarning,
+            stacklevel=3,
+        )
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, by PIL's format plugins directly (Image.open refuses to give the
+    size of a picture above its decompression-bomb limit)."""
+    from PIL import Image
+
+    Image.init()
+    with open(path, "rb") as fp:
+        prefix = fp.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and not accept(prefix):
+                continue
+            try:
+                fp.seek(0)
+                return factory(fp, str(path)).size
+            except (SyntaxError, OSError, ValueError, IndexError):
+                continue
+    raise FundiffError(f"cannot read {str(path)!r} as an image (no format recognises it); give a PNG or JPEG file")
+
+
+def _ink_background(im) -> float:
+    """The background an image with transparency is flattened on: 0 (black) where its visible pixels are light
+    on average (white ink on a transparent canvas), else 1 (white); what makes the ink visible."""
+    import numpy as np
+
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+    alpha = rgba[..., 3]
+    if alpha.sum() == 0:
+        return 1.0
+    luma = rgba[..., :3] @ np.asarray(_LUMA, dtype=np.float32)
+    return 0.0 if float((luma * alpha).sum() / alpha.sum()) > 0.5 else 1.0
 
 
 def _palette_is_gray(im) -> bool:
@@ -188,9 +250,14 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file, without decoding it."""
     from PIL import Image
 
+    path = resolve_image_path(path)
     try:
-        with Image.open(resolve_image_path(path)) as im:
-            return im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        return _header_size(path)
     except FileNotFoundError:
         raise FundiffError(f"image file {str(path)!r} not found") from None
     except Exception as e:  # PIL raises several types for unreadable files
@@ -210,7 +277,9 @@ def load_mask(
 ) -> Tensor:
     """Read an inpainting mask as (1, 1, image_size, image_size) float32 of 0/1: light (> threshold) = 1 = fill in.
 
-    Transparent pixels count as 0 (keep). ``fit`` must be the one used for the image ("ink"
+    Transparent pixels count as 0 (keep). A mask that is not black-and-white (more than 1% of its pixels
+    grey, between 0.1 and 0.9) is binarised all the same, with a FundiffWarning saying how much it fills.
+    ``fit`` must be the one used for the image ("ink"
     depends on the image's content, so masks cannot follow it). ``like`` is the image the mask
     belongs to (its file, or its (width, height)): a mask of another size would be stretched
     out of line with it, so it is an error unless ``refit`` (then the mask is made square with
@@ -227,6 +296,14 @@ def load_mask(
                 "image's size, or ask to fit it anyway (refit=True, the CLI's --mask-fit)"
             )
     img = _to_channels(read_image(path, background=0.0), 1)
+    grey = float(((img > 0.1) & (img < 0.9)).float().mean())
+    if grey > GREY_NOTICE_FRACTION:
+        warnings.warn(
+            f"mask {str(path)!r} is not black-and-white ({grey:.0%} of its pixels are grey): binarised, lighter than "
+            f"{threshold:g} = fill in ({float((img > threshold).float().mean()):.0%} of it)",
+            FundiffWarning,
+            stacklevel=2,
+        )
     img = _resize(_square(img, fit, torch.zeros(1)), image_size)
     mask = (img > threshold).float()[None]
     if not mask.any():

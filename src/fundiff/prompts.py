@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fundiff.errors import FundiffError
+from fundiff.errors import FundiffError, shorten
 
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _PREFIX = re.compile(r"^(?:(?:a|an)\s+)?(?:(?:photo|picture|drawing|image)\s+of\s+)?(?:(?:a|an|the|some)\s+)?")
@@ -38,6 +38,6 @@ def class_index(prompt: str, class_names: Sequence[str]) -> int | None:
             return i
     accepted = ", ".join(repr(n) for n in class_names)
     raise FundiffError(
-        f"unknown prompt {prompt!r}; name one of the classes {accepted} "
+        f"unknown prompt {shorten(prompt)}; name one of the classes {accepted} "
         f"(e.g. 'a photo of a {class_names[-1]}'), or '' for none"
     )

@@ -217,6 +217,10 @@ def backend_for(path: Path) -> Backend:
     for backend in _BACKENDS:
         if backend.detects(path):
             return backend
+    if (path / "config.json").is_file() and not (path / "model_index.json").is_file():
+        from fundiff.checkpoints import read_json
+
+        read_json(path / "config.json")  # a config.json that is not valid JSON says so, with its line
     raise FundiffError(
         f"{path} holds no model fundiff can load (no fundiff config.json, no model_index.json); "
         "give a run folder written by `fundiff train` or a shipped model name"

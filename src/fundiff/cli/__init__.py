@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``fundiff ARGV`` (default: sys.argv[1:]); returns the exit status (2 for bad input or an OS error of
-    writing, 130 when interrupted).
+    writing, 1 out of memory, 130 when interrupted).
 
     Errors are one line: a FundiffError as it is, an OS error (full disk, permission, read-only file system, a
     file in the way) as fundiff.outputs.os_error_message says. SIGTERM is taken as Ctrl-C (KeyboardInterrupt),
@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, recorded by `train` in config.json
     keep_freed_memory()  # the command owns its process: reuse freed memory instead of page-faulting it back
+    _one_line_warnings()
     if getattr(args, "threads", None):
         import torch
 
+        _warn_threads(args.threads)
         torch.set_num_threads(args.threads)
     with _sigterm_as_interrupt():
         try:
@@ -58,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"fundiff: error: {message}", file=sys.stderr)
             return 2
+        except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            if not _out_of_memory(e):
+                raise
+            print(f"fundiff: error: {_out_of_memory_message(e, args)}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             hints = {"tour": " (rerun the same command to resume)", "train": " (continue with --resume)"}
             hint = "" if getattr(args, "kind", None) == "classifier" else hints.get(args.command, "")
@@ -81,6 +88,56 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _one_line_warnings() -> None:
+    """Print FundiffWarnings as "fundiff: warning: MESSAGE" (one line); other warnings as Python prints them."""
+    import warnings
+
+    from fundiff.errors import FundiffWarning
+
+    default = warnings.showwarning
+    if getattr(default, "fundiff_one_line", False):  # installed by an earlier main() in this process
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, FundiffWarning):
+            print(f"fundiff: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.fundiff_one_line = True
+    warnings.showwarning = show
+
+
+def _warn_threads(threads: int) -> None:
+    """A one-line warning when --threads asks for more threads than this process has CPU cores."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or threads)
+    if threads > cores:
+        print(
+            f"fundiff: warning: --threads {threads} is more than the {cores} CPU cores this process may use; "
+            f"oversubscribed threads run several times slower, use --threads {cores} or less",
+            file=sys.stderr,
+        )
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is running out of memory: MemoryError, torch.OutOfMemoryError, or a RuntimeError that says so
+    (PyTorch's CPU allocator: "DefaultCPUAllocator: not enough memory", CUDA: "CUDA out of memory")."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "not enough memory" in text
+
+
+def _out_of_memory_message(e: BaseException, args: argparse.Namespace) -> str:
+    """One line for an out-of-memory error: what ran out, and the flag that sizes the work."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    flags = [f for f in ("--batch-size", "--n", "--hidden") if getattr(args, f[2:].replace("-", "_"), None)]
+    fix = f"lower {' or '.join(flags)}" if flags else "use smaller inputs"
+    return f"out of memory during `fundiff {args.command}` ({first}); {fix}, or free memory / use another --device"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ from fundiff.cli.common import positive_int as _positive_int
 from fundiff.cli.common import seed_int as _seed_int
 from fundiff.errors import FundiffError
 
+# Samples drawn at once: any --n runs in the memory of this many (CFG: twice as many UNet inputs, ~2 MiB each
+# for hidden 64 at 28x28, fundiff.memory). Up to this many samples in all, the pictures are exactly those of one
+# call; above it, each batch draws its x_T after the previous batch's steps (same seed, same pictures).
+SAMPLE_BATCH = 256
+GRID_MAX = 1000  # samples one grid picture shows at most
+
 
 def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add ``sample`` and ``denoise-sweep`` to the subparsers ``sub``; returns {command name: handler(args)}."""
@@ -51,7 +57,12 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     add_sampler_options(p)
     add_precision_option(p)
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
-    p.add_argument("--out", required=True, help="a .png path (one grid) or a folder (a PNG per sample + grid.png)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help=f"a .png path (one grid, {GRID_MAX} samples at most) or a folder (a PNG per sample, any --n, drawn "
+        f"{SAMPLE_BATCH} at a time, + grid.png of up to {GRID_MAX})",
+    )
     _add_common(p)
 
     p = sub.add_parser(
@@ -75,8 +86,9 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
 
 
 def _cmd_sample(args) -> None:
-    """Sample into --out: written into a temporary sibling that takes its place at the end (fundiff.outputs)."""
-    from fundiff import io
+    """Sample into --out: written into a temporary sibling that takes its place at the end (fundiff.outputs),
+    one batch of SAMPLE_BATCH at a time, so any --n fits a fixed memory (a folder --out; a grid of at most
+    GRID_MAX samples)."""
     from fundiff.devices import resolve_device
     from fundiff.outputs import staged_file, staged_folder
 
@@ -85,26 +97,20 @@ def _cmd_sample(args) -> None:
         raise FundiffError(f"--out must be a .png file (one grid) or a folder, got {args.out!r}")
     grid = out.suffix.lower() == ".png"
     with staged_file(out, suffixes=(".png",)) if grid else staged_folder(out) as staged:  # checked before work
-        x, names, nrow, steps = _samples(args, resolve_device(args.device))
-        if grid:
-            io.save_grid(x, staged.tmp, nrow=nrow, scale=2)
-        else:
-            for i, img in enumerate(x):
-                label = names[i // args.n] if names else "sample"
-                io.save_png(img, staged.tmp / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
-            io.save_grid(x, staged.tmp / "grid.png", nrow=nrow, scale=2)
+        drawn, shown, steps = _samples(args, resolve_device(args.device), staged.tmp, grid=grid)
     if grid:
-        print(f"wrote {out} ({len(x)} samples, {steps} steps)")
+        print(f"wrote {out} ({shown} samples, {steps} steps)")
     else:
-        print(f"wrote {len(x)} samples and grid.png to {out} ({steps} steps)")
+        more = f" (grid.png shows {shown})" if shown < drawn else ""
+        print(f"wrote {drawn} samples and grid.png to {out}{more} ({steps} steps)")
 
 
-def _samples(args, device):
-    """(samples (N,C,H,W) in [0,1], class names of a class model (else None), grid row length, steps) of the
-    `sample` flags."""
+def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
+    """Draw the `sample` flags' samples batch by batch into ``target`` (the grid PNG, or a folder of PNGs plus
+    grid.png); returns (samples drawn, samples in the grid, steps)."""
     import torch
 
-    from fundiff import samplers
+    from fundiff import io, samplers
     from fundiff import timesteps as ts
     from fundiff.backends import runs
     from fundiff.guidance import CFG, DEFAULT_GUIDANCE
@@ -118,7 +124,7 @@ def _samples(args, device):
                 "this is an unconditional (time-conditioned) model: it takes no --class or --guidance; "
                 "use a class-conditioned model for those"
             )
-        prompts, names, model = [""] * args.n, None, den
+        prompts, names, model = [""] * args.n, ["sample"], den
     else:
         chosen = [str(c) for c in args.classes] if args.classes else list(den.default_prompts)
         names = [den.describe_prompt(c) for c in chosen]
@@ -127,11 +133,34 @@ def _samples(args, device):
         prompts = [c for c in chosen for _ in range(args.n)]
         model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
     sampler = sampler_from_args(args, den)
+    per_row = args.n if den.conditional else min(args.n, 10)
+    shown = args.n if den.conditional else len(prompts)  # per class (class model) / in all: what the grid holds
+    if len(prompts) > GRID_MAX:
+        if grid:
+            most = GRID_MAX // len(names) if den.conditional else GRID_MAX
+            raise FundiffError(
+                f"a grid of {len(prompts)} samples is more than one picture can show ({GRID_MAX} at most): use "
+                f"--n {most} or less, or give --out a folder (a PNG per sample, any --n)"
+            )
+        shown = max(1, GRID_MAX // len(names)) if den.conditional else GRID_MAX
+        per_row = shown if den.conditional else per_row
     g = torch.Generator(device=device).manual_seed(args.seed)
-    x = samplers.sample_from_noise(
-        model, model.encode(prompts), timesteps, generator=g, sampler=sampler, device=device
-    ).clamp(0, 1)
-    return x, names, (args.n if den.conditional else min(args.n, 10)), len(timesteps)
+    kept = []
+    for start in range(0, len(prompts), SAMPLE_BATCH):  # one batch: the same draws as a single call
+        batch = prompts[start : start + SAMPLE_BATCH]
+        x = samplers.sample_from_noise(
+            model, model.encode(batch), timesteps, generator=g, sampler=sampler, device=device
+        ).clamp(0, 1)
+        for i, img in enumerate(x, start):
+            if (i % args.n if den.conditional else i) < shown:
+                kept.append(img.cpu())
+            if not grid:
+                label = names[i // args.n] if den.conditional else "sample"
+                io.save_png(img, target / f"{label.replace('/', '-').replace(' ', '_')}_{i % args.n:03d}.png")
+        del x  # a batch's samples are written and freed before the next is drawn
+    grid_x = torch.stack(kept)
+    io.save_grid(grid_x, target if grid else target / "grid.png", nrow=per_row, scale=2)
+    return len(prompts), len(grid_x), len(timesteps)
 
 
 def _cmd_denoise_sweep(args) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from fundiff.cli.common import Formatter, add_precision_option, positive_int
@@ -33,7 +35,16 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on; 0.0.0.0 serves the whole network (no login: trusted networks only)",
+        help="address to listen on; 0.0.0.0 serves the whole network: anyone who can reach the port can use the UI "
+        "(add --auth)",
+    )
+    p.add_argument(
+        "--auth",
+        type=auth_pair,
+        default=None,
+        metavar="USER:PASS",
+        help="ask for this user name and password before the page opens (gradio's login; plain HTTP, so on a "
+        "trusted network still)",
     )
     p.add_argument("--port", type=port_int, default=None, help="port (default: the first free one from 7860)")
     p.add_argument(
@@ -73,6 +84,49 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
     return {"ui": _cmd_ui}
 
 
+def auth_pair(text: str) -> tuple[str, str]:
+    """An argparse type: USER:PASS (both non-empty; the password may hold ':')."""
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASS, a user name and a password joined by ':'")
+    return user, password
+
+
+def check_host(host: str) -> bool:
+    """Whether ``host`` reaches beyond this machine (False: loopback only); a name that does not resolve or an
+    address that is not this machine's is a one-line FundiffError."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise FundiffError(
+            f"--host {host!r} is neither an IP address nor a host name this machine can resolve; use 127.0.0.1 "
+            "(this machine only) or 0.0.0.0 (every network)"
+        ) from None
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((addr[0], 0))
+        except OSError as e:
+            raise FundiffError(
+                f"--host {host} ({addr[0]}) is not an address of this machine ({e.strerror}); use 127.0.0.1 or "
+                "0.0.0.0, or one of this machine's own addresses"
+            ) from None
+    return not all(ipaddress.ip_address(addr[0].split("%")[0]).is_loopback for *_, addr in infos)
+
+
+def exposure_notice(host: str, auth: tuple[str, str] | None) -> str:
+    """What the console and the page say about a UI served beyond loopback."""
+    if auth:
+        return f"the UI listens on {host}, beyond this machine: only the --auth login keeps others out, over plain HTTP"
+    return (
+        f"the UI listens on {host}, beyond this machine: anyone who can reach the port can use it and download its "
+        "runs; add --auth USER:PASS or serve on 127.0.0.1"
+    )
+
+
 def config_from_args(args: argparse.Namespace):
     """The UIConfig that the flags describe (the chosen model must be among the offered ones)."""
     from fundiff.ui import UIConfig, diffusion_models
@@ -102,13 +156,17 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _cmd_ui(args: argparse.Namespace) -> None:
+    exposed = check_host(args.host)  # before gradio loads: a wrong --host is told at once
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # this process is the app's: no telemetry, set before import
     try:
         from fundiff import ui
     except ImportError as e:
         raise FundiffError(f"the web UI needs gradio ({e}); install it with: pip install 'fundiff[ui]'") from None
-    config = config_from_args(args)
+    notice = exposure_notice(args.host, args.auth) if exposed else ""
+    if notice:
+        print(f"fundiff: warning: {notice}", file=sys.stderr)
+    config = replace(config_from_args(args), notice=notice)
     demo = ui.build(config)
-    url = ui.launch(demo, config, host=args.host, port=args.port)
+    url = ui.launch(demo, config, host=args.host, port=args.port, auth=args.auth)
     print(f"fundiff ui: open {url} (Ctrl-C stops it); models {', '.join(config.models)}; runs go to {config.out}")
     demo.block_thread()

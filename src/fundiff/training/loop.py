@@ -25,7 +25,7 @@ from fundiff.training.distributed import barrier
 from fundiff.training.lock import run_lock
 from fundiff.training.objectives import batch_loss
 from fundiff.training.progress import Progress
-from fundiff.training.session import Session, restore, run_config, save, setup
+from fundiff.training.session import Session, check_memory, restore, run_config, save, setup
 from fundiff.training.steps import check_loss, epoch_permutation, lr_factor, set_lr
 
 
@@ -60,6 +60,7 @@ def train(
     """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
+    check_memory(cfg, data, device)  # before the run folder is made
     with run_lock(run_dir, enabled=main):
         if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")

@@ -61,6 +61,35 @@ class Session:
     images_seen: int = 0
 
 
+def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device) -> None:
+    """A one-line FundiffError, before the run folder is made, when a training step's estimated memory
+    (fundiff.memory.training_bytes: the autograd graph counted on the meta device, plus parameters, grads,
+    Adam and EMA) exceeds what the device has available. A step takes min(batch per rank, images per rank)."""
+    import os
+
+    from fundiff.memory import available_bytes, gib, training_bytes
+
+    images = data[0]
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    batch = min(max(1, cfg.batch_size // world), max(1, math.ceil(images.shape[0] / world)))
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    have = available_bytes(dev)
+    if have is None:
+        return
+    config = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
+    need = training_bytes(config, batch)
+    if need <= have:
+        return
+    one = training_bytes(config, 1)
+    per_image = max(1, (need - one) // max(1, batch - 1))
+    fits = max(0, (have - one) // per_image + 1) if have > one else 0
+    fix = f"use --batch-size {fits * world} or less" if fits else "use a smaller --hidden"
+    raise FundiffError(
+        f"training a hidden-{cfg.hidden} {cfg.kind} UNet on {batch} images a step needs about {gib(need)} of memory "
+        f"but {gib(have)} is available; {fix}"
+    )
+
+
 def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool) -> Session:
     """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator."""
     info, dev = init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
@@ -70,7 +99,7 @@ def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, 
         torch.manual_seed(cfg.seed)
         model = UNet(model_cfg)
     per_rank_batch = max(1, cfg.batch_size // info.world)
-    precision = _precision(cfg, run_dir, resume, model.to(dev), per_rank_batch, info)
+    precision = _precision(cfg, run_dir, resume, model.to(dev), per_rank_batch, info, images.shape[0])
     mem_format = torch.channels_last if precision.channels_last else torch.contiguous_format
     model = model.to(dev).to(memory_format=mem_format)
     steps_per_epoch = math.ceil(math.ceil(images.shape[0] / info.world) / per_rank_batch)
@@ -98,10 +127,11 @@ def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, 
 
 
 def _precision(
-    cfg: TrainConfig, run_dir: Path, resume: bool, model: UNet, batch_size: int, info: DistInfo
+    cfg: TrainConfig, run_dir: Path, resume: bool, model: UNet, batch_size: int, info: DistInfo, n_images: int
 ) -> PrecisionChoice:
     """The run's autocast dtype and memory format: as recorded in config.json when resuming, else
-    devices.choose_precision on rank 0 (timed for "auto"), sent to the other ranks."""
+    devices.choose_precision on rank 0 (timed for "auto", on a batch of at most ``n_images``: a step never
+    takes more), sent to the other ranks."""
     dev = next(model.parameters()).device
     if resume:
         recorded = ckpt.load_config(run_dir).get("precision")
@@ -111,7 +141,7 @@ def _precision(
         return PrecisionChoice(resolve_precision(cfg.precision, dev), cfg.channels_last is not False, "forced")
     choice = None
     if info.main:
-        make_batch = partial(example_inputs, model.config, batch_size, dev)
+        make_batch = partial(example_inputs, model.config, min(batch_size, n_images), dev)
         choice = choose_precision(
             model, make_batch, dev, mode="train", precision=cfg.precision, channels_last=cfg.channels_last
         )

@@ -41,6 +41,7 @@ class UIConfig:
     out: Path = Path("out/ui")  # one folder per run inside
     data_dir: str | None = None  # dataset folder for test images (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)
     model_options: dict[str, dict] = field(default_factory=dict)  # per model: backend options (IF: embeddings=FILE)
+    notice: str = ""  # a warning shown at the top of the page (e.g. that it is served beyond this machine)
 
 
 def diffusion_models(runs_dir: str | Path | None = None, if_model: str | None = None) -> list[str]:

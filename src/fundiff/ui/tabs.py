@@ -40,6 +40,8 @@ def build(config: UIConfig) -> gr.Blocks:
             "Every run writes its figure, images and a manifest (with the CLI command that reproduces it) "
             f"into `{config.out}`."
         )
+        if config.notice:
+            gr.Markdown(f"**Warning:** {config.notice}.")
         with gr.Row():
             model = gr.Dropdown(list(config.models), value=config.model, label="model", scale=3)
             sampler = gr.Radio(list(samplers.SAMPLERS), value=default_sampler(app, config.model), label="sampler")
