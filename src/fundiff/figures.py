@@ -2,7 +2,8 @@
 its PNGs, the write-up's constants, and how an argument left ``None`` is resolved from the model.
 
 The resolution rules (the one place they are written; see techniques' module docstring): timesteps
-:func:`fundiff.timesteps.default`; sampler the model's own; noise levels :func:`noise_levels`; prompts and the
+:func:`fundiff.timesteps.default`; sampler the model's own (left None, the sampling loop resolves it:
+:func:`fundiff.samplers.sampler_for`); noise levels :func:`noise_levels`; prompts and the
 hybrid's filter :func:`fundiff.traits.defaults_for`.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fundiff import edits, io, samplers
+from fundiff import edits, io
 from fundiff import timesteps as ts_lib
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
@@ -54,10 +55,6 @@ def noise_levels(denoiser: Denoiser) -> list[int]:
 
 def resolve_timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[int]:
     return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
-
-
-def resolve_sampler(denoiser: Denoiser, sampler: str | samplers.Sampler | None) -> str | samplers.Sampler:
-    return sampler if sampler is not None else samplers.default_sampler_of(denoiser)
 
 
 def resolve_prompt(denoiser: Denoiser, prompt: str | None) -> str:

@@ -11,7 +11,7 @@ from fundiff import DEFAULT_SEED, samplers
 from fundiff.composers import Anagram, Hybrid
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
-from fundiff.figures import Figure, generator, guided, resolve_sampler, resolve_timesteps, write
+from fundiff.figures import Figure, generator, guided, resolve_timesteps, write
 from fundiff.guidance import DEFAULT_GUIDANCE
 from fundiff.traits import defaults_for
 from fundiff.views import GaussianFilter, View, get_view
@@ -53,7 +53,7 @@ def anagram_figure(
 
     ``views``: one per prompt, or one per prompt after the first (which is then seen as is, the identity).
     ``prompts`` / ``views`` None: the model's (:func:`defaults_for`). ``on_step``: samplers.sample's hook."""
-    timesteps, sampler = resolve_timesteps(denoiser, timesteps), resolve_sampler(denoiser, sampler)
+    timesteps = resolve_timesteps(denoiser, timesteps)
     d = defaults_for(denoiser)
     prompts = list(d.anagram_prompts if prompts is None else prompts)
     views = anagram_views(prompts, d.anagram_views if views is None else views)
@@ -101,11 +101,7 @@ def hybrid_figure(
     by measurement (kernel 9 with sigma 2 on MNIST, 1.5 on Fashion-MNIST; the write-up's kernel 33, sigma 2
     on DeepFloyd IF's 64x64). ``on_step``: samplers.sample's hook.
     """
-    timesteps, sampler, d = (
-        resolve_timesteps(denoiser, timesteps),
-        resolve_sampler(denoiser, sampler),
-        defaults_for(denoiser),
-    )
+    timesteps, d = resolve_timesteps(denoiser, timesteps), defaults_for(denoiser)
     low = d.hybrid_prompts[0] if low is None else low
     high = d.hybrid_prompts[1] if high is None else high
     kernel_size = d.hybrid_kernel_size if kernel_size is None else kernel_size

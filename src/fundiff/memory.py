@@ -122,13 +122,3 @@ def available_bytes(device=None) -> int | None:
 
 def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
-
-
-def check_fits(need: int, device, what: str, fix: str) -> None:
-    """A one-line FundiffError when ``need`` bytes exceed what ``device`` has available (unknown: no check).
-    ``what`` names the job ("training at --batch-size 1000"), ``fix`` what to change."""
-    from fundiff.errors import FundiffError
-
-    have = available_bytes(device)
-    if have is not None and need > have:
-        raise FundiffError(f"{what} needs about {gib(need)} of memory but {gib(have)} is available; {fix}")

@@ -49,7 +49,6 @@ from fundiff.figures import (
     noisy,
     resolve_noise_ts,
     resolve_prompt,
-    resolve_sampler,
     resolve_timesteps,
     write,
     writeup_t,
@@ -182,11 +181,7 @@ def iterative_figure(
 ) -> Figure:
     """Strided iterative denoising (convention 3) from t = timesteps[i_start], every ``every``-th step
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
-    timesteps, sampler, prompt = (
-        resolve_timesteps(denoiser, timesteps),
-        resolve_sampler(denoiser, sampler),
-        resolve_prompt(denoiser, prompt),
-    )
+    timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
     t_start = ts_lib.from_start(timesteps, i_start)[0]
     g = generator(seed, x_0.device)
     x_t = denoiser.schedule.q_sample(
@@ -244,7 +239,7 @@ def sampling_figure(
     ``upscale`` (IF stage II) adds the figure ``generate_upscaled``. ``on_step`` (samplers.sample's hook)
     sees every step of each descent, one descent per scale. ``prompts`` None: the model's default prompts
     (every class of a class model, the null prompt of a time model)."""
-    timesteps, sampler = resolve_timesteps(denoiser, timesteps), resolve_sampler(denoiser, sampler)
+    timesteps = resolve_timesteps(denoiser, timesteps)
     prompts = list(denoiser.default_prompts) if prompts is None else list(prompts)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
@@ -307,11 +302,7 @@ def sdedit_figure(
     for hand-drawn images); with a prompt, the text-conditioned one (CFG scale ``guidance``).
     ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
     """
-    timesteps, sampler, prompt = (
-        resolve_timesteps(denoiser, timesteps),
-        resolve_sampler(denoiser, sampler),
-        resolve_prompt(denoiser, prompt),
-    )
+    timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
     if any(not 0 <= i < len(timesteps) for i in i_starts):
         raise FundiffError(
             f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
@@ -357,11 +348,7 @@ def inpaint_figure(
     """``n`` inpaintings of one image x_0 (1,C,H,W) where ``mask`` (.., H, W) is 1: original | mask | hole | results.
 
     ``on_step``: edits.inpaint's hook (every step down, after the known region is put back)."""
-    timesteps, sampler, prompt = (
-        resolve_timesteps(denoiser, timesteps),
-        resolve_sampler(denoiser, sampler),
-        resolve_prompt(denoiser, prompt),
-    )
+    timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
     model = guided(denoiser, prompt, guidance)
     x_n = x_0[:1].expand(n, *x_0.shape[1:])
     result = edits.inpaint(
@@ -426,7 +413,7 @@ def setup_figure(
     the same x_T (same seed). ``upscale`` (IF stage II) adds the figure ``setup_upscaled``.
     ``prompts`` None: the model's set-up prompts (IF: the write-up's three), else its default prompts.
     """
-    sampler, prompts = resolve_sampler(denoiser, sampler), setup_prompts(denoiser) if prompts is None else list(prompts)
+    prompts = setup_prompts(denoiser) if prompts is None else list(prompts)
     model = guided(denoiser, prompts, guidance)
     cond = model.encode(list(prompts))
     xs = {

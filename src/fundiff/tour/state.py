@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -173,16 +173,19 @@ class TourState:
         return images.dataset_image(self._model_dataset(role), 0, **kw, data_dir=self.data_dir).to(self.device)
 
     def options(self) -> list[str]:
-        """The flags every reproducing command ends with: fp32 (the same on every machine; the CLI's default is
-        auto), the thread count, and the device when it is not the default."""
-        argv = ["--precision", "fp32", "--threads", str(torch.get_num_threads())]
+        """The flags every technique's reproducing command ends with: fp32 (the same on every machine; the CLI's
+        default is auto), then :meth:`machine_flags`."""
+        return ["--precision", "fp32", *self.machine_flags()]
+
+    def machine_flags(self) -> list[str]:
+        """The thread count, and the device when it is not the default."""
+        argv = ["--threads", str(torch.get_num_threads())]
         return argv + (["--device", str(self.device)] if self.device != resolve_device("auto") else [])
 
-    def command(self, command: str, role: str, out: Path, *extra: str, options: Sequence[str] = ()) -> list[str]:
+    def command(self, command: str, role: str, out: Path, *extra: str) -> list[str]:
         """A `fundiff COMMAND --model ROLE'S MODEL ...` line for the sections that are no technique (Part B)."""
         argv = ["fundiff", command, "--model", self.names[role], *extra, "--seed", str(self.seed), "--out", str(out)]
-        argv += list(options) + ["--threads", str(torch.get_num_threads())]
-        return argv + (["--device", str(self.device)] if self.device != resolve_device("auto") else [])
+        return argv + self.machine_flags()
 
     @cached_property
     def model_facts(self) -> dict[str, dict]:
