@@ -385,3 +385,15 @@ def test_staged_outputs_replace_what_they_write_and_keep_the_rest(tmp_path):
         staged.tmp.write_text("{}")
         staged.tmp.with_name("e_plot.png").write_text("png")
     assert sorted(tree(tmp_path / "a")) == ["b", "b/e.json", "b/e_plot.png"]
+
+
+def test_interrupts_wait_for_a_critical_step_and_then_act():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt, once the step is over
+            done.append("step")
+    assert done == ["step"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with outputs.interrupts_deferred():  # nothing came: nothing happens
+        done.append("again")
+    assert done == ["step", "again"]

@@ -11,7 +11,9 @@ goes through this module:
   Ctrl-C, SIGTERM), with any parent folders it made, so a failure leaves nothing new behind;
 - :func:`folder_lock`: one writer per folder (an OS lock; a second process stops at once with the pid of
   the first);
-- :func:`os_error_message`: the one line (path and what to do) that the CLI prints for an OS error.
+- :func:`os_error_message`: the one line (path and what to do) that the CLI prints for an OS error;
+- :func:`interrupts_deferred`: Ctrl-C / SIGTERM wait until a short critical step (moving files into place,
+  removing a temporary folder) is over, so an interrupt never leaves half of it done.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,10 +176,12 @@ def _staged(target: Path, tmp_folder: Path, tmp: Path, merge_into: Path, flag: s
         raise _refuse(e, flag) from None
     try:
         yield staged
-        _merge(tmp_folder, merge_into)
+        with interrupts_deferred():
+            _merge(tmp_folder, merge_into)
     except BaseException as e:
-        shutil.rmtree(tmp_folder, ignore_errors=True)
-        _remove_folders(made)
+        with interrupts_deferred():
+            shutil.rmtree(tmp_folder, ignore_errors=True)
+            _remove_folders(made)
         if isinstance(e, OSError) and e.filename is not None:  # name the output, not its temporary sibling
             try:
                 e.filename = str(staged.final(e.filename))
@@ -214,6 +220,34 @@ def staged_file(path: str | Path, *, suffixes: Sequence[str], flag: str = "--out
     folder = _tmp_name(target)
     with _staged(target, folder, folder / target.name, target.parent, flag) as staged:
         yield staged
+
+
+# -- interrupts wait for critical steps ------------------------------------------------------------------------
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on one that came (as its handler says) at the end.
+
+    Only in the main thread (where Python runs signal handlers); elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    names = (signal.SIGINT, signal.SIGTERM)
+    old = {n: signal.getsignal(n) for n in names}
+    for n in names:
+        signal.signal(n, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for n in names:
+            signal.signal(n, old[n])
+        if caught:
+            signum, frame = caught[0]
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 # -- one writer per folder -----------------------------------------------------------------------------------

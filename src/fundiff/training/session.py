@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel
 from fundiff import checkpoints as ckpt
 from fundiff.devices import PrecisionChoice, choose_precision, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
+from fundiff.outputs import interrupts_deferred
 from fundiff.models.unet import UNet, UNetConfig, example_inputs
 from fundiff.schedules import NoiseSchedule
 from fundiff.training.config import TrainConfig, schedule_of_config
@@ -193,14 +194,16 @@ def save(s: Session, epoch_done: int) -> None:
         ckpt.save_train_state(
             tmp, step=s.step, weights=weights, optimizer_state=s.opt.state_dict(), rng_states=rngs, state=state
         )
-        for name in CHECKPOINT_FILES:
-            os.replace(tmp / name, s.run_dir / name)
+        with interrupts_deferred():  # the files move together or not at all
+            for name in CHECKPOINT_FILES:
+                os.replace(tmp / name, s.run_dir / name)
     except OSError as e:  # name the checkpoint file, not its temporary copy
         if e.filename is not None:
             e.filename = str(s.run_dir / Path(e.filename).name)
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with interrupts_deferred():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_config(s: Session, extra: dict) -> dict:
