@@ -23,8 +23,8 @@ from torch.optim.swa_utils import AveragedModel
 from fundiff import checkpoints as ckpt
 from fundiff.devices import PrecisionChoice, choose_precision, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
-from fundiff.outputs import interrupts_deferred
 from fundiff.models.unet import UNet, UNetConfig, example_inputs
+from fundiff.outputs import interrupts_deferred
 from fundiff.schedules import NoiseSchedule
 from fundiff.training.config import TrainConfig, schedule_of_config
 from fundiff.training.distributed import DistInfo, from_main, gather_rng, init_distributed
