@@ -22,6 +22,25 @@ def _private_cache(_session_cache, monkeypatch):
     monkeypatch.setenv("FUNDIFF_CACHE", str(_session_cache))
 
 
+@pytest.fixture(autouse=True)
+def _no_real_datasets(_session_cache, monkeypatch, request):
+    """Tests make their own tiny data: the data folder is an empty one and every download source is refused,
+    so a test that would read (or download) the real MNIST fails instead of passing only where it is cached.
+    A test marked ``network`` may download."""
+    from fundiff import data
+
+    monkeypatch.setenv("FUNDIFF_DATA", str(_session_cache / "no-data"))
+    if "network" in request.keywords:
+        return
+
+    def refuse(*args, **kwargs):
+        raise data._Unavailable("tests download nothing (mark the test `network` if it must)")
+
+    if "no_torchvision_download" not in request.fixturenames:  # that one makes torchvision fail as offline
+        monkeypatch.setattr(data, "_from_torchvision", refuse)
+    monkeypatch.setattr(data, "_from_npm", refuse)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -213,7 +213,7 @@ def test_train_command_writes_run_and_resumes(tmp_path, capsys, monkeypatch):
 
 def test_train_flags_are_the_config_fields_flags():
     """`fundiff train`'s options are built from TrainConfig's field metadata: the same flags as ever,
-    None (the preset's value) unless given, the field's own default for --dataset and --seed."""
+    None (the preset's value) unless given, the field's own default for --seed."""
     from fundiff import DEFAULT_SEED
     from fundiff.training import TrainConfig
     from fundiff.training.options import options_of
@@ -222,11 +222,11 @@ def test_train_flags_are_the_config_fields_flags():
     assert set(flags.values()) == {
         "--dataset", "--hidden", "--batch-size", "--epochs", "--lr", "--lr-schedule", "--sigma", "--pure-noise", "--T",
         "--beta-schedule", "--objective", "--loss-weight", "--flow-times", "--ema", "--max-steps", "--seed",
-        "--precision", "--channels-last", "--sample-epochs", "--save-every",
+        "--precision", "--channels-last", "--sample-epochs", "--save-every", "--text",
     }  # fmt: skip
     args = vars(cli.build_parser().parse_args(["train", "class"]))
-    assert (args["dataset"], args["seed"]) == ("mnist", DEFAULT_SEED)
-    assert all(args[name] is None for name in flags if name not in ("dataset", "seed"))
+    assert args["seed"] == DEFAULT_SEED
+    assert all(args[name] is None for name in flags if name != "seed")
     given = ["--ema", "0.5", "--no-channels-last", "--sample-epochs", "1,2", "--objective", "flow", "--T", "40"]
     args = vars(cli.build_parser().parse_args(["train", "time", *given]))
     assert (args["ema_decay"], args["channels_last"], args["sample_epochs"], args["objective"], args["T"]) == (

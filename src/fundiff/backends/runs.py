@@ -76,13 +76,13 @@ def default_output(model: str | Path, name: str) -> Path:
 
 def dataset_of(cfg: dict) -> str:
     """The dataset a run was trained on (train.dataset); a missing or unknown one is an error."""
-    from fundiff.data import CLASS_NAMES
+    from fundiff.data import DATASETS
 
     dataset = cfg.get("train", {}).get("dataset")
-    if dataset not in CLASS_NAMES:
+    if dataset not in DATASETS:
         raise FundiffError(
             f"the run's config.json names dataset {dataset!r}, which fundiff does not know "
-            f"(known: {', '.join(CLASS_NAMES)}); the config is incomplete or corrupt"
+            f"(known: {', '.join(DATASETS)}); the config is incomplete or corrupt"
         )
     return dataset
 
@@ -91,7 +91,7 @@ def class_names_of(cfg: dict) -> tuple[str, ...]:
     """The class names of a run's dataset (for prompts and grid labels); an unknown dataset is an error."""
     from fundiff.data import CLASS_NAMES
 
-    return tuple(CLASS_NAMES[dataset_of(cfg)])
+    return tuple(CLASS_NAMES.get(dataset_of(cfg), ()))
 
 
 def schedule_of(cfg: dict, where: str | Path = "config.json") -> NoiseSchedule:
@@ -157,7 +157,12 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
     if kind not in ("time", "class"):
         raise FundiffError(f"{path} is a {kind!r} model; this command needs a 'time' or 'class' model")
     schedule = schedule_of(cfg, path / "config.json")
-    names = class_names_of(cfg) if kind == "class" else ()
+    text = None
+    if "text" in cfg:
+        from fundiff.text import TextEncoder
+
+        text = TextEncoder.from_dict(cfg["text"])
+    names = class_names_of(cfg) if kind == "class" and text is None else ()
     choice = choose_precision(
         net,
         lambda: example_inputs(net.config, INFER_TIMING_BATCH),
@@ -173,6 +178,7 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
         channels_last=choice.channels_last,
         objective=cfg["train"].get("objective", "eps"),
         dataset=cfg["train"].get("dataset"),
+        text=text,
     )
 
 

@@ -1,4 +1,4 @@
-"""``fundiff data fetch``: make MNIST or Fashion-MNIST available offline."""
+"""``fundiff data fetch``: make MNIST, Fashion-MNIST or the emoji available offline."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         "data", help="make a dataset available offline (download or local fallbacks)", formatter_class=_Formatter
     )
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    f = dsub.add_parser("fetch", help="fetch and verify MNIST or Fashion-MNIST", formatter_class=_Formatter)
+    f = dsub.add_parser(
+        "fetch", help="fetch and verify MNIST, Fashion-MNIST or the emoji (npm)", formatter_class=_Formatter
+    )
     f.add_argument("dataset", choices=DATASETS, help="which dataset")
     f.add_argument("--data-dir", default=None, help="dataset folder (default: $FUNDIFF_DATA or ~/.cache/fundiff/data)")
 

@@ -233,6 +233,10 @@ def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
             options["upscale"] = _upscale(args, den)
         if spec.name == "sdedit":  # what the write-up calls the figure of hand-drawn inputs
             options["name"] = "handdrawn" if args.image else "sdedit"
+        from fundiff.figures import check_starts
+
+        starts = {k: given[k] for k in ("i_start", "i_starts") if k in given}
+        check_starts(den, options.get("timesteps"), **starts)  # before a test image is read (or downloaded)
         inputs = _inputs(args, den, folder, spec.inputs)
         fig = spec.run(den, inputs, given, **options)
     n = sum(1 for _ in Path(args.out).rglob("*.png"))

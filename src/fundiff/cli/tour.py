@@ -18,7 +18,7 @@ The default run (shipped models) takes a few minutes on 2 CPU cores."""
 
 def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Add the ``tour`` subcommand to ``subparsers``; returns {"tour": handler}."""
-    from fundiff.data import DATASETS
+    from fundiff.data import CLASS_DATASETS
     from fundiff.samplers import SAMPLERS
     from fundiff.training import PRESETS
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         "(default: mnist-class, or fashion-class with --dataset fashion-mnist); "
         "DeepFloyd IF: use the Part A commands",
     )
-    p.add_argument("--dataset", choices=DATASETS, default=None, help="pick the shipped model of this dataset")
+    p.add_argument("--dataset", choices=CLASS_DATASETS, default=None, help="pick the shipped model of this dataset")
     p.add_argument(
         "--train",
         choices=tuple(PRESETS),

@@ -106,7 +106,7 @@ def _handle_train(args: argparse.Namespace) -> None:
     _cmd_train(args, getattr(args, "argv", None))
 
 
-def _training_figures(cfg, device, class_names, data_dir):
+def _training_figures(cfg, device, class_names, data_dir, encoder=None):
     """on_epoch_end callback: loss curve every epoch, sample grids after cfg.sample_epochs."""
     import torch
 
@@ -142,8 +142,15 @@ def _training_figures(cfg, device, class_names, data_dir):
         from fundiff.guidance import CFG
         from fundiff.training import schedule_of_config
 
-        den = UNetDenoiser(model, schedule_of_config(cfg), class_names=class_names, objective=cfg.objective)
-        if cfg.kind == "class":
+        den = UNetDenoiser(
+            model, schedule_of_config(cfg), class_names=class_names, objective=cfg.objective, text=encoder
+        )
+        if encoder is not None:
+            from fundiff.emoji import DEFAULT_PROMPTS
+
+            prompts = [p for p in DEFAULT_PROMPTS for _ in range(4)]
+            den, rows = CFG(den, DEFAULT_GUIDANCE), len(DEFAULT_PROMPTS)
+        elif cfg.kind == "class":
             prompts = [name for name in class_names for _ in range(4)]
             den = CFG(den, DEFAULT_GUIDANCE)
             rows = 10
@@ -190,20 +197,26 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
             )
         return train_classifier_command(args, argv)
     args.preset = args.preset or "paper"
-    out = Path(args.out or f"runs/{args.dataset}-{args.kind}-{args.preset}")
+    if args.kind not in training.PRESETS[args.preset]:
+        training.preset_config(args.preset, args.kind)  # the one-line error naming the kinds it trains
+    dataset = args.dataset or training.PRESETS[args.preset][args.kind].get("dataset", "mnist")
+    out = Path(args.out or f"runs/{dataset}-{args.kind}-{args.preset}")
     check_folder(out)  # before any work; a failure later leaves the last complete checkpoint (training.train)
     cfg = _train_config(args, out)
     device = resolve_device(args.device)
-    images, labels = data.load_split(cfg.dataset, args.data_dir, train=True)
-    class_names = data.CLASS_NAMES[cfg.dataset]
+    from fundiff.training.inputs import training_inputs
+
+    split, text = training_inputs(cfg, args.data_dir)
+    class_names = data.CLASS_NAMES.get(cfg.dataset, ())
     result = training.train(
         cfg,
         out,
-        data=(images, labels),
+        data=split,
+        text=text,
         device=device,
         resume=args.resume,
         progress=not args.no_progress,
-        on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir),
+        on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir, text[0] if text else None),
         extra_config={
             **provenance.run_info(cfg.precision, device),
             "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),

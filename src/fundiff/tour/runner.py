@@ -14,7 +14,7 @@ import torch
 import fundiff
 from fundiff import DEFAULT_SEED, provenance
 from fundiff.atomic import atomic_write_json
-from fundiff.data import DATASETS
+from fundiff.data import CLASS_DATASETS
 from fundiff.devices import resolve_device
 from fundiff.errors import FundiffError
 from fundiff.outputs import check_folder, folder_lock
@@ -126,8 +126,8 @@ def _resolve_class_model(model: str | None, dataset: str | None) -> tuple[str, s
     from fundiff.backends import runs
     from fundiff.checkpoints import load_config
 
-    if dataset is not None and dataset not in DATASETS:
-        raise FundiffError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset is not None and dataset not in CLASS_DATASETS:
+        raise FundiffError(f"unknown dataset {dataset!r}; choose one of {', '.join(CLASS_DATASETS)}")
     model = model or CHOICES[dataset or "mnist"].model
     from fundiff.backends.deepfloyd import is_hub_id
 

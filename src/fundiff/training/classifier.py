@@ -26,7 +26,7 @@ from torch import Tensor
 from fundiff import DEFAULT_SEED
 from fundiff import checkpoints as ckpt
 from fundiff.atomic import atomic_write_json
-from fundiff.data import DATASETS, to_unit_float
+from fundiff.data import CLASS_DATASETS, to_unit_float
 from fundiff.devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from fundiff.errors import FundiffError
 from fundiff.metrics import accuracy_of
@@ -54,7 +54,7 @@ class ClassifierTrainConfig:
     """
 
     dataset: str = option(
-        Choice(DATASETS), "training data (recorded; the data is passed in)", default="mnist", flag="--dataset"
+        Choice(CLASS_DATASETS), "training data (recorded; the data is passed in)", default="mnist", flag="--dataset"
     )
     epochs: int = option(POSITIVE_INT, "passes over the train split", default=3, flag="--epochs")
     batch_size: int = option(POSITIVE_INT, "batch size", default=128, flag="--batch-size")

@@ -49,8 +49,12 @@ def train(
     progress: bool = True,
     on_epoch_end: Callable[[nn.Module, int, Path], None] | None = None,
     extra_config: dict | None = None,
+    text=None,
 ) -> TrainResult:
-    """Train ``cfg.kind`` on ``data`` = (images uint8 (N,H,W), labels int64 (N,)) into ``run_dir``.
+    """Train ``cfg.kind`` on ``data`` = (images uint8 (N,H,W) or (N,C,H,W), labels int64 (N,)) into ``run_dir``.
+
+    ``text`` (a text model, ``cfg.text``): (fundiff.text.TextEncoder, its variant_table of the items' training
+    texts); the encoder is saved in config.json ("text") so the run reads prompts without the dataset.
 
     Writes config.json at the start and a checkpoint every ``save_every`` steps, at each
     epoch end and at the end (each whole or not at all: session.save); ``resume`` continues a
@@ -60,15 +64,18 @@ def train(
     """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
-    check_memory(cfg, data, device)  # before the run folder is made
+    if (text is None) != (cfg.text == "none"):
+        raise FundiffError(f"text={cfg.text!r} needs the text encoder and its training texts (train(..., text=))")
+    check_memory(cfg, data, device, text[0].dim if text is not None else None)  # before the run folder is made
     with run_lock(run_dir, enabled=main):
         if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        s = setup(cfg, run_dir, data, device, resume)
+        s = setup(cfg, run_dir, data, device, resume, text)
         if resume and (run_dir / "state.json").exists():
             restore(s)
         elif not resume and s.info.main:
-            ckpt.save_config(run_dir, run_config(s, extra_config or {}))
+            extra = (extra_config or {}) | ({"text": text[0].to_dict()} if text is not None else {})
+            ckpt.save_config(run_dir, run_config(s, extra))
         # else: --resume of a run stopped before its first checkpoint (config.json only) starts at step 0
         barrier(s.info)
         if s.info.world > 1:
@@ -120,10 +127,11 @@ def _train_epoch(s: Session, epoch: int, progress: Progress) -> None:
 def _train_step(s: Session, idx: Tensor, epoch: int) -> float:
     """One optimizer step (and EMA update) on the images ``idx`` of this rank; returns the loss."""
     cfg = s.cfg
-    x0 = s.x_all[idx].unsqueeze(1).float().div_(255).contiguous(memory_format=s.mem_format)
+    x0 = s.x_all[idx]
+    x0 = (x0.unsqueeze(1) if x0.ndim == 3 else x0).float().div_(255).contiguous(memory_format=s.mem_format)
     set_lr(s.opt, cfg.lr * _lr_factor(cfg, s.step, epoch, s.total_steps))
     with autocast_for(s.dev, s.amp_dtype):
-        loss = batch_loss(s.net, cfg, s.schedule, x0, s.y_all[idx], s.g)
+        loss = batch_loss(s.net, cfg, s.schedule, x0, s.y_all[idx], s.g, s.texts)
     check_loss(
         loss,
         s.step,

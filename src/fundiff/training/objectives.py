@@ -21,11 +21,19 @@ MIN_SNR_GAMMA = 5.0
 
 
 def batch_loss(
-    model: nn.Module, cfg: TrainConfig, schedule: NoiseSchedule | None, x0: Tensor, y: Tensor, g: torch.Generator
+    model: nn.Module,
+    cfg: TrainConfig,
+    schedule: NoiseSchedule | None,
+    x0: Tensor,
+    y: Tensor,
+    g: torch.Generator,
+    texts: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """The kind's training loss on a clean batch x0 (B,1,H,W) in [0,1] with labels y (B,).
+    """The kind's training loss on a clean batch x0 (B,C,H,W) in [0,1] with labels y (B,).
 
-    ``model`` may be wrapped in DistributedDataParallel; all noise, times and class dropouts come from ``g``.
+    ``model`` may be wrapped in DistributedDataParallel; all noise, times, texts and class dropouts come from
+    ``g``. ``texts`` (a text model: text.TextEncoder.variant_table): the class vector of item y is the bag of
+    words of one of its training texts, drawn with ``g``; else the one-hot vector of class y.
     """
     eps = torch.randn(x0.shape, generator=g, device=x0.device)
     if cfg.kind == "denoiser":  # z = x + sigma eps, or (pure noise) z = eps: then D(z) can only learn the mean
@@ -42,9 +50,15 @@ def batch_loss(
         target, weight = diffusion_target(schedule, x0, eps, t, cfg.objective, cfg.loss_weight)
     c = None
     if cfg.kind == "class":
-        keep = (torch.rand(b, generator=g, device=x0.device) >= cfg.p_uncond).float()
         net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        c = F.one_hot(y, net.config.num_classes).float() * keep[:, None]
+        if texts is not None:
+            from fundiff.text import sample_vectors
+
+            c = sample_vectors(texts, net.config.num_classes, y, g)
+        else:
+            c = F.one_hot(y, net.config.num_classes).float()
+        keep = (torch.rand(b, generator=g, device=x0.device) >= cfg.p_uncond).float()
+        c = c * keep[:, None]
     err = (model(x_in, t_in, c).float() - target).pow(2)
     if weight is None:
         return err.mean()

@@ -50,8 +50,9 @@ class Session:
     opt: torch.optim.Optimizer
     g: torch.Generator  # training noise of this rank
     schedule: NoiseSchedule | None
-    x_all: Tensor  # uint8 (N,H,W) on dev
+    x_all: Tensor  # uint8 (N,H,W) or (N,C,H,W) on dev
     y_all: Tensor  # int64 (N,) on dev
+    texts: tuple[Tensor, Tensor, Tensor] | None  # a text model's training texts (TextEncoder.variant_table), on dev
     per_rank_batch: int
     steps_per_epoch: int
     total_steps: int
@@ -62,7 +63,15 @@ class Session:
     images_seen: int = 0
 
 
-def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device) -> None:
+def unet_config(cfg: TrainConfig, images: Tensor, text_dim: int | None = None) -> UNetConfig:
+    """The UNet a config trains on ``images`` (N,H,W) or (N,C,H,W): their channels and size; a text model's
+    class vector is its encoder's ``text_dim`` long."""
+    channels = 1 if images.ndim == 3 else images.shape[1]
+    extra = {"num_classes": text_dim} if text_dim else {}
+    return UNetConfig(kind=cfg.kind, in_channels=channels, hidden=cfg.hidden, image_size=images.shape[-1], **extra)
+
+
+def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device, text_dim: int | None = None) -> None:
     """A one-line FundiffError, before the run folder is made, when a training step's estimated memory
     (fundiff.memory.training_bytes: the autograd graph counted on the meta device, plus parameters, grads,
     Adam and EMA) exceeds what the device has available. A step takes min(batch per rank, images per rank)."""
@@ -77,7 +86,7 @@ def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device) -> None:
     have = available_bytes(dev)
     if have is None:
         return
-    config = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
+    config = unet_config(cfg, images, text_dim)
     need = training_bytes(config, batch)
     if need <= have:
         return
@@ -91,11 +100,13 @@ def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device) -> None:
     )
 
 
-def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool) -> Session:
-    """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator."""
+def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool, text=None) -> Session:
+    """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator.
+
+    ``text``: a text model's (TextEncoder, its variant_table) -- the class vector's length and training texts."""
     info, dev = init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
     images, labels = data
-    model_cfg = UNetConfig(kind=cfg.kind, in_channels=1, hidden=cfg.hidden, image_size=images.shape[-1])
+    model_cfg = unet_config(cfg, images, text[0].dim if text is not None else None)
     with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
         torch.manual_seed(cfg.seed)
         model = UNet(model_cfg)
@@ -121,6 +132,7 @@ def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, 
         schedule=schedule_of_config(cfg) if cfg.kind != "denoiser" else None,
         x_all=images.to(dev),  # uint8, converted per batch
         y_all=labels.to(dev),
+        texts=tuple(v.to(dev) for v in text[1]) if text is not None else None,
         per_rank_batch=per_rank_batch,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps if cfg.max_steps is None else min(cfg.max_steps, total_steps),
@@ -155,7 +167,10 @@ def restore(s: Session) -> None:
     """Load the run folder's last checkpoint into ``s`` (weights, EMA, optimizer, this rank's RNG, counters)."""
     weights, opt_state, rng_states, state = ckpt.load_train_state(s.run_dir)
     saved = ckpt.load_config(s.run_dir).get("train", {})
-    changed = [k for k, v in s.cfg.to_dict().items() if k not in ("max_steps",) and saved.get(k) != v]
+    defaults = TrainConfig.__dataclass_fields__
+    changed = [  # a field newer than the run (absent from its config.json) had its default
+        k for k, v in s.cfg.to_dict().items() if k not in ("max_steps",) and saved.get(k, defaults[k].default) != v
+    ]
     if changed:
         raise FundiffError(
             f"--resume with different settings ({', '.join(changed)}) than {s.run_dir}/config.json; "

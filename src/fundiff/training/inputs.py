@@ -1,0 +1,32 @@
+"""What a training config trains on: its dataset's images and labels, and for a text model its texts.
+
+:func:`training_inputs` is used by ``fundiff train`` and the tour's retraining alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from fundiff import data
+from fundiff.training.config import TrainConfig
+
+
+def training_inputs(cfg: TrainConfig, data_dir: str | Path | None = None) -> tuple[tuple[Tensor, Tensor], tuple | None]:
+    """((images, labels), text) for ``cfg``: ``text`` is None, or for a text model (``cfg.text``) the pair
+    (fundiff.text.TextEncoder built from the emoji's texts in ``cfg.text``'s design, its variant_table)."""
+    if cfg.text == "none":
+        return data.load_split(cfg.dataset, data_dir, train=True), None
+    import torch
+
+    from fundiff import emoji
+    from fundiff.text import TextEncoder
+
+    images, items = emoji.load(data.fetch("emoji", data_dir), resolution=emoji.DEFAULT_RESOLUTION)
+    texts = [e.texts() for e in items]
+    encoder = TextEncoder.build(texts, [e.names() for e in items], cfg.text)
+    return (images, torch.arange(len(items))), (encoder, encoder.variant_table(texts))
+
+
+__all__ = ["training_inputs"]
