@@ -139,7 +139,7 @@ def hybrid_figure(
     after every step the low band of x_t' is replaced by that of the image noised to t'
     (:func:`~fundiff.composers.hold_band`); the generated bands' composite estimate gives the low band's own
     estimate to the next band's prompt (for two bands this is ILVR conditioned on ``high``). A file is read as
-    ``--image`` is: padded square, inverted when its border is light (fundiff.images.load_image).
+    ``--image`` is: padded square, inverted when its border is light for a grayscale model (images.load_image).
 
     Rows: the hybrid, [the given image's low-pass,] its low-pass part, [its mid band,] its high-pass part (bands
     other than the low one shown around mid-gray). Arguments left None are the model's (:func:`defaults_for`): the

@@ -365,7 +365,8 @@ TECHNIQUES: dict[str, Technique] = {
                 Param("high", Text("a prompt"), "prompt seen up close (high frequencies)",
                       per_model=_defaults("hybrid_prompts", 1)),
                 Param("low_image", ImageFile(), "the low band from this PNG/JPEG (or shipped drawing) instead of "
-                      "--low, read as --image is elsewhere (padded square, inverted when its border is light)",
+                      "--low, read as --image is elsewhere (padded square; for grayscale models inverted when its "
+                      "border is light)",
                       none="none: --low's prompt", ui=False, metavar="FILE"),
                 Param("kernel_size", _KERNEL.kind, "Gaussian kernel size (odd) of the low filter G_low",
                       per_model=_defaults("hybrid_kernel_size")),
