@@ -3,13 +3,13 @@ import torch
 
 from fundiff import samplers
 from fundiff import timesteps as ts
-from fundiff.composers import Anagram, Hybrid
+from fundiff.composers import Anagram, Factorized, Hybrid, hold_band
 from fundiff.denoisers import Prediction
 from fundiff.errors import FundiffError
 from fundiff.guidance import CFG
 from fundiff.schedules import NoiseSchedule
 from fundiff.traits import ModelTraits
-from fundiff.views import GaussianFilter
+from fundiff.views import FrequencyBands, GaussianFilter
 from helpers import tiny_unet
 
 H = 6
@@ -101,6 +101,75 @@ def test_hybrid_is_lowpass_of_one_plus_highpass_of_other():
     torch.testing.assert_close(same.eps, e_lo, rtol=0, atol=1e-6)  # lowpass + highpass = whole
 
 
+def test_frequency_bands_sum_to_the_identity_and_two_are_lowpass_and_highpass():
+    """Property: for random images and filters, f_low + f_mid + f_high (and f_low + f_high) is the image, to float
+    rounding; every band is a real part of it (none is the whole or nothing); two bands are GaussianFilter's split."""
+    g = torch.Generator().manual_seed(3)
+    for trial in range(6):
+        x = torch.randn(2, 3, 16, 12, generator=g) * 4 + 1
+        s_low = 1.0 + 3 * float(torch.rand((), generator=g))
+        s_mid = s_low * (0.2 + 0.6 * float(torch.rand((), generator=g)))
+        low, mid = GaussianFilter(2 * (trial % 3) + 7, s_low), GaussianFilter(2 * (trial % 2) + 3, s_mid)
+        three = FrequencyBands((low, mid)).split(x)
+        assert len(three) == 3
+        torch.testing.assert_close(three[0] + three[1] + three[2], x, rtol=0, atol=1e-5)
+        torch.testing.assert_close(three[1], mid.lowpass(x) - low.lowpass(x))
+        for band in three:
+            assert band.shape == x.shape and not torch.allclose(band, x, atol=1e-2) and band.abs().max() > 1e-2
+        two = FrequencyBands((low,)).split(x)
+        assert torch.equal(two[0], low.lowpass(x)) and torch.equal(two[1], low.highpass(x))  # bit for bit
+    assert FrequencyBands().split(x) == [x]
+    with pytest.raises(FundiffError, match="blur less and less"):
+        FrequencyBands((GaussianFilter(5, 1.0), GaussianFilter(5, 2.0)))
+
+
+def test_two_prompt_factorized_is_todays_hybrid_bit_for_bit():
+    den = Analytic(with_v=True)
+    x, t = _x(), torch.tensor([2, 11])
+    f = GaussianFilter(kernel_size=3, sigma=1.0)
+    lo, hi = den.encode(["a"]), den.encode(["bbbb"])
+    e_lo, v_lo = den.f(x, t, lo.expand(2, 1))
+    e_hi, v_hi = den.f(x, t, hi.expand(2, 1))
+    for model in (Hybrid(den, lo, hi, f), Factorized(den, [lo, hi], FrequencyBands((f,)))):
+        got = model(x, t, None)
+        assert torch.equal(got.eps, f.lowpass(e_lo) + f.highpass(e_hi))  # today's formula, same bits
+        assert torch.equal(got.v, (f.lowpass(v_lo) + f.highpass(v_hi)).clamp(-1, 1))
+
+
+def test_three_prompt_hybrid_is_the_sum_of_its_bands_and_equal_prompts_give_the_plain_estimate():
+    den = Analytic(with_v=True)
+    x, t = _x(), torch.tensor([4, 15])
+    low, mid = GaussianFilter(5, 1.5), GaussianFilter(3, 0.6)
+    bands = FrequencyBands((low, mid))
+    c1, c2, c3 = den.encode(["a"]), den.encode(["bbb"]), den.encode(["cc"])
+    got = Factorized(den, [c1, c2, c3], bands)(x, t, None)
+    (e1, v1), (e2, v2), (e3, v3) = (den.f(x, t, c.expand(2, 1)) for c in (c1, c2, c3))
+    torch.testing.assert_close(got.eps, low.lowpass(e1) + (mid.lowpass(e2) - low.lowpass(e2)) + mid.highpass(e3))
+    torch.testing.assert_close(got.v, (low.lowpass(v1) + mid.lowpass(v2) - low.lowpass(v2) + mid.highpass(v3)))
+    assert den.calls == [6]  # the three parts in one batched call
+    assert not torch.allclose(got.eps, e1, atol=1e-3)  # the prompts differ: so does the composite
+    same = Factorized(den, [c2, c2, c2], bands)(x, t, None)
+    torch.testing.assert_close(same.eps, e2, rtol=0, atol=1e-6)
+    torch.testing.assert_close(same.v, v2, rtol=0, atol=1e-6)
+    with pytest.raises(FundiffError, match="one prompt per band"):
+        Factorized(den, [c1, c2], bands)
+
+
+def test_hold_band_puts_the_given_images_band_noised_to_t_prev_in_place_of_x_t_prevs():
+    den = Analytic()
+    f = GaussianFilter(3, 1.0)
+    x_prev, x0_hat, x_ref = _x(2, seed=1), _x(2, seed=2), _x(1, seed=3)
+    hold = hold_band(den.schedule, x_ref, f.lowpass, generator=torch.Generator().manual_seed(5))
+    last = hold(3, 0, -1, x_prev, x0_hat)  # to the clean image: the image itself
+    torch.testing.assert_close(last, f.highpass(x_prev) + f.lowpass(x_ref).expand(2, -1, -1, -1))
+    noise = torch.randn(2, 1, H, H, generator=torch.Generator().manual_seed(5))
+    mid = hold(1, 12, 7, x_prev, x0_hat)
+    ref_t = den.schedule.q_sample(x_ref.expand(2, -1, -1, -1), 7, noise)
+    torch.testing.assert_close(mid, f.highpass(x_prev) + f.lowpass(ref_t))
+    with pytest.raises(FundiffError, match="one image or one per sample"):
+        hold_band(den.schedule, _x(3), f.lowpass, generator=None)(0, 1, 0, x_prev, x0_hat)
+
+
 def test_composers_reject_mismatched_and_unknown_inputs():
     den = Analytic()
     c = den.encode(["a"])
@@ -147,6 +216,8 @@ def test_anagram_and_hybrid_samples_with_a_unet_keep_their_symmetries():
     alone = samplers.sample(cfg, x_T, steps, cond=cfg.encode(["0", "0"]), sampler="ddim")
     same = ddim(Hybrid.from_prompts(cfg, "0", "0", GaussianFilter(5, 1.0)), x_T)
     torch.testing.assert_close(same, alone, rtol=0, atol=1e-5)
+    three = FrequencyBands((GaussianFilter(5, 1.5), GaussianFilter(3, 0.7)))
+    torch.testing.assert_close(ddim(Factorized.from_prompts(cfg, ["0"] * 3, three), x_T), alone, rtol=0, atol=1e-5)
 
     for model in (anagram, hybrid):
 

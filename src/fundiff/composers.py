@@ -1,9 +1,10 @@
-"""Several (view, prompt) noise estimates combined into one: visual anagrams and hybrid images.
+"""Several (view, prompt) noise estimates combined into one: visual anagrams and hybrid images (two or three
+frequency bands, or a band held to a real image's with :func:`hold_band`).
 
-Both wrappers are themselves Denoisers (they carry ``schedule``, ``channels``, ``image_size``,
+The wrappers are themselves Denoisers (they carry ``schedule``, ``channels``, ``image_size``,
 ``value_range`` and the wrapped model's ``traits``), so every sampler and edit runs on them unchanged.
 
-Conditioning: an Anagram or Hybrid holds one conditioning per part, given at construction
+Conditioning: an Anagram or Hybrid (Factorized) holds one conditioning per part, given at construction
 (``from_prompts`` encodes prompts); it is not ``conditional``. The ``cond`` passed at call
 time only tells samplers the batch size: ``encode`` accepts only null prompts "" and returns
 empty (B, 0) placeholders, and a call with a non-empty ``cond`` is an error (it would be
@@ -18,14 +19,15 @@ All parts (and CFG's cond/uncond pairs) run as one batched call of the wrapped d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
-from fundiff.views import GaussianFilter, View, get_view
+from fundiff.schedules import NoiseSchedule
+from fundiff.views import FrequencyBands, GaussianFilter, View, get_view
 
 
 def _predict_parts(denoiser: Denoiser, xs: Sequence[Tensor], t: Tensor, conds: Sequence[Tensor]) -> list[Prediction]:
@@ -118,17 +120,46 @@ class Anagram(_Composer):
         return Prediction(eps, v)
 
 
-class Hybrid(_Composer):
+class Factorized(_Composer):
+    """Factorized diffusion over frequency bands (Geng et al. 2024): the composite eps = sum_i f_i(eps(x_t, t, cond_i)).
+
+    ``bands`` (:class:`~fundiff.views.FrequencyBands`) f_1..f_k from the lowest frequencies, summing to the
+    identity; ``conds`` one per band, in that order. Part i of the sample shows prompt i in its band: with
+    three bands, seen from afar (most blurred) it shows the first prompt, at a middle distance the second, up
+    close the third. All conds equal: eps is that cond's estimate (to float rounding: the bands sum to the
+    whole). x_t (B,C,H,W); learned variance v is split the same way and clamped to its range [-1, 1].
+    Call-time cond must be None or empty (module docstring).
+    """
+
+    def __init__(self, denoiser: Denoiser, conds: Sequence[Tensor], bands: FrequencyBands) -> None:
+        if len(conds) != len(bands):
+            raise FundiffError(f"a hybrid needs one prompt per band: {len(bands)} band(s), {len(conds)} prompt(s)")
+        super().__init__(denoiser, conds)
+        self.bands = bands
+
+    @classmethod
+    def from_prompts(cls, denoiser: Denoiser, prompts: Sequence[str], bands: FrequencyBands) -> "Factorized":
+        """Band i shows ``prompts[i]`` (encoded by ``denoiser``), from the lowest frequencies."""
+        return cls(denoiser, [denoiser.encode([p]) for p in prompts], bands)
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:
+        self._check_call_cond(cond)
+        parts = _predict_parts(self.denoiser, [x_t] * len(self.conds), t, self.conds)
+        eps = sum(self.bands.band(i, p.eps) for i, p in enumerate(parts))
+        if parts[0].v is None:
+            return Prediction(eps)
+        return Prediction(eps, sum(self.bands.band(i, p.v) for i, p in enumerate(parts)).clamp(-1, 1))
+
+
+class Hybrid(Factorized):
     """Hybrid images by factorized diffusion (Geng et al. 2024): eps = lowpass(eps_low) + highpass(eps_high).
 
-    eps_low = eps(x_t, t, cond_low), eps_high = eps(x_t, t, cond_high); x_t (B,C,H,W). Seen
-    from afar (blurred) the image shows the low prompt, up close the high prompt. Learned
-    variance v is split the same way and clamped to its range [-1, 1]. Call-time cond must be
-    None or empty (module docstring).
+    The two-band :class:`Factorized`: eps_low = eps(x_t, t, cond_low), eps_high = eps(x_t, t, cond_high);
+    x_t (B,C,H,W). Seen from afar (blurred) the image shows the low prompt, up close the high prompt.
     """
 
     def __init__(self, denoiser: Denoiser, cond_low: Tensor, cond_high: Tensor, lowpass: GaussianFilter) -> None:
-        super().__init__(denoiser, (cond_low, cond_high))
+        super().__init__(denoiser, (cond_low, cond_high), FrequencyBands((lowpass,)))
         self.filter = lowpass
 
     @classmethod
@@ -136,10 +167,34 @@ class Hybrid(_Composer):
         """A hybrid of prompt ``low`` (coarse structure) and prompt ``high`` (fine detail)."""
         return cls(denoiser, denoiser.encode([low]), denoiser.encode([high]), lowpass)
 
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor | None = None) -> Prediction:
-        self._check_call_cond(cond)
-        low, high = _predict_parts(self.denoiser, [x_t, x_t], t, self.conds)
-        eps = self.filter.lowpass(low.eps) + self.filter.highpass(high.eps)
-        if low.v is None:
-            return Prediction(eps)
-        return Prediction(eps, (self.filter.lowpass(low.v) + self.filter.highpass(high.v)).clamp(-1, 1))
+
+def hold_band(
+    schedule: NoiseSchedule, x_ref: Tensor, band: Callable[[Tensor], Tensor], *, generator: torch.Generator | None
+) -> Callable[[int, int, int, Tensor, Tensor], Tensor]:
+    """Hybrids from a real image (Geng et al. 2024): hold one band fixed to a given image's and generate the rest.
+
+    A step hook for :func:`fundiff.samplers.sample`: after every step to t', the band of x_t' is replaced by the
+    same band of x_ref noised to t' (ILVR, Choi et al. 2021, Alg. 1, with ``band`` as its low-pass phi)::
+
+        x_t' <- x_t' - band(x_t') + band(q_sample(x_ref, t', fresh noise)),   x_ref itself at t' = -1
+
+    as inpainting's "replace" does for a mask (edits.inpaint; a mask is a band too). The replacement acts on the
+    noisy image x_t', not on the noise estimate, so the composite estimate of the other bands is unchanged. The
+    final x_0's band is band(x_ref) plus band(x_0 - band(x_0)): close to band(x_ref) but not equal for a Gaussian
+    low-pass, which is no projection (band(band(x)) != band(x)). x_ref (1 or B, C, H, W) in the model's value
+    range (a (1, ...) image is shared by the batch); the noise comes from ``generator``, one draw per step.
+    """
+
+    def hold(i: int, t: int, t_prev: int, x_prev: Tensor, x0_hat: Tensor) -> Tensor:
+        if x_ref.shape[0] not in (1, x_prev.shape[0]) or x_ref.shape[1:] != x_prev.shape[1:]:
+            raise FundiffError(
+                f"the held image is {tuple(x_ref.shape)}, the samples {tuple(x_prev.shape)}; give one image or one "
+                "per sample, of the samples' channels and size"
+            )
+        ref = x_ref.to(device=x_prev.device, dtype=x_prev.dtype).expand_as(x_prev)
+        if t_prev >= 0:
+            noise = torch.randn(ref.shape, generator=generator, device=ref.device, dtype=ref.dtype)
+            ref = schedule.q_sample(ref, t_prev, noise)
+        return x_prev - band(x_prev) + band(ref)
+
+    return hold

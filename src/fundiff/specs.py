@@ -7,15 +7,13 @@ A :class:`Technique` names a figure function of :mod:`fundiff.techniques` and li
 Python API, the CLI (``fundiff <technique>``, built from the spec by :mod:`fundiff.cli.techniques`), the tour
 and the web UI (controls built from the spec) run the same thing and say the same defaults.
 
-Kinds (:class:`Number`, :class:`Text`, :class:`Choice`, :class:`ViewName`) check a value given as text (a
-command-line token) or as a Python value (the UI's controls, the API) and raise a one-line
-:class:`~fundiff.errors.FundiffError` that says what is allowed.
+A parameter's kind (:mod:`fundiff.kinds`, re-exported here: :class:`Number`, :class:`Text`, :class:`Choice`,
+:class:`ViewName`, :class:`ImageFile`) checks a value given as text or as a Python value, with one-line errors.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,118 +21,9 @@ from typing import Any
 from fundiff import techniques as t
 from fundiff.edits import INPAINT_METHODS
 from fundiff.errors import FundiffError
+from fundiff.kinds import Choice, ImageFile, Kind, Number, Text, ViewName
 
 _EMPTY = inspect.Parameter.empty
-
-
-# -- kinds of values -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Number:
-    """A finite int or float with optional bounds: ``low <= x <= high``, ``x > above``; ``odd`` for kernel sizes.
-
-    ``ui`` is the UI slider's (min, max, step) where the bounds leave the range open."""
-
-    kind: type = float
-    low: float | None = None
-    high: float | None = None
-    above: float | None = None
-    odd: bool = False
-    ui: tuple[float, float, float] | None = None
-
-    @property
-    def what(self) -> str:
-        whole = self.kind is int
-        noun = ("an odd integer" if self.odd else "an integer") if whole else "a number"
-        if self.low is not None and self.high is not None:
-            return f"{noun} in {self.low:g}..{self.high:g}" if whole else f"{noun} in [{self.low:g}, {self.high:g}]"
-        if self.low is not None:
-            return f"{noun} >= {self.low:g}"
-        if self.above is not None:
-            return f"{noun} > {self.above:g}"
-        return f"a finite {'integer' if whole else 'number'}"
-
-    def check(self, value: Any) -> int | float:
-        """``value`` (text or number) as ``kind``; out of range or not a number: FundiffError."""
-        try:
-            if isinstance(value, str):
-                number = self.kind(value.strip())
-            elif self.kind is int and isinstance(value, float) and value.is_integer():
-                number = int(value)
-            elif isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError
-            else:
-                number = self.kind(value)
-        except (TypeError, ValueError):
-            raise FundiffError(f"expected {self.what}, got {value!r}") from None
-        if self.kind is int and isinstance(value, float) and not value.is_integer():
-            raise FundiffError(f"expected {self.what}, got {value!r}")
-        ok = (
-            math.isfinite(number)
-            and (self.low is None or number >= self.low)
-            and (self.high is None or number <= self.high)
-            and (self.above is None or number > self.above)
-            and not (self.odd and number % 2 == 0)
-        )
-        if not ok:
-            raise FundiffError(f"expected {self.what}, got {value!r}")
-        return number
-
-
-@dataclass(frozen=True)
-class Text:
-    """Free text (a prompt: a class name, or anything for a text model; "" is the null prompt)."""
-
-    what: str = "text"
-    ui: tuple = ()
-
-    def check(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise FundiffError(f"expected {self.what}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a fixed set of names (``options``, or a callable giving them now)."""
-
-    options: tuple[str, ...] | Callable[[], Sequence[str]]
-    ui: tuple = ()
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.options() if callable(self.options) else self.options)
-
-    @property
-    def what(self) -> str:
-        return "one of " + ", ".join(self.names())
-
-    def check(self, value: Any) -> str:
-        if value not in self.names():
-            raise FundiffError(f"expected {self.what}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class ViewName:
-    """A view the registry knows *now* (fundiff.views: "vflip", "rot90:1", ...), so later registrations count."""
-
-    ui: tuple = ()
-
-    @property
-    def what(self) -> str:
-        from fundiff.views import view_specs
-
-        return "a view: " + ", ".join(view_specs())
-
-    def check(self, value: Any) -> str:
-        from fundiff.views import get_view
-
-        if not isinstance(value, str):
-            raise FundiffError(f"expected {self.what}, got {value!r}")
-        get_view(value)  # an unknown view raises its FundiffError, naming the known ones
-        return value
-
-
-Kind = Number | Text | Choice | ViewName
 
 
 # -- parameters and their defaults -----------------------------------------------------------------------
@@ -162,7 +51,8 @@ class Param:
     """One keyword of a figure function, as every front-end shows it.
 
     name: the keyword; flag: the CLI flag (default ``--name`` with dashes); many: a list (``nargs="+"``);
-    per_model: the default when the signature's is None; ui: shown as a control in the web UI."""
+    per_model: the default when the signature's is None; none: instead, what leaving out an optional argument
+    (None in the signature, no per-model value) means, as --help says it; ui: shown as a control in the web UI."""
 
     name: str
     kind: Kind
@@ -172,6 +62,7 @@ class Param:
     per_model: PerModel | None = None
     ui: bool = True
     metavar: str | None = None
+    none: str = ""
 
     @property
     def cli_flag(self) -> str:
@@ -220,6 +111,8 @@ class Technique:
     samples: bool = True
     # what the CLI adds: "timesteps": False (no --steps / --stride: setup has its own), "upscale": True (IF stage II)
     extra: dict = field(default_factory=dict)
+    # refuses values that do not go together (given: name -> checked value), before any model loads
+    consistent: Callable[[dict[str, Any]], None] | None = None
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -244,18 +137,22 @@ class Technique:
         if written is None and p.per_model is not None:
             return p.per_model.text
         if written is None:
-            return "none"
+            return p.none or "none"
         values = written if isinstance(written, (list, tuple)) else [written]
         return " ".join(_token(v) if v != "" else "''" for v in values)
 
     def check(self, given: dict[str, Any]) -> dict[str, Any]:
-        """``given`` (name -> value; None = the default) with every value checked; unknown names are an error."""
+        """``given`` (name -> value; None = the default) with every value checked, and checked together
+        (``consistent``); unknown names are an error."""
         known = {p.name for p in self.params}
         unknown = set(given) - known
         if unknown:
             takes = ", ".join(p.name for p in self.params)
             raise FundiffError(f"{self.name} takes no {', '.join(sorted(unknown))}; it takes {takes}")
-        return {k: self.param(k).check(v) for k, v in given.items() if v is not None}
+        values = {k: self.param(k).check(v) for k, v in given.items() if v is not None}
+        if self.consistent is not None:
+            self.consistent(values)
+        return values
 
     def resolve(self, denoiser, given: dict[str, Any]) -> dict[str, Any]:
         """Every parameter's value for ``denoiser``: the checked ``given`` ones, the defaults for the rest
@@ -455,19 +352,34 @@ TECHNIQUES: dict[str, Technique] = {
         Technique(
             "hybrid",
             t.hybrid_figure,
-            "hybrid images: low frequencies of one prompt, high of another",
-            "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = lowpass(eps(x_t, low)) + "
-            "highpass(eps(x_t, high)).",
+            "hybrid images: low frequencies of one prompt, high of another (or three bands, or a given low image)",
+            "Write-up 1.9 (factorized diffusion, Geng et al. 2024): eps = sum_i f_i(eps(x_t, prompt_i)) over "
+            "frequency bands f_i that sum to the whole: low G_low and high I - G_low; with --mid, three: low G_low, "
+            "mid G_mid - G_low, high I - G_mid. --low-image: the low band of an image instead of a prompt, held "
+            "after every step (x_t' <- x_t' - G_low x_t' + G_low q_sample(image, t')).",
             (
                 Param("low", Text("a prompt"), "prompt seen from afar (low frequencies)",
                       per_model=_defaults("hybrid_prompts", 0)),
+                Param("mid", Text("a prompt"), "a third prompt, seen at a middle distance: its band G_mid - G_low "
+                      "lies between the low filter's blur and the mid filter's", none="none: two bands", ui=False),
                 Param("high", Text("a prompt"), "prompt seen up close (high frequencies)",
                       per_model=_defaults("hybrid_prompts", 1)),
-                Param("kernel_size", _KERNEL.kind, _KERNEL.help, per_model=_defaults("hybrid_kernel_size")),
-                Param("sigma", _SIGMA.kind, _SIGMA.help, per_model=_defaults("hybrid_sigma")),
+                Param("low_image", ImageFile(), "the low band from this PNG/JPEG (or shipped drawing) instead of "
+                      "--low, read as --image is elsewhere (padded square; for grayscale models inverted when its "
+                      "border is light)",
+                      none="none: --low's prompt", ui=False, metavar="FILE"),
+                Param("kernel_size", _KERNEL.kind, "Gaussian kernel size (odd) of the low filter G_low",
+                      per_model=_defaults("hybrid_kernel_size")),
+                Param("sigma", _SIGMA.kind, "standard deviation in pixels of G_low",
+                      per_model=_defaults("hybrid_sigma")),
+                Param("mid_kernel_size", _KERNEL.kind, "with --mid: Gaussian kernel size (odd) of the mid filter "
+                      "G_mid", per_model=_defaults("hybrid_mid_kernel_size"), ui=False),
+                Param("mid_sigma", _SIGMA.kind, "with --mid: standard deviation in pixels of G_mid, below --sigma",
+                      per_model=_defaults("hybrid_mid_sigma"), ui=False),
                 _GUIDANCE,
                 _N,
             ),
+            consistent=t.hybrid_conflicts,
         ),
     )
 }  # fmt: skip

@@ -437,12 +437,13 @@ def setup_figure(
 
 
 # 1.8 visual anagrams and 1.9 hybrid images live in fundiff.illusions; they are techniques too
-from fundiff.illusions import anagram_figure, anagram_views, hybrid_figure  # noqa: E402
+from fundiff.illusions import anagram_figure, anagram_views, hybrid_conflicts, hybrid_figure  # noqa: E402
 
 __all__ = [
     "DATASET_DEFAULTS", "DIGIT_DEFAULTS", "WRITEUP_EVERY", "WRITEUP_ITERATIVE_START", "WRITEUP_NOISE_TS",
     "WRITEUP_SDEDIT_STARTS", "WRITEUP_SETUP_STEPS", "Figure", "TechniqueDefaults", "Upscale", "anagram_figure",
-    "anagram_views", "blur_figure", "defaults_for", "denoise_figure", "guided", "hybrid_figure", "inpaint_figure",
+    "anagram_views", "blur_figure", "defaults_for", "denoise_figure", "guided", "hybrid_conflicts", "hybrid_figure",
+    "inpaint_figure",
     "iterative_figure", "model_timesteps", "noise_figure", "noise_levels", "one_step_figure", "sampling_figure",
     "sdedit_figure", "setup_figure", "setup_prompts", "writeup_t",
 ]  # fmt: skip

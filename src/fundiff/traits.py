@@ -2,7 +2,7 @@
 
 :class:`ModelTraits` is every Denoiser's ``traits``: its default sampler, objective, dataset, technique defaults,
 arithmetic and pipeline timesteps. :class:`TechniqueDefaults` holds a model family's choices for the Part A
-techniques where the write-up's depend on the model (prompts, the hybrid's filter); :func:`defaults_for` picks
+techniques where the write-up's depend on the model (prompts, the hybrid's filters); :func:`defaults_for` picks
 a model's: its own (DeepFloyd IF's), else its dataset's (:data:`DATASET_DEFAULTS`), else :data:`DIGIT_DEFAULTS`.
 This module lies below :mod:`fundiff.techniques`, so a backend declares its own without importing the
 application layer.
@@ -33,6 +33,10 @@ class TechniqueDefaults:
     hybrid_prompts: tuple[str, str] = ("0", "1")  # (seen from afar: low frequencies, up close: high)
     hybrid_kernel_size: int = 9  # 28x28 digits: sigma 1 lets the low prompt win, 2-3 gives neither
     hybrid_sigma: float = 1.5
+    # three-prompt hybrids' mid filter G_mid (the mid band is G_mid - G_low, the high band I - G_mid): it must blur
+    # less than the low filter (sigma below hybrid_sigma of every family: 1.5, 2; IF 2); chosen, not measured
+    hybrid_mid_kernel_size: int = 5
+    hybrid_mid_sigma: float = 0.75
     setup_prompts: tuple[str, ...] = ()  # the set-up figure's prompts (empty: the model's default_prompts)
 
 

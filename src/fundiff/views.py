@@ -1,4 +1,4 @@
-"""Views for visual anagrams (Geng et al. 2024) and the Gaussian low/high-pass split for hybrids.
+"""Views for visual anagrams (Geng et al. 2024) and the Gaussian frequency bands of hybrids (low/high-pass, subbands).
 
 A :class:`View` is an invertible linear map of *centred* images, ``V(x) = sign * P(x)``,
 where ``P`` permutes pixels (a flip, a rotation) and ``sign`` is +1 or -1 (negation). As in
@@ -341,3 +341,47 @@ class GaussianFilter:
     def highpass(self, x: Tensor) -> Tensor:
         """x - lowpass(x): the detail the blur removes; same shape and dtype."""
         return x - self.lowpass(x)
+
+
+@dataclass(frozen=True)
+class FrequencyBands:
+    """Spatial frequency bands that sum to the whole: the decomposition of Geng et al. 2024's hybrids (factorized
+    diffusion), two bands for the write-up's hybrids and three subbands for their three-prompt ones.
+
+    ``filters`` G_1, ..., G_{k-1}, blurring less and less (sigma strictly decreasing), split an image into k
+    bands, from the coarsest::
+
+        f_1 = G_1,   f_i = G_i - G_{i-1} (1 < i < k),   f_k = I - G_{k-1}
+
+    so sum_i f_i = I (the sum telescopes; equal to x up to float rounding). No filter: one band, I. Two bands
+    are :class:`GaussianFilter`'s lowpass and highpass, computed the same way (same values, bit for bit).
+    A band keeps x's shape (..., H, W) and dtype.
+    """
+
+    filters: tuple[GaussianFilter, ...] = ()
+
+    def __post_init__(self) -> None:
+        sigmas = [f.sigma for f in self.filters]
+        if any(finer >= coarser for coarser, finer in zip(sigmas, sigmas[1:])):
+            raise FundiffError(
+                f"frequency bands need filters that blur less and less (sigma decreasing), got sigmas {sigmas}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.filters) + 1
+
+    def band(self, i: int, x: Tensor) -> Tensor:
+        """f_i(x), i = 0 (lowest frequencies) .. len - 1 (highest)."""
+        if not 0 <= i < len(self):
+            raise FundiffError(f"band {i} of {len(self)}: give 0..{len(self) - 1}")
+        if len(self) == 1:
+            return x
+        if i == 0:
+            return self.filters[0].lowpass(x)
+        if i == len(self) - 1:
+            return self.filters[-1].highpass(x)
+        return self.filters[i].lowpass(x) - self.filters[i - 1].lowpass(x)
+
+    def split(self, x: Tensor) -> list[Tensor]:
+        """[f_1(x), ..., f_k(x)], which sum to x."""
+        return [self.band(i, x) for i in range(len(self))]

@@ -220,8 +220,8 @@ def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
     from fundiff.outputs import staged_folder
 
     with staged_folder(args.out) as out:  # --out is checked before any work
+        given = spec.check({p.name: getattr(args, p.name) for p in spec.params})  # every flag, before any model loads
         den, folder = _load(args)
-        given = spec.check({p.name: getattr(args, p.name) for p in spec.params})  # every flag checked before work
         options: dict = {"out": str(out.tmp), "seed": args.seed}
         if spec.samples:
             options["sampler"] = sampler_from_args(args, den)
