@@ -307,7 +307,7 @@ def load_split(name: str, root: str | Path | None = None, *, train: bool) -> tup
 
         if not train:
             raise FundiffError("the emoji dataset has no test split; give an image with --image")
-        images, items = emoji.load(root)
+        images, items = emoji.load(fetch(name, root))
         return images, torch.arange(len(items))
     root = fetch(name, root)
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST

@@ -8,11 +8,11 @@ Sources (npm, pinned by version, size and SHA-256 of the package tarball):
 - ``emojibase-data@16.0.3`` (MIT): each emoji's CLDR label and keywords (``en/data.json``).
 
 :func:`fetch` builds ``<data dir>/emoji/`` from them once: ``emoji-64.safetensors`` (``images``: uint8
-(N, 3, 64, 64), the RGBA images composited on :data:`BACKGROUND`), ``emoji.json`` (per image: its emoji's
+(N, 3, 64, 64), the RGBA images composited on :data:`BACKGROUND`), ``emoji.json`` (its background too) (per image: its emoji's
 name, short names, keywords and skin tone) and ``NOTICE.txt`` (the licences). What is kept: every emoji except
 country and subdivision flags (259 + 3 near-identical rectangles) and the five skin-tone swatches, plus every
 single-tone skin variation: 3,224 images of 1,643 emoji. :func:`load` gives them at 32, 48 or 64 pixels
-(area downsampling); the resolution and the white background were chosen by measurement
+(area downsampling); the resolution and the grey background were chosen by measurement
 (``benchmarks/emoji_format.py``, README "The emoji model").
 """
 
@@ -44,7 +44,9 @@ TARBALLS: dict[str, tuple[int, str]] = {  # npm pack file name -> (bytes, sha256
 }
 RESOLUTIONS = (32, 48, 64)
 DEFAULT_RESOLUTION = 32
-BACKGROUND = (255, 255, 255)  # white: the emoji's own dark outlines stay visible (benchmarks/emoji_format.py)
+# mid grey: 1.6% of the emoji's opaque pixels lie within 0.1 of it, against 8.1% for white (eyes, teeth, snow,
+# skulls vanish into it) and 1.5% for black (benchmarks/emoji_format.py, README "Text to image on a CPU")
+BACKGROUND = (128, 128, 128)
 SKIN_TONES = {
     "1F3FB": "light skin tone",
     "1F3FC": "medium-light skin tone",
@@ -71,7 +73,7 @@ FOLDER = "emoji"
 NOTICE = """The emoji images are Noto Color Emoji (Google), Apache License 2.0:
 https://github.com/googlefonts/noto-emoji/blob/main/LICENSE -- taken from the npm package
 emoji-datasource-google@16.0.0 (MIT License, Copyright (c) 2017-2019 Miles Johnson; images as above), and
-composited on white and downsampled by fundiff. The keywords are from emojibase-data@16.0.3
+composited on grey and downsampled by fundiff. The keywords are from emojibase-data@16.0.3
 (MIT License, Copyright (c) 2017-2019 Miles Johnson), from the Unicode CLDR annotations
 (Unicode License).
 """
@@ -124,7 +126,12 @@ def folder(root: str | Path | None = None) -> Path:
 
 def is_fetched(root: str | Path | None = None) -> bool:
     d = folder(root)
-    return (d / "emoji-64.safetensors").is_file() and (d / "emoji.json").is_file()
+    if not (d / "emoji-64.safetensors").is_file() or not (d / "emoji.json").is_file():
+        return False
+    try:  # built on another background (an older fundiff): rebuilt
+        return json.loads((d / "emoji.json").read_text()).get("background") == list(BACKGROUND)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def fetch(root: str | Path | None = None, *, tarball_dir: str | Path | None = None) -> Path:
@@ -145,7 +152,8 @@ def fetch(root: str | Path | None = None, *, tarball_dir: str | Path | None = No
         from safetensors.torch import save_file
 
         save_file({"images": images}, str(stage / "emoji-64.safetensors"))
-        (stage / "emoji.json").write_text(json.dumps({"items": [e.to_dict() for e in items]}, indent=0))
+        index = {"background": list(BACKGROUND), "items": [e.to_dict() for e in items]}
+        (stage / "emoji.json").write_text(json.dumps(index, indent=0))
         (stage / "NOTICE.txt").write_text(NOTICE)
         if dest.exists():
             shutil.rmtree(dest)

@@ -30,6 +30,8 @@ Invert = Literal["auto", "always", "never"]
 INVERTS: tuple[str, ...] = ("auto", "always", "never")
 MASK_PRESETS: tuple[str, ...] = ("top-half", "bottom-half", "left-half", "right-half", "center")
 DRAWINGS_DIR = Path(__file__).parent / "assets" / "drawings"  # shipped hand-drawn samples, by name
+EMOJI_ASSETS_DIR = Path(__file__).parent / "assets" / "emoji"  # colour test images of the emoji model, by name
+EMOJI_TEST_IMAGE = "tower"  # what the emoji model edits when given no image: the Campanile's part
 INK_FRACTION = 20 / 28  # MNIST: digits are scaled into a 20x20 box inside 28x28
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" conversion
 MAX_PIXELS = 2 * 89_478_485  # pictures above this are refused: PIL's decompression-bomb error limit (2x its warning's)
@@ -38,15 +40,17 @@ GREY_NOTICE_FRACTION = 0.01  # a mask with more of its pixels grey (neither near
 
 
 def drawing_names() -> list[str]:
-    """Names of the shipped drawings (e.g. "seven"), usable wherever an image path is."""
-    return sorted(p.stem for p in DRAWINGS_DIR.glob("*.png"))
+    """Names of the shipped drawings and test images (e.g. "seven", "tower"), usable wherever an image path is."""
+    return sorted(p.stem for folder in (DRAWINGS_DIR, EMOJI_ASSETS_DIR) for p in folder.glob("*.png"))
 
 
 def resolve_image_path(path: str | Path) -> Path:
     """``path`` itself, or the shipped drawing of that name."""
     p = Path(path)
-    if not p.exists() and (DRAWINGS_DIR / f"{path}.png").is_file():
-        return DRAWINGS_DIR / f"{path}.png"
+    if not p.exists():
+        for folder in (DRAWINGS_DIR, EMOJI_ASSETS_DIR):
+            if (folder / f"{path}.png").is_file():
+                return folder / f"{path}.png"
     return p
 
 
@@ -344,8 +348,15 @@ def dataset_image(
     data_dir: str | Path | None = None,
 ) -> Tensor:
     """Test image ``index`` of ``dataset`` as (1, channels, S, S) float32 in ``value_range``: what every command
-    edits when given no image (MNIST test 0 is a 7). The model's geometry must match the dataset's."""
+    edits when given no image (MNIST test 0 is a 7; the emoji, which have no test split: the shipped
+    :data:`EMOJI_TEST_IMAGE`). The model's geometry must match the dataset's."""
     from fundiff import data
+
+    if dataset == "emoji":
+        if index != 0:
+            raise FundiffError("the emoji model has one test image; drop --index or pass --image")
+        path = EMOJI_ASSETS_DIR / f"{EMOJI_TEST_IMAGE}.png"
+        return load_image(path, channels=channels, image_size=image_size, value_range=value_range, invert="never")
 
     x_test, _ = data.load_split(dataset, data_dir, train=False)
     if not 0 <= index < len(x_test):

@@ -155,9 +155,11 @@ class TextEncoder:
             raise FundiffError(f"prompt {shorten(prompt)} has only filler words; name a thing (e.g. 'a rocket')")
         found = sorted({i for w in content for i in self.lookup(w)})
         if not found:
-            close = difflib.get_close_matches(content[0], self.words, n=5, cutoff=0.6)
-            hint = f"closest known words: {', '.join(close)}" if close else "try a simpler word, e.g. 'cat', 'fire'"
-            raise FundiffError(f"prompt {shorten(prompt)} has no word the model knows; {hint}")
+            close = [m for w in content for m in difflib.get_close_matches(w, self.words, n=5, cutoff=0.0)]
+            close = sorted(set(close), key=close.index)[:5]
+            raise FundiffError(
+                f"prompt {shorten(prompt)} has no word the model knows; closest known words: {', '.join(close)}"
+            )
         name = self.names.get(" ".join(content))
         return found + ([len(self.words) + name] if name is not None else [])
 

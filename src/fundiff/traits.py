@@ -69,7 +69,20 @@ DIGIT_DEFAULTS = TechniqueDefaults()
 # Per dataset, where a measurement chose otherwise (README, "Does another filter help?"): on MNIST the
 # shipped flow model's hybrids read both ways 21% of the time with sigma 2 against 9% with 1.5 (3 pairs,
 # 30 samples each); on Fashion-MNIST 1.5 stays best (22% against 18%).
-DATASET_DEFAULTS: dict[str, TechniqueDefaults] = {"mnist": replace(DIGIT_DEFAULTS, hybrid_sigma=2.0)}
+# The emoji model (32x32 colour, text prompts): the write-up's prompts where an emoji fits (its old man and
+# campfire upside down; its skull far away, a waterfall up close -> a water wave); the hybrid filter as for
+# the 28x28 digits (README "The emoji model" has the measured read rates).
+EMOJI_DEFAULTS = replace(
+    DIGIT_DEFAULTS,
+    anagram_prompts=("an old man", "a campfire"),
+    anagram_views=("vflip",),
+    hybrid_prompts=("a skull", "a water wave"),
+    setup_prompts=("an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship"),
+)
+DATASET_DEFAULTS: dict[str, TechniqueDefaults] = {
+    "mnist": replace(DIGIT_DEFAULTS, hybrid_sigma=2.0),
+    "emoji": EMOJI_DEFAULTS,
+}
 
 
 def defaults_for(denoiser) -> TechniqueDefaults:

@@ -126,13 +126,23 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise FundiffError(f"{args.model} is a {kind!r} run; evaluate takes a denoiser, time or class model")
     dataset = runs.dataset_of(cfg)
     names = runs.class_names_of(cfg)
-    _check_options(args, kind, len(names))
+    text = "text" in cfg
+    if text:
+        _check_text_options(args)
+    else:
+        _check_options(args, kind, len(names))
     out = Path(args.out) if args.out else runs.default_output(args.model, "evaluation.json")
     if out.suffix.lower() != ".json":
         raise FundiffError(f"--out must be a .json path, got {args.out!r}")
     with staged_file(out, suffixes=(".json",)) as staged:  # checked before work; written whole or not at all
-        report = _evaluate(args, run_dir, cfg, kind, dataset, names, staged)
-    _print_report(report, names)
+        if text:
+            report = _evaluate_text(args, run_dir, staged)
+        else:
+            report = _evaluate(args, run_dir, cfg, kind, dataset, names, staged)
+    if text:
+        _print_text_report(report)
+    else:
+        _print_report(report, names)
     print(f"metrics in {out}")
 
 
@@ -184,6 +194,56 @@ def _evaluate(args, run_dir, cfg: dict, kind: str, dataset: str, names, staged) 
             _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, train, report, staged, device)
     atomic_write_json(staged.tmp, report)
     return report
+
+
+TEXT_PROMPTS = 50  # prompts of a text model's evaluation (prompt_eval.eval_prompts)
+
+
+def _check_text_options(args) -> None:
+    """A text model is measured by prompt fidelity and diversity: the classifier and denoiser options do not apply."""
+    foreign = [flag for flag, value in (("--sweep", args.sweep), ("--sigmas", args.sigmas),
+               ("--classifier", args.classifier)) if value is not None]  # fmt: skip
+    if foreign:
+        raise FundiffError(f"{', '.join(foreign)} do(es) not apply to a text model (measured by prompt fidelity)")
+    if args.n < TEXT_PROMPTS:
+        raise FundiffError(f"--n must be at least {TEXT_PROMPTS} for a text model (one sample per prompt)")
+
+
+def _evaluate_text(args, run_dir, staged) -> dict:
+    """Prompt fidelity and diversity over TEXT_PROMPTS prompts and the write-up's prompts (prompt_eval)."""
+    from fundiff import emoji, prompt_eval
+    from fundiff import timesteps as ts
+    from fundiff.atomic import atomic_write_json
+    from fundiff.backends import runs
+    from fundiff.devices import resolve_device
+
+    device = resolve_device(args.device)
+    den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
+    timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+    sampler = sampler_from_args(args, den)
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    from fundiff import data
+
+    images, items = emoji.load(data.fetch("emoji", args.data_dir), resolution=den.image_size)
+    run = dict(n=args.n // TEXT_PROMPTS, guidance=guidance, timesteps=timesteps, sampler=sampler, seed=args.seed,
+               batch=args.batch_size)  # fmt: skip
+    report = {"model": str(args.model), "kind": "text", "dataset": "emoji", "seed": args.seed,
+              "steps": len(timesteps), "sampler": sampler.name, "precision": args.precision}  # fmt: skip
+    report["eval_prompts"] = prompt_eval.prompt_fidelity(den, images, items, prompt_eval.eval_prompts(items), **run)
+    writeup = list(prompt_eval.WRITEUP_TARGETS.items())
+    report["writeup_prompts"] = prompt_eval.prompt_fidelity(den, images, items, writeup, **run)
+    atomic_write_json(staged.tmp, report)
+    return report
+
+
+def _print_text_report(r: dict) -> None:
+    e, w = r["eval_prompts"], r["writeup_prompts"]
+    print(f"{r['model']}: {r['sampler']}, {r['steps']} steps, CFG {e['guidance']:g}, {e['samples_per_prompt']} "
+          "samples per prompt")  # fmt: skip
+    print(f"  prompt fidelity over {e['prompts']} prompts: {e['fidelity']:.1%}  diversity {e['diversity']:.2f}")
+    print(f"  the write-up's prompts: fidelity {w['fidelity']:.1%}  diversity {w['diversity']:.2f}")
+    for row in w["per_prompt"]:
+        print(f"    {row['prompt']!r}: {row['hits']}/{e['samples_per_prompt']}  nearest {', '.join(row['nearest'])}")
 
 
 def _check_options(args, kind: str, n_classes: int) -> None:

@@ -43,8 +43,8 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         nargs="+",
         default=None,
         metavar="K",
-        help="classes to sample, as prompts naming them (e.g. 3, seven, sneaker; default: the model's default "
-        "prompts, every class)",
+        help="classes to sample, as prompts naming them (e.g. 3, seven, sneaker), or any text for a text model "
+        "(emoji: 'a rocket ship'); default: the model's default prompts (every class)",
     )
     p.add_argument(
         "--guidance",

@@ -45,7 +45,8 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         default=None,
         choices=tuple(PRESETS),
         help="paper (default): the write-up exactly (DDPM, fp32); quick: fast CPU DDPM recipe (3 epochs); flow: "
-        "flow matching, 10 epochs, the shipped models' recipe (~30 min on 2 cores); tiny: smoke test",
+        "flow matching, 10 epochs, the shipped models' recipe (~30 min on 2 cores); emoji: the text-to-image model "
+        "on the emoji (class only; fetches the emoji from npm; ~25 min on 2 cores); tiny: smoke test",
     )
     p.add_argument(
         "--out",

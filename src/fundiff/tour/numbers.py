@@ -21,6 +21,14 @@ def _trained(card: dict) -> list[tuple[str, str]]:
 def class_numbers(card: dict) -> list[tuple[str, str]]:
     """Accuracy (by fundiff's classifier) and FID of a class model's card, at its CFG scale and at s = 1."""
     ev = card.get("evaluation") or {}
+    if "eval_prompts" in ev:  # a text model (fundiff evaluate: prompt_eval)
+        e, w = ev["eval_prompts"], ev.get("writeup_prompts", {})
+        how = f"{e['samples_per_prompt']} samples each, CFG s={e['guidance']:g}, {ev.get('steps')} steps"
+        return [
+            (f"prompt fidelity over {e['prompts']} prompts ({how})", _pct(e["fidelity"])),
+            ("prompt fidelity on the write-up's prompts", _pct(w.get("fidelity"))),
+            ("diversity (distinct nearest emoji per sample)", f"{e['diversity']:.2f}"),
+        ] + _trained(card)
     if "accuracy" not in ev:
         return _trained(card)
     how = f"{ev.get('n')} samples, {ev.get('steps')} steps, graded by {ev.get('classifier')}"

@@ -143,3 +143,48 @@ def anagram(t: TourState, out: Path) -> Made:
 def hybrid(t: TourState, out: Path) -> Made:
     low, high = t.choices.hybrid  # the filter: the technique's default for the model's dataset (by measurement)
     return run_technique(t, out, "hybrid", {"low": low, "high": high, "n": t.sizes.n}, numbers=[read_rates()])
+
+
+# -- the same techniques with text prompts, on the emoji model (role "emoji") ------------------------------------
+def text_cfg(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    return run_technique(t, out, "generate", {"prompts": list(c.cfg), "n": t.sizes.n}, role="emoji")
+
+
+def text_sdedit(t: TourState, out: Path) -> Made:
+    return run_technique(t, out, "sdedit", {"prompt": "", "i_starts": t.sizes.i_starts}, role="emoji")
+
+
+def text_img2img(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    return run_technique(t, out, "sdedit", {"prompt": c.img2img, "i_starts": t.sizes.i_starts}, role="emoji")
+
+
+def text_handdrawn(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    given = {"prompt": c.drawn_prompt, "i_starts": t.sizes.i_starts}
+    return run_technique(t, out, "sdedit", given, role="emoji", drawings=c.drawings, options={"name": "handdrawn"})
+
+
+def text_inpaint(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    given = {"prompt": c.inpaint, "n": t.sizes.n, "method": "replace"}
+    return run_technique(t, out, "inpaint", given, role="emoji", mask_preset="top-half")
+
+
+def text_anagram(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    given = {"prompts": list(c.anagram), "views": [c.view], "n": t.sizes.n}
+    return run_technique(t, out, "anagram", given, role="emoji")
+
+
+def text_hybrid(t: TourState, out: Path) -> Made:
+    from fundiff.tour.state import TEXT_CHOICES as c
+
+    low, high = c.hybrid
+    return run_technique(t, out, "hybrid", {"low": low, "high": high, "n": t.sizes.n}, role="emoji")

@@ -16,7 +16,11 @@ from fundiff.atomic import atomic_write_bytes, atomic_write_json
 
 MANIFEST = "manifest.json"
 INDEX = "index.html"
-PARTS = {"A": "Part A: fun with a trained model", "B": "Part B: train your own"}
+PARTS = {
+    "A": "Part A: fun with a trained model",
+    "T": "Part A with text prompts: fundiff's emoji text-to-image model",
+    "B": "Part B: train your own",
+}
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }

@@ -21,7 +21,7 @@ from fundiff.outputs import check_folder, folder_lock
 from fundiff.tour import report
 from fundiff.tour.retrain import train_part_b
 from fundiff.tour.sections import SECTION_IDS, SECTIONS
-from fundiff.tour.state import CHOICES, FULL, PART_B_MODELS, QUICK, Section, TourState
+from fundiff.tour.state import CHOICES, FULL, PART_B_MODELS, QUICK, TEXT_MODEL, Section, TourState
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ def run_tour(
     train: str | None = None,
     time_model: str | None = None,
     denoiser_model: str | None = None,
+    text_model: str | None = None,
     seed: int = DEFAULT_SEED,
     sampler: str | None = None,
     device: str = "auto",
@@ -173,7 +174,8 @@ def run_tour(
     model: Part A's class-conditioned model (shipped name or run folder; default ``mnist-class``, or
     ``fashion-class`` for dataset "fashion-mnist"); it is also Part B's class model unless ``train``
     names a preset (see ``fundiff.training.PRESETS``) to train a denoiser, a time and a class model
-    first. time_model / denoiser_model: Part B's (default: the shipped ``mnist-time``, ``mnist-denoiser``).
+    first. time_model / denoiser_model: Part B's (default: the shipped ``mnist-time``, ``mnist-denoiser``);
+    text_model: the text sections' text-to-image model (default: the shipped ``emoji``).
     quick: the small :data:`QUICK` sizes (tests). sections: a subset of :data:`SECTION_IDS` (run in
     tour order; the report and manifest then hold only those).
     Uses torch's current thread count (the CLI sets it from --threads). Sections complete from an
@@ -192,7 +194,7 @@ def run_tour(
         raise FundiffError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTION_IDS)}")
     model, dataset = _resolve_class_model(model, dataset)
     out, dev = Path(out), resolve_device(device)
-    models = {"class": model, "class-b": model, **PART_B_MODELS}
+    models = {"class": model, "class-b": model, **PART_B_MODELS, "emoji": text_model or TEXT_MODEL}
     models.update({k: v for k, v in (("time", time_model), ("denoiser", denoiser_model)) if v})
     chosen = [s for s in SECTIONS if sections is None or s.id in sections]
     if not chosen:

@@ -78,6 +78,45 @@ SECTIONS: tuple[Section, ...] = (
         "class", part_a.hybrid,
     ),
     Section(
+        "t-cfg", "T", "1.5–1.6 Text to image, with classifier-free guidance",
+        "fundiff's emoji model (32x32 colour, trained on a CPU) sampled from the write-up's prompts with CFG "
+        "s = 5; each prompt is a bag of words (fundiff.text), so any phrasing of known words works.",
+        "emoji", part_a.text_cfg,
+    ),
+    Section(
+        "t-sdedit", "T", "1.7 SDEdit of a test image",
+        "A shipped tower emoji plays the Campanile's part: noised to timesteps[i_start] and denoised with the "
+        "null prompt.",
+        "emoji", part_a.text_sdedit,
+    ),
+    Section(
+        "t-handdrawn", "T", "1.7.1 Editing a drawing",
+        "A simple colour drawing of a sun, projected onto the emoji manifold by SDEdit.",
+        "emoji", part_a.text_handdrawn,
+    ),
+    Section(
+        "t-inpaint", "T", "1.7.2 Inpainting with a prompt",
+        "The tower's top half regenerated with the prompt 'a fire'; the bottom half is kept.",
+        "emoji", part_a.text_inpaint,
+    ),
+    Section(
+        "t-img2img", "T", "1.7.3 The tower towards 'a rocket ship'",
+        "SDEdit of the tower with the prompt 'a rocket ship' and CFG s = 5, as the write-up turns the "
+        "Campanile into a rocket.",
+        "emoji", part_a.text_img2img,
+    ),
+    Section(
+        "t-anagram", "T", "1.8 An old man and a campfire",
+        "The write-up's anagram at emoji scale: 'an old man' as is, 'a campfire' upside down.",
+        "emoji", part_a.text_anagram,
+    ),
+    Section(
+        "t-hybrid", "T", "1.9 A skull far away, a water wave up close",
+        "The write-up's hybrid (skull and waterfall) with the emoji the model knows: low frequencies of "
+        "'a skull', high of 'a water wave'.",
+        "emoji", part_a.text_hybrid,
+    ),
+    Section(
         "b-noising", "B", "B 1.2 The noising process",
         "Test digits noised as z = x + σ ε at σ ∈ {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1}: the one-step denoiser's "
         "training inputs (σ = 0.5) and beyond.",

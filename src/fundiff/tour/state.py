@@ -70,6 +70,20 @@ CHOICES = {
     ),
 }
 PART_B_MODELS = {"time": "mnist-time", "denoiser": "mnist-denoiser"}  # shipped; Part B's class model is --model's
+TEXT_MODEL = "emoji"  # the shipped text-to-image model of the tour's text sections (role "emoji")
+# the text sections' prompts: the write-up's where an emoji fits; the test image is the shipped tower
+# (images.EMOJI_TEST_IMAGE), standing in for the Campanile; anagram and hybrid take the model's defaults
+TEXT_CHOICES = Choices(
+    TEXT_MODEL,
+    ("sun-drawing",),
+    "",
+    "a rocket ship",
+    ("a rocket ship", "a man wearing a top hat", "a snowy mountain", "a skull"),
+    "a fire",
+    ("an old man", "a campfire"),
+    "vflip",
+    ("a skull", "a water wave"),
+)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from fundiff import images, io
@@ -110,7 +111,7 @@ def inpaint_image(app: App, model: str, source: str, index, upload, folder: Path
     else:
         x_test = test_images(app, model)
         i = whole(index, "the test image index", 0, len(x_test) - 1)
-        io.save_png(x_test[i : i + 1].float().div(255), path)
+        io.save_png((x_test[i] if x_test.ndim == 4 else x_test[i : i + 1]).float().div(255), path)
         flags = ["--index", str(i)]
     x_0 = images.load_image(
         path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, invert="never"
@@ -119,7 +120,8 @@ def inpaint_image(app: App, model: str, source: str, index, upload, folder: Path
 
 
 def test_images(app: App, model: str) -> Tensor:
-    """The test split (N,H,W) uint8 of the dataset the model was trained on."""
+    """The test split (N,H,W) uint8 of the dataset the model was trained on; for the emoji, which have none, the
+    shipped test image (1,3,S,S) (images.dataset_image)."""
     from fundiff import data
     from fundiff.checkpoints import load_config
 
@@ -128,6 +130,9 @@ def test_images(app: App, model: str) -> Tensor:
         dataset = runs.dataset_of(load_config(runs.resolve(model)))
     except FundiffError:
         raise FundiffError(f"{model} has no test dataset to take an image from; choose 'upload'") from None
+    if dataset == "emoji":
+        x = images.dataset_image(dataset, 0, channels=den.channels, image_size=den.image_size)
+        return x.mul(255).round().to(torch.uint8)
     x_test, _ = data.load_split(dataset, app.config.data_dir, train=False)
     if x_test.shape[-1] != den.image_size or den.channels != 1:
         raise FundiffError(f"{dataset}'s test images do not fit {model}; choose 'upload'")

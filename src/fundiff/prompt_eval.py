@@ -1,0 +1,99 @@
+"""How well a text-to-image model follows its prompts, measured against its own training set (the emoji).
+
+- **prompt fidelity**: the share of samples whose nearest training image (Euclidean distance in pixels) is
+  one of the prompt's emoji (any of its skin tones); chance is about 1 in 1,600;
+- **diversity**: per prompt, the number of distinct emoji that its samples' nearest images belong to,
+  divided by the samples per prompt (1: every sample looks like a different emoji; 1/n: all the same one).
+
+:func:`eval_prompts` picks the prompts: the CLDR labels of ``count`` emoji spread evenly over the whole list
+(every category), the same for every model; :data:`WRITEUP_TARGETS` adds the write-up's prompts with the emoji
+each should give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from fundiff import samplers
+from fundiff.guidance import CFG
+
+# the write-up's prompts (fundiff.emoji.DEFAULT_PROMPTS) -> the Unicode names of the emoji that answer them
+WRITEUP_TARGETS: dict[str, tuple[str, ...]] = {
+    "a rocket ship": ("ROCKET",),
+    "a man wearing a top hat": ("TOP HAT", "FACE WITH COWBOY HAT", "MAN IN BUSINESS SUIT LEVITATING"),
+    "a snowy mountain": ("SNOW-CAPPED MOUNTAIN", "MOUNT FUJI", "MOUNTAIN"),
+    "an old man": ("OLDER MAN",),
+    "a campfire": ("FIRE", "CAMPING"),
+    "a skull": ("SKULL", "SKULL AND CROSSBONES"),
+    "a water wave": ("WATER WAVE",),
+    "a cat face": ("CAT FACE",),
+    "a dog": ("DOG", "DOG FACE"),
+    "a pizza": ("SLICE OF PIZZA",),
+}
+
+
+def eval_prompts(items: Sequence, count: int = 50) -> list[tuple[str, tuple[str, ...]]]:
+    """``count`` (prompt, target emoji names) pairs: the labels of emoji spread evenly over ``items``
+    (fundiff.emoji.Emoji, base emoji only, in the dataset's order)."""
+    base = [e for e in items if not e.skin_tone]
+    picks = [base[round(i * (len(base) - 1) / max(1, count - 1))] for i in range(min(count, len(base)))]
+    return [(e.label or e.name.lower(), (e.name,)) for e in picks]
+
+
+def nearest(samples: Tensor, train: Tensor, chunk: int = 256) -> Tensor:
+    """Index of the nearest training image (L2 in pixels) of each sample; samples (B,C,H,W) in [0, 1],
+    train uint8 (N,C,H,W)."""
+    ref = train.flatten(1).float().div(255)
+    ref_sq = ref.pow(2).sum(1)
+    out = []
+    for s in samples.flatten(1).float().split(chunk):
+        d = ref_sq[None] - 2 * s @ ref.T  # + |s|^2, the same for every training image
+        out.append(d.argmin(1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def prompt_fidelity(
+    denoiser,
+    train: Tensor,
+    items: Sequence,
+    prompts: Sequence[tuple[str, Sequence[str]]],
+    *,
+    n: int = 4,
+    guidance: float = 5.0,
+    timesteps: list[int],
+    sampler=None,
+    seed: int = 0,
+    batch: int = 100,
+) -> dict:
+    """Fidelity and diversity (module docstring) of ``n`` samples per prompt at CFG ``guidance``, per prompt too."""
+    model = CFG(denoiser, guidance)
+    texts = [p for p, _ in prompts for _ in range(n)]
+    g = torch.Generator(device=denoiser.device).manual_seed(seed)
+    xs = []
+    for start in range(0, len(texts), batch):
+        part = texts[start : start + batch]
+        x = samplers.sample_from_noise(model, model.encode(part), timesteps, generator=g, sampler=sampler)
+        xs.append(x.clamp(0, 1).cpu())
+    idx = nearest(torch.cat(xs), train)
+    names = [items[int(i)].name for i in idx]
+    rows, hits = [], 0
+    for k, (prompt, targets) in enumerate(prompts):
+        got = names[k * n : (k + 1) * n]
+        hit = sum(name in targets for name in got)
+        hits += hit
+        rows.append({"prompt": prompt, "hits": hit, "distinct": len(set(got)), "nearest": got})
+    return {
+        "prompts": len(prompts),
+        "samples_per_prompt": n,
+        "guidance": guidance,
+        "fidelity": hits / max(1, len(texts)),
+        "diversity": sum(r["distinct"] for r in rows) / max(1, len(rows) * n),
+        "per_prompt": rows,
+    }
+
+
+__all__ = ["WRITEUP_TARGETS", "eval_prompts", "nearest", "prompt_fidelity"]

@@ -1,0 +1,235 @@
+"""The emoji dataset, the text encoder and a text-to-image model, on a tiny emoji set the tests make themselves."""
+
+import io
+import json
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from fundiff import cli, emoji, text, training
+from fundiff.errors import FundiffError
+from helpers import tiny_config
+
+# (Unicode name, short names, image file, skin variations, CLDR label, keywords, category colour)
+_EMOJI = [
+    ("ROCKET", ["rocket"], "1f680.png", {}, "rocket", ["launch", "rockets", "space"], (200, 30, 30)),
+    ("FIRE", ["fire"], "1f525.png", {}, "fire", ["flame", "hot"], (250, 140, 0)),
+    ("SNOWMAN", ["snowman"], "2603.png", {}, "snowman", ["cold", "snowy"], (40, 90, 220)),
+    ("OLDER MAN", ["older_man"], "1f474.png", {"1F3FB": "1f474-1f3fb.png"}, "old man", ["adult", "man", "old"],
+     (120, 80, 40)),
+    ("WAVING BLACK FLAG", ["waving_black_flag"], "1f3f4.png", {}, "black flag", ["waving"], (10, 10, 10)),
+    ("CAMPING", ["camping"], "1f3d5.png", {}, "camping", ["camp", "tent"], (30, 140, 60)),
+    ("SKULL", ["skull"], "1f480.png", {}, "skull", ["death", "face"], (230, 230, 230)),
+    ("WATER WAVE", ["ocean"], "1f30a.png", {}, "water wave", ["ocean", "water", "wave"], (30, 120, 250)),
+    ("FLAG OF FRANCE", ["flag-fr"], "1f1eb-1f1f7.png", {}, "flag: France", ["flag"], (0, 0, 255)),
+]  # fmt: skip
+
+
+def _png(colour, alpha=255) -> bytes:
+    im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    im.paste(Image.new("RGBA", (32, 32), (*colour, alpha)), (16, 16))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_tarballs(folder: Path) -> dict[str, tuple[int, str]]:
+    """Tarballs shaped like the two npm packages; returns their TARBALLS entries (size, sha256)."""
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta, cldr = [], []
+    for order, (name, shorts, image, skins, label, keywords, _) in enumerate(_EMOJI):
+        code = image.removesuffix(".png").upper()
+        sub = "country-flag" if name.startswith("FLAG OF") else "thing"
+        variations = {k: {"unified": f"{code}-{k}", "image": v, "has_img_google": True} for k, v in skins.items()}
+        meta.append(dict(name=name, unified=code, image=image, short_names=shorts, sort_order=order, subcategory=sub,
+                         has_img_google=True, skin_variations=variations or None))  # fmt: skip
+        cldr.append(dict(label=label, hexcode=code, tags=keywords))
+    paths = {}
+    with tarfile.open(folder / "emoji-datasource-google-16.0.0.tgz", "w:gz") as tar:
+        _add(tar, "package/emoji.json", json.dumps(meta).encode())
+        for _, _, image, skins, _, _, colour in _EMOJI:
+            _add(tar, f"package/img/google/64/{image}", _png(colour))
+            for v in skins.values():
+                _add(tar, f"package/img/google/64/{v}", _png(tuple(c // 2 for c in colour)))
+    with tarfile.open(folder / "emojibase-data-16.0.3.tgz", "w:gz") as tar:
+        _add(tar, "package/en/data.json", json.dumps(cldr).encode())
+    for p in folder.glob("*.tgz"):
+        paths[p.name] = (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+    return paths
+
+
+@pytest.fixture
+def emoji_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(emoji, "TARBALLS", make_tarballs(tmp_path / "npm"))
+    root = tmp_path / "data"
+    emoji.fetch(root, tarball_dir=tmp_path / "npm")
+    return root
+
+
+def test_fetch_builds_the_images_on_grey_with_their_texts(emoji_root):
+    images, items = emoji.load(emoji_root, resolution=32)
+    names = ["ROCKET", "FIRE", "SNOWMAN", "OLDER MAN", "OLDER MAN", "WAVING BLACK FLAG", "CAMPING", "SKULL"]
+    assert [e.name for e in items] == [*names, "WATER WAVE"]  # the flag of France is dropped
+    assert items[4].skin_tone == "light skin tone" and items[3].skin_tone == ""
+    assert images.shape == (9, 3, 32, 32) and images.dtype == torch.uint8
+    assert images[:, :, 0, 0].eq(128).all()  # the transparent corner composited on the grey background
+    assert images[0, :, 16, 16].tolist() == [200, 30, 30]  # the opaque square keeps its colour
+    assert emoji.load(emoji_root, resolution=64)[0][0, :, 40, 40].tolist() == [200, 30, 30]
+    assert items[4].texts()[0] == "older man, light skin tone" and "old man" in items[3].texts()
+    assert "Apache License 2.0" in (emoji_root / "emoji" / "NOTICE.txt").read_text()
+
+
+def test_a_tarball_that_is_not_the_pinned_one_is_refused_and_nothing_is_left(tmp_path, monkeypatch):
+    pins = make_tarballs(tmp_path / "npm")
+    name = next(iter(pins))
+    monkeypatch.setattr(emoji, "TARBALLS", {**pins, name: (pins[name][0], "0" * 64)})
+    with pytest.raises(FundiffError, match="is not the pinned") as e:
+        emoji.fetch(tmp_path / "data", tarball_dir=tmp_path / "npm")
+    assert "\n" not in str(e.value) and "fetch emoji" in str(e.value)
+    assert not (tmp_path / "data" / "emoji").exists() and list((tmp_path / "data").iterdir()) == []
+
+
+@pytest.mark.network  # the real npm path, with npm missing: nothing is downloaded
+def test_offline_without_the_dataset_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(emoji.shutil, "which", lambda _: None)
+    with pytest.raises(FundiffError, match="npm is not installed"):
+        emoji.fetch(tmp_path)
+    with pytest.raises(FundiffError, match="run `fundiff data fetch emoji`"):
+        emoji.load(tmp_path)
+    with pytest.raises(FundiffError, match="resolution must be one of 32, 48, 64"):
+        emoji.load(tmp_path, resolution=40)
+
+
+def _encoder(design="words+names"):
+    texts = [["rocket", "launch", "rockets"], ["fire", "flame"], ["camping", "tent"], ["snowman", "snowy"],
+             ["water wave", "ocean"]]  # fmt: skip
+    return text.TextEncoder.build(texts, [t[:1] for t in texts], design)
+
+
+def test_text_encoder_stems_splits_compounds_and_drops_filler():
+    enc = _encoder()
+    assert "rockets" not in enc.words and "rocket" in enc.words  # plurals fold into their singular
+    assert enc.describe("A photo of some Rockets!") == "rocket"
+    assert enc.describe("a campfire") == "camping fire"  # a compound of two known words; "camp" finds "camping"
+    assert enc.describe("snowy") == "snowy" and enc.describe("flames") == "flame"
+    assert enc.encode([""]).eq(0).all() and enc.encode(["  "]).shape == (1, enc.dim)
+    c = enc.encode(["rocket", "a rocket ship"])
+    assert c[0].sum() == 2 and c[1].sum() == 1  # the whole prompt "rocket" is a name: its name dimension too
+    assert enc.num_names == 5 and text.TextEncoder.build([["a"]], design="words").num_names == 0
+
+
+def test_a_prompt_of_no_known_word_names_the_closest_words():
+    with pytest.raises(FundiffError) as e:
+        _encoder().tokens("a rockit")
+    assert "no word the model knows; closest known words: rocket" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(FundiffError, match="only filler words"):
+        _encoder().tokens("the of a")
+
+
+def test_encoder_round_trips_and_rejects_a_corrupt_description():
+    enc = _encoder()
+    again = text.TextEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert torch.equal(again.encode(["a campfire", "ocean"]), enc.encode(["a campfire", "ocean"]))
+    with pytest.raises(FundiffError, match="incomplete or corrupt"):
+        text.TextEncoder.from_dict({"design": "words"})
+
+
+def test_training_texts_are_drawn_only_from_each_items_own():
+    enc = _encoder()
+    texts = [["rocket", "launch"], ["fire", "flame"]]
+    table = enc.variant_table(texts)
+    g = torch.Generator().manual_seed(0)
+    c = text.sample_vectors(table, enc.dim, torch.tensor([0, 1] * 50), g)
+    own = [enc.encode(t).amax(0) for t in texts]
+    for b in range(100):
+        assert (c[b] <= own[b % 2]).all() and c[b].sum() >= 1
+    seen = {tuple(c[b].nonzero().flatten().tolist()) for b in range(0, 100, 2)}
+    assert len(seen) == 2  # both texts of item 0 are drawn
+
+
+def _text_run(emoji_root, tmp_path, **kw):
+    from fundiff.training.inputs import training_inputs
+
+    cfg = tiny_config("class", dataset="emoji", text="words+names", epochs=2, batch_size=4, **kw)
+    split, txt = training_inputs(cfg, emoji_root)
+    return cfg, split, txt
+
+
+def test_a_text_model_trains_resumes_exactly_and_reads_free_text(emoji_root, tmp_path):
+    cfg, split, txt = _text_run(emoji_root, tmp_path, ema_decay=0.9)
+    assert split[0].shape == (9, 3, 32, 32)
+    full = training.train(cfg, tmp_path / "full", data=split, text=txt, progress=False)
+    training.train(replace(cfg, max_steps=1), tmp_path / "part", data=split, text=txt, progress=False)
+    training.train(cfg, tmp_path / "part", data=split, text=txt, progress=False, resume=True)
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("full", "part"))
+    assert full.step == 6 and all(torch.equal(a[k], b[k]) for k in a)
+    from fundiff.backends import runs
+
+    den = runs.load_denoiser(tmp_path / "full")  # the encoder comes from config.json: no dataset needed
+    assert den.conditional and den.channels == 3 and den.image_size == 32
+    assert den.encode(["a campfire", ""]).shape == (2, txt[0].dim) and den.describe_prompt("an old man") == "an old man"
+    with pytest.raises(FundiffError, match="no word the model knows"):
+        den.encode(["a xylophone"])
+
+
+def test_text_options_are_checked(emoji_root, tmp_path):
+    cfg, split, txt = _text_run(emoji_root, tmp_path)
+    with pytest.raises(FundiffError, match="needs the text encoder"):
+        training.train(cfg, tmp_path / "r", data=split, progress=False)
+    with pytest.raises(FundiffError, match="a class model on emoji needs --text"):
+        replace(cfg, text="none")
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_part_a_command_runs_on_a_text_model_with_text_prompts(emoji_root, tmp_path, capsys):
+    cfg, split, txt = _text_run(emoji_root, tmp_path)
+    run = tmp_path / "run"
+    training.train(replace(cfg, max_steps=1), run, data=split, text=txt, progress=False)
+    assert cli.main(["noise", "--model", str(run), "--out", str(tmp_path / "noise")]) == 0  # the tower, noised
+    common = ["--model", str(run), "--steps", "3", "--precision", "fp32"]
+    for argv in (
+        ["denoise", "--prompt", "a fire", "--i-start", "1"],
+        ["generate", "--prompt", "a rocket ship", "an old man", "--n", "1"],
+        ["sdedit", "--prompt", "a campfire", "--i-start", "1"],  # the shipped tower stands in for the Campanile
+        ["sdedit", "--image", "sun-drawing", "--prompt", "", "--i-start", "1"],
+        ["inpaint", "--prompt", "fire"],
+        ["anagram"],  # the emoji defaults: an old man / a campfire upside down
+        ["hybrid"],  # a skull far away, a water wave up close
+    ):
+        out = tmp_path / argv[0] / str(len(argv))
+        assert cli.main([*argv, *common, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert list(out.rglob("*.png")), argv
+    samples = list((tmp_path / "generate").rglob("*_sample-1.png"))
+    assert len(samples) == 4 and all(Image.open(p).mode == "RGB" and Image.open(p).size == (32, 32) for p in samples)
+    assert cli.main(["generate", "--prompt", "a xylophone", *common, "--out", str(tmp_path / "bad")]) == 2
+    assert "closest known words" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_the_shipped_emoji_model_follows_a_prompts_colour():
+    """A floor for the shipped model, without the dataset: water waves come out blue, fires red-orange."""
+    from fundiff import samplers
+    from fundiff import timesteps as ts
+    from fundiff.backends import runs
+    from fundiff.guidance import CFG
+
+    den = CFG(runs.load_denoiser("emoji", precision="fp32"), 5.0)
+    g = torch.Generator().manual_seed(0)
+    prompts = ["a water wave"] * 4 + ["fire"] * 4
+    x = samplers.sample_from_noise(den, den.encode(prompts), ts.strided(den.schedule.T, steps=12), generator=g,
+                                   sampler="dpm++")  # fmt: skip
+    rgb = x.clamp(0, 1).mean(dim=(2, 3))  # (8, 3) mean colour per sample
+    wave, fire = rgb[:4], rgb[4:]
+    assert (wave[:, 2] > wave[:, 0]).all() and (fire[:, 0] > fire[:, 2] + 0.1).all(), rgb
