@@ -8,12 +8,12 @@ Sources (npm, pinned by version, size and SHA-256 of the package tarball):
 - ``emojibase-data@16.0.3`` (MIT): each emoji's CLDR label and keywords (``en/data.json``).
 
 :func:`fetch` builds ``<data dir>/emoji/`` from them once: ``emoji-64.safetensors`` (``images``: uint8
-(N, 3, 64, 64), the RGBA images composited on :data:`BACKGROUND`), ``emoji.json`` (its background too) (per image: its emoji's
-name, short names, keywords and skin tone) and ``NOTICE.txt`` (the licences). What is kept: every emoji except
-country and subdivision flags (259 + 3 near-identical rectangles) and the five skin-tone swatches, plus every
-single-tone skin variation: 3,224 images of 1,643 emoji. :func:`load` gives them at 32, 48 or 64 pixels
-(area downsampling); the resolution and the grey background were chosen by measurement
-(``benchmarks/emoji_format.py``, README "The emoji model").
+(N, 3, 64, 64), the RGBA images composited on :data:`BACKGROUND`), ``emoji.json`` (the background, and per
+image its emoji's name, short names, keywords and skin tone) and ``NOTICE.txt`` (the licences). What is kept:
+every emoji except country and subdivision flags (259 + 3 near-identical rectangles) and the five skin-tone
+swatches, plus every single-tone skin variation: 3,224 images of 1,643 emoji. :func:`load` gives them at 32,
+48 or 64 pixels (area downsampling); the resolution and the grey background were chosen by measurement
+(``benchmarks/emoji_format.py``, README "Text to image on a CPU").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ compound of two vocabulary words ("campfire" -> "camp" + "fire"). c is the multi
 mapped words. The vocabulary is every word of the training texts (the emoji's Unicode names, short names,
 CLDR labels, keywords and skin tones: fundiff.emoji), plurals folded into their singular.
 
-Two designs (``DESIGNS``, compared in README "The emoji model"):
+Two designs (``DESIGNS``, compared in README "Text to image on a CPU"):
 
 - ``words``: the bag of words only;
 - ``words+names``: also one *name* dimension per emoji, set when the whole prompt (filler dropped) is one

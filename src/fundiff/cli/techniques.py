@@ -61,6 +61,13 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
             add_sampler_options(p)
             if spec.extra.get("timesteps", True):
                 add_timestep_options(p)
+        if _animates(spec):
+            p.add_argument(
+                "--animate",
+                action="store_true",
+                help="also write NAME.gif beside the figure: one frame per denoising step, x_t beside x̂_0 "
+                "(fundiff.animation)",
+            )
         p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="seed of all noise in the figure")
         p.add_argument(
             "--out", default=f"out/{spec.name}", help="output folder: NAME.png figure(s) and NAME/ with every image"
@@ -70,6 +77,13 @@ def register(subparsers) -> dict[str, Callable[[argparse.Namespace], None]]:
         _add_if_options(p, upscale=spec.extra.get("upscale", False))
         handlers[spec.name] = functools.partial(run_technique, spec)
     return handlers
+
+
+def _animates(spec: specs.Technique) -> bool:
+    """Whether the figure function takes a step hook (``on_step``), so ``--animate`` can watch it."""
+    import inspect
+
+    return "on_step" in inspect.signature(spec.figure).parameters
 
 
 def _description(spec: specs.Technique) -> str:
@@ -238,7 +252,16 @@ def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
         starts = {k: given[k] for k in ("i_start", "i_starts") if k in given}
         check_starts(den, options.get("timesteps"), **starts)  # before a test image is read (or downloaded)
         inputs = _inputs(args, den, folder, spec.inputs)
+        recorder = None
+        if getattr(args, "animate", False):
+            from fundiff.animation import Recorder
+
+            recorder = options["on_step"] = Recorder(den.value_range)
         fig = spec.run(den, inputs, given, **options)
+        if recorder is not None:
+            per_row = spec.resolve(den, given).get("n") or recorder.frames[0][0].shape[0] if recorder.frames else 1
+            gif = recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=per_row)
+            print(f"animation: {out.final(gif)} ({len(recorder.frames)} steps)")
     n = sum(1 for _ in Path(args.out).rglob("*.png"))
     print(f"wrote {', '.join(str(out.final(p)) for p in fig.paths)} ({n} PNGs in {args.out})")
 

@@ -40,13 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         "DeepFloyd IF: use the Part A commands",
     )
     p.add_argument("--dataset", choices=CLASS_DATASETS, default=None, help="pick the shipped model of this dataset")
+    part_b = tuple(name for name, kinds in PRESETS.items() if {"denoiser", "time", "class"} <= set(kinds))
     p.add_argument(
         "--train",
-        choices=tuple(PRESETS),
+        choices=part_b,
         default=None,
         metavar="PRESET",
-        help=f"retrain Part B's denoiser, time and class models with this preset first ({', '.join(PRESETS)}); "
+        help=f"retrain Part B's denoiser, time and class models with this preset first ({', '.join(part_b)}); "
         "says up front how long it will take",
+    )
+    p.add_argument(
+        "--text-model",
+        default=None,
+        metavar="NAME|RUN",
+        help="the text-to-image model of the text sections (default: the shipped emoji; or a "
+        "`fundiff train class --preset emoji` run)",
     )
     p.add_argument(
         "--sampler",
@@ -70,6 +78,7 @@ def _cmd_tour(args: argparse.Namespace) -> None:
         model=args.model,
         dataset=args.dataset,
         train=args.train,
+        text_model=args.text_model,
         seed=args.seed,
         sampler=args.sampler,
         device=args.device,

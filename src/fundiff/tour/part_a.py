@@ -29,19 +29,31 @@ def run_technique(
     options: dict | None = None,
     numbers: Sequence[tuple[str, str]] = (),
     note: str = "",
+    animate: bool = False,
 ) -> Made:
     """Technique ``name`` on the role's model with ``given`` (None values: the technique's defaults), on the test
-    image or the shipped ``drawings``, into ``out``; its figures and the `fundiff NAME` command that remakes them."""
+    image or the shipped ``drawings``, into ``out``; its figures and the `fundiff NAME` command that remakes them.
+    ``animate``: also the sampling animation (fundiff.animation), as `fundiff NAME --animate` writes it."""
     spec = specs.technique(name)
     den = t.denoiser(role)
     given = {k: v for k, v in given.items() if v is not None}
-    inputs, input_flags = _inputs(t, den, spec, drawings, mask_preset)
+    inputs, input_flags = _inputs(t, den, spec, drawings, mask_preset, role)
     run_options = {"out": out, "seed": t.seed, **(options or {})}
     timesteps = None
     if spec.samples:
         timesteps = t.timesteps(den)
         run_options |= {"sampler": t.sampler_for(den), "timesteps": timesteps}
+    recorder = None
+    if animate:
+        from fundiff.animation import Recorder
+
+        recorder = run_options["on_step"] = Recorder(den.value_range)
     fig = spec.run(den, inputs, given, **run_options)
+    paths = list(fig.paths)
+    if recorder is not None:
+        per_row = spec.resolve(den, given).get("n") or recorder.frames[0][0].shape[0]
+        paths.append(recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=per_row))
+        input_flags = [*input_flags, "--animate"]
     from fundiff.samplers import default_sampler_of
 
     sampler = t.sampler if t.sampler is not None and t.sampler != default_sampler_of(den) else None
@@ -50,7 +62,7 @@ def run_technique(
         sampler=sampler, options=t.options(),
     )  # fmt: skip
     scales = guidance_scales(spec, spec.resolve(den, given)) if spec.samples else []
-    return Made(list(fig.paths), argv, list(numbers), note, timesteps, scales)
+    return Made(paths, argv, list(numbers), note, timesteps, scales)
 
 
 def guidance_scales(spec: specs.Technique, values: dict) -> list[float]:
@@ -64,7 +76,7 @@ def guidance_scales(spec: specs.Technique, values: dict) -> list[float]:
     return [1.0, g] if spec.name == "generate" else [g]
 
 
-def _inputs(t: TourState, den, spec: specs.Technique, drawings: Sequence[str], mask_preset: str | None):
+def _inputs(t: TourState, den, spec: specs.Technique, drawings: Sequence[str], mask_preset: str | None, role: str):
     """The figure's positional inputs and the CLI flags that read the same ones."""
     if not spec.inputs:
         return [], []
@@ -75,7 +87,7 @@ def _inputs(t: TourState, den, spec: specs.Technique, drawings: Sequence[str], m
         x_0 = torch.cat([images.load_image(p, **kw, fit="pad", invert="auto") for p in drawings]).to(den.device)
         flags = ["--image", *drawings]
     else:
-        x_0, flags = t.x0(den), []
+        x_0, flags = t.x0(den, role), []
     if spec.inputs != "image+mask":
         return [x_0], flags
     from fundiff import images
@@ -99,7 +111,7 @@ def denoise(t: TourState, out: Path) -> Made:
 
 
 def sampling(t: TourState, out: Path) -> Made:
-    return run_technique(t, out, "generate", {"prompts": [""], "n": t.sizes.n_single})
+    return run_technique(t, out, "generate", {"prompts": [""], "n": t.sizes.n_single}, animate=True)
 
 
 def cfg(t: TourState, out: Path) -> Made:
@@ -107,7 +119,7 @@ def cfg(t: TourState, out: Path) -> Made:
 
 
 def sdedit(t: TourState, out: Path) -> Made:
-    return run_technique(t, out, "sdedit", {"prompt": "", "i_starts": t.sizes.i_starts})
+    return run_technique(t, out, "sdedit", {"prompt": "", "i_starts": t.sizes.i_starts}, animate=True)
 
 
 def handdrawn(t: TourState, out: Path) -> Made:
@@ -137,7 +149,7 @@ def repaint(t: TourState, out: Path) -> Made:
 
 def anagram(t: TourState, out: Path) -> Made:
     given = {"prompts": list(t.choices.anagram), "views": [t.choices.view], "n": t.sizes.n}
-    return run_technique(t, out, "anagram", given, numbers=[read_rates()])
+    return run_technique(t, out, "anagram", given, numbers=[read_rates()], animate=True)
 
 
 def hybrid(t: TourState, out: Path) -> Made:
@@ -149,7 +161,7 @@ def hybrid(t: TourState, out: Path) -> Made:
 def text_cfg(t: TourState, out: Path) -> Made:
     from fundiff.tour.state import TEXT_CHOICES as c
 
-    return run_technique(t, out, "generate", {"prompts": list(c.cfg), "n": t.sizes.n}, role="emoji")
+    return run_technique(t, out, "generate", {"prompts": list(c.cfg), "n": t.sizes.n}, role="emoji", animate=True)
 
 
 def text_sdedit(t: TourState, out: Path) -> Made:

@@ -207,7 +207,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "time": dict(_FLOW_DIFFUSION, sample_epochs=(10,)),
         "class": dict(_FLOW_DIFFUSION, sample_epochs=(10,)),
     },
-    # fundiff's text-to-image model (README "The emoji model"): the flow recipe on 32x32 colour emoji with their
+    # fundiff's text-to-image model (README "Text to image on a CPU"): the flow recipe on 32x32 colour emoji with their
     # texts (words+names: benchmarks in the README); D = 64, batch 128, 36 epochs: ~25 min on 2 cores in bf16
     "emoji": {
         "class": dict(
