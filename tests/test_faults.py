@@ -389,11 +389,16 @@ def test_staged_outputs_replace_what_they_write_and_keep_the_rest(tmp_path):
 
 def test_interrupts_wait_for_a_critical_step_and_then_act():
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with outputs.interrupts_deferred():
-            signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt, once the step is over
-            done.append("step")
-    assert done == ["step"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with outputs.interrupts_deferred():  # nothing came: nothing happens
-        done.append("again")
+    # Python's own SIGINT handler, whatever an earlier test (a web server, a browser driver) left installed
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with outputs.interrupts_deferred():
+                signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt, once the step is over
+                done.append("step")
+        assert done == ["step"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with outputs.interrupts_deferred():  # nothing came: nothing happens
+            done.append("again")
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert done == ["step", "again"]

@@ -29,6 +29,8 @@ def test_keep_freed_memory_stops_page_faulting_large_buffers_back():
         return int(out.stdout.strip())
 
     default, kept = faults("default"), faults("keep")
-    assert default > 20 * 3000  # ~13 MB / 4 KiB pages, faulted in again on each of the 20 steps
+    # ~13 MB / 4 KiB = 3,174 pages faulted in again on each of the 20 steps (a few fewer where the kernel
+    # backs part of a buffer with a huge page: 56,516 in all on one CI machine)
+    assert default > 20 * 2000
     # kept: the warmed-up buffers are reused, so the counted steps fault in (almost) nothing
     assert kept < default / 10, (default, kept)
