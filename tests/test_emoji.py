@@ -102,7 +102,6 @@ def test_a_tarball_that_is_not_the_pinned_one_is_refused_and_nothing_is_left(tmp
     assert not (tmp_path / "data" / "emoji").exists() and list((tmp_path / "data").iterdir()) == []
 
 
-@pytest.mark.network  # the real npm path, with npm missing: nothing is downloaded
 def test_offline_without_the_dataset_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(emoji.shutil, "which", lambda _: None)
     with pytest.raises(FundiffError, match="npm is not installed"):

@@ -14,6 +14,7 @@ from fundiff.cli.techniques import register, technique_families
 from fundiff.composers import Hybrid
 from fundiff.guidance import CFG, DEFAULT_GUIDANCE
 from fundiff.views import GaussianFilter
+from helpers import rejected as _rejected
 from helpers import tiny_unet
 
 STEPS = ts.strided(20, steps=5)
@@ -66,15 +67,6 @@ def test_low_image_holds_the_given_images_low_band():
     assert torch.equal(techniques.hybrid_figure(den, low_image="two", **kw).images["x_0"], held.images["x_0"])
     with_mid = techniques.hybrid_figure(den, low_image="two", mid="7", **kw)
     assert gap(with_mid) < 0.15 and "bandpass" in with_mid.images
-
-
-def _rejected(capsys, argv, match):
-    try:
-        rc = cli.main(argv)
-    except SystemExit as e:
-        rc = e.code
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "error:" in err and match in err, (argv, err)
 
 
 BAD = [  # refused with a one-line message that says what to do; the last two after the model's defaults load

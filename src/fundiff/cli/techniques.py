@@ -259,8 +259,7 @@ def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
             recorder = options["on_step"] = Recorder(den.value_range)
         fig = spec.run(den, inputs, given, **options)
         if recorder is not None:
-            per_row = spec.resolve(den, given).get("n") or recorder.frames[0][0].shape[0] if recorder.frames else 1
-            gif = recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=per_row)
+            gif = recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=spec.resolve(den, given).get("n"))
             print(f"animation: {out.final(gif)} ({len(recorder.frames)} steps)")
     n = sum(1 for _ in Path(args.out).rglob("*.png"))
     print(f"wrote {', '.join(str(out.final(p)) for p in fig.paths)} ({n} PNGs in {args.out})")

@@ -14,7 +14,7 @@ import torch
 
 from fundiff import specs
 from fundiff.tour.numbers import read_rates
-from fundiff.tour.state import Made, TourState
+from fundiff.tour.state import TEXT_CHOICES, Made, TourState
 
 
 def run_technique(
@@ -51,8 +51,7 @@ def run_technique(
     fig = spec.run(den, inputs, given, **run_options)
     paths = list(fig.paths)
     if recorder is not None:
-        per_row = spec.resolve(den, given).get("n") or recorder.frames[0][0].shape[0]
-        paths.append(recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=per_row))
+        paths.append(recorder.save(Path(fig.paths[0]).with_suffix(".gif"), nrow=spec.resolve(den, given).get("n")))
         input_flags = [*input_flags, "--animate"]
     from fundiff.samplers import default_sampler_of
 
@@ -159,8 +158,7 @@ def hybrid(t: TourState, out: Path) -> Made:
 
 # -- the same techniques with text prompts, on the emoji model (role "emoji") ------------------------------------
 def text_cfg(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     return run_technique(t, out, "generate", {"prompts": list(c.cfg), "n": t.sizes.n}, role="emoji", animate=True)
 
 
@@ -169,34 +167,29 @@ def text_sdedit(t: TourState, out: Path) -> Made:
 
 
 def text_img2img(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     return run_technique(t, out, "sdedit", {"prompt": c.img2img, "i_starts": t.sizes.i_starts}, role="emoji")
 
 
 def text_handdrawn(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     given = {"prompt": c.drawn_prompt, "i_starts": t.sizes.i_starts}
     return run_technique(t, out, "sdedit", given, role="emoji", drawings=c.drawings, options={"name": "handdrawn"})
 
 
 def text_inpaint(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     given = {"prompt": c.inpaint, "n": t.sizes.n, "method": "replace"}
     return run_technique(t, out, "inpaint", given, role="emoji", mask_preset="top-half")
 
 
 def text_anagram(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     given = {"prompts": list(c.anagram), "views": [c.view], "n": t.sizes.n}
     return run_technique(t, out, "anagram", given, role="emoji")
 
 
 def text_hybrid(t: TourState, out: Path) -> Made:
-    from fundiff.tour.state import TEXT_CHOICES as c
-
+    c = TEXT_CHOICES
     low, high = c.hybrid
     return run_technique(t, out, "hybrid", {"low": low, "high": high, "n": t.sizes.n}, role="emoji")
