@@ -57,3 +57,37 @@ def test_generate_records_both_descents(runs, tmp_path, capsys):
     argv = ["generate", "--model", str(runs["class"]), "--prompt", "3", "--n", "1", "--steps", "5", "--animate"]
     assert cli.main([*argv, "--out", str(tmp_path / "g")]) == 0
     assert "(10 steps)" in capsys.readouterr().out  # without and with CFG, 5 steps each
+
+
+def _frames(path) -> int:
+    return Image.open(path).n_frames
+
+
+def test_setup_animates_each_row_of_steps(runs, tmp_path, capsys):
+    argv = ["setup", "--model", str(runs["class"]), "--prompts", "3", "7", "--num-steps", "2", "3", "--animate"]
+    assert cli.main([*argv, "--out", str(tmp_path / "s")]) == 0, capsys.readouterr().err
+    assert "(5 steps)" in capsys.readouterr().out  # the 2-step row, then the 3-step row
+    assert (tmp_path / "s" / "setup.gif").is_file() and (tmp_path / "s" / "setup.png").is_file()
+
+
+@pytest.mark.parametrize("out", ["grid.png", "folder"])
+def test_sample_animate_writes_the_grids_animation(runs, tmp_path, capsys, out):
+    target = tmp_path / out
+    argv = ["sample", "--model", str(runs["class"]), "--class", "3", "7", "--n", "2", "--steps", "4", "--animate"]
+    assert cli.main([*argv, "--out", str(target)]) == 0, capsys.readouterr().err
+    gif = target.with_suffix(".gif") if out.endswith(".png") else target / "grid.gif"
+    first = gif.read_bytes()
+    w, h = Image.open(gif).size
+    assert _frames(gif) >= 2 and 1.5 < w / h < 2.5  # as the grid: 2 rows (classes) of 2 cells, each x_t | x̂_0
+    assert cli.main([*argv, "--out", str(target)]) == 0
+    assert gif.read_bytes() == first  # same seed, same bytes
+
+
+def test_sample_animate_refuses_more_than_one_batch_and_writes_nothing(runs, tmp_path, capsys):
+    from fundiff.cli.sample import SAMPLE_BATCH
+
+    argv = ["sample", "--model", str(runs["time"]), "--n", str(SAMPLE_BATCH + 1), "--steps", "2", "--animate"]
+    assert cli.main([*argv, "--out", str(tmp_path / "many")]) != 0
+    err = capsys.readouterr().err
+    assert "--animate records one batch" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "many").exists()

@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 from fundiff import DEFAULT_SEED, data, provenance, tour
 from fundiff.backends import runs
@@ -227,3 +228,32 @@ def test_fashion_mnist_uses_class_names_as_prompts(tmp_path, tiny, test_split):
     commands = " ".join(s["command"] for s in res.manifest["sections"])
     assert "--prompt sneaker 'an ankle boot'" in commands and "--image shirt --prompt 'a shirt'" in commands
     assert "--prompts trouser 'a bag' --view vflip" in commands and res.manifest["dataset"] == "fashion-mnist"
+
+
+def test_the_pure_noise_section_shows_the_mean_and_its_command_retrains_the_same_model(tmp_path, tiny, test_split):
+    import shlex
+
+    from fundiff import cli
+
+    res = tiny_tour(tmp_path / "t", tiny, sections=["b-pure-noise"])
+    entry = res.manifest["sections"][0]
+    assert entry["figures"][0].endswith("pure_noise.png")
+    numbers = dict(entry["numbers"])
+    after_1, after_5 = (float(numbers[f"RMSE of the outputs to the mean image after {e} epoch(s)"]) for e in (1, 5))
+    assert after_5 < float(numbers["RMSE of a training image to the mean image (for scale)"])
+    argv = shlex.split(entry["command"])
+    assert argv[:3] == ["fundiff", "train", "denoiser"] and "--pure-noise" in argv
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert cli.main(argv[1:]) == 0
+    for name in ("denoised_epoch1.png", "denoised_epoch5.png"):
+        assert (
+            provenance.sha256_file(tmp_path / "again" / name)
+            == res.manifest["files"][f"sections/b-pure-noise/run/{name}"]
+        )
+    # the same weights (the file's bytes may not be: safetensors writes its metadata map in any order)
+    from safetensors.torch import load_file
+
+    kept, again = (
+        load_file(f / "model.safetensors") for f in (res.index.parent / "sections/b-pure-noise/run", tmp_path / "again")
+    )
+    assert kept.keys() == again.keys() and all(torch.equal(kept[k], again[k]) for k in kept)

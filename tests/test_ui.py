@@ -167,7 +167,9 @@ def test_api_sampling_writes_figure_zip_and_a_tour_manifest(served):
     out = client.predict("mnist-class", "ddpm", 3, 20040805, "3, seven", 2, 5.0, api_name="/sample")
     figure, files, status = _result(out)
     assert figure.stat().st_size > 1000 and "done in" in status
-    assert sorted(f.suffix for f in files) == [".json", ".png", ".zip"]
+    assert sorted(f.suffix for f in files) == [".gif", ".json", ".png", ".zip"]
+    gif = next(f for f in files if f.suffix == ".gif")
+    assert gif.name == "generate.gif" and gif.read_bytes()[:6] == b"GIF89a"
     m = _manifest(files)
     assert m["format"] == "fundiff-tour/1" and m["seed"] == 20040805 and m["models"]["model"]["sha256"]
     entry = m["sections"][0]
@@ -176,7 +178,8 @@ def test_api_sampling_writes_figure_zip_and_a_tour_manifest(served):
     assert _argv(m)[:2] == ["fundiff", "generate"] and "--steps" in _argv(m) and "3" in _argv(m)
     folder = Path(_argv(m)[_argv(m).index("--out") + 1])
     assert provenance.files_intact(folder, entry["files"]) and (folder / "index.html").is_file()
-    assert entry["figures"] == ["generate.png"] and "generate/3-no-cfg_sample-1.png" in entry["files"]
+    assert entry["figures"] == ["generate.png", "generate.gif"] and "generate/3-no-cfg_sample-1.png" in entry["files"]
+    assert "--animate" in _argv(m)
 
 
 def test_api_sdedit_of_an_upload_is_what_the_cli_command_makes(served, tmp_path):
@@ -198,6 +201,8 @@ def test_api_sdedit_of_an_upload_is_what_the_cli_command_makes(served, tmp_path)
     assert cli.main(argv[1:]) == 0
     made = sorted((tmp_path / "cli" / "handdrawn").glob("*.png"))
     assert made and [p.read_bytes() for p in made] == [(ui_folder / "handdrawn" / p.name).read_bytes() for p in made]
+    # the animation offered for download is the one `--animate` writes, byte for byte
+    assert (tmp_path / "cli" / "handdrawn.gif").read_bytes() == (ui_folder / "handdrawn.gif").read_bytes()
 
 
 def test_api_inpainting_with_a_painted_mask(served, tmp_path):

@@ -402,12 +402,14 @@ def setup_figure(
     upscale: Upscale | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
+    on_step: samplers.StepHook | None = None,
 ) -> Figure:
     """The write-up's set-up table: one sample per prompt (columns) for each number of steps (rows).
 
     Timesteps are the model's own for each count (:func:`model_timesteps`); every row starts from
     the same x_T (same seed). ``upscale`` (IF stage II) adds the figure ``setup_upscaled``.
     ``prompts`` None: the model's set-up prompts (IF: the write-up's three), else its default prompts.
+    ``on_step`` (samplers.sample's hook) sees every step of each row's descent, the rows in order.
     """
     prompts = setup_prompts(denoiser) if prompts is None else list(prompts)
     model = guided(denoiser, prompts, guidance)
@@ -420,6 +422,7 @@ def setup_figure(
             generator=generator(seed, denoiser.device),
             sampler=sampler,
             device=denoiser.device,
+            on_step=on_step,
         )
         for n in steps
     }

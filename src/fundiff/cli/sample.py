@@ -58,6 +58,12 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     add_precision_option(p)
     p.add_argument("--seed", type=_seed_int, default=DEFAULT_SEED, help="sampling seed")
     p.add_argument(
+        "--animate",
+        action="store_true",
+        help=f"also write the grid's animation (GRID.gif beside a .png --out, grid.gif in a folder): one frame per "
+        f"denoising step, x_t beside x̂_0 (fundiff.animation; one batch: {SAMPLE_BATCH} samples at most)",
+    )
+    p.add_argument(
         "--out",
         required=True,
         help=f"a .png path (one grid, {GRID_MAX} samples at most) or a folder (a PNG per sample, any --n, drawn "
@@ -98,6 +104,8 @@ def _cmd_sample(args) -> None:
     grid = out.suffix.lower() == ".png"
     with staged_file(out, suffixes=(".png",)) if grid else staged_folder(out) as staged:  # checked before work
         drawn, shown, steps = _samples(args, resolve_device(args.device), staged.tmp, grid=grid)
+    if args.animate:
+        print(f"animation: {out.with_suffix('.gif') if grid else out / 'grid.gif'} ({steps} steps)")
     if grid:
         print(f"wrote {out} ({shown} samples, {steps} steps)")
     else:
@@ -133,6 +141,11 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
         prompts = [c for c in chosen for _ in range(args.n)]
         model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
     sampler = sampler_from_args(args, den)
+    if args.animate and len(prompts) > SAMPLE_BATCH:
+        raise FundiffError(
+            f"--animate records one batch of at most {SAMPLE_BATCH} samples, and this asks for {len(prompts)}: use a "
+            f"smaller --n (or fewer --class), or drop --animate"
+        )
     per_row = args.n if den.conditional else min(args.n, 10)
     shown = args.n if den.conditional else len(prompts)  # per class (class model) / in all: what the grid holds
     if len(prompts) > GRID_MAX:
@@ -146,10 +159,15 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
         per_row = shown if den.conditional else per_row
     g = torch.Generator(device=device).manual_seed(args.seed)
     kept = []
+    recorder = None
+    if args.animate:
+        from fundiff.animation import Recorder
+
+        recorder = Recorder(den.value_range)
     for start in range(0, len(prompts), SAMPLE_BATCH):  # one batch: the same draws as a single call
         batch = prompts[start : start + SAMPLE_BATCH]
         x = samplers.sample_from_noise(
-            model, model.encode(batch), timesteps, generator=g, sampler=sampler, device=device
+            model, model.encode(batch), timesteps, generator=g, sampler=sampler, device=device, on_step=recorder
         ).clamp(0, 1)
         for i, img in enumerate(x, start):
             if (i % args.n if den.conditional else i) < shown:
@@ -160,6 +178,8 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
         del x  # a batch's samples are written and freed before the next is drawn
     grid_x = torch.stack(kept)
     io.save_grid(grid_x, target if grid else target / "grid.png", nrow=per_row, scale=2)
+    if recorder is not None:  # the whole batch, laid out as the grid
+        recorder.save(target.with_suffix(".gif") if grid else target / "grid.gif", nrow=per_row)
     return len(prompts), len(grid_x), len(timesteps)
 
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fundiff import DEFAULT_GUIDANCE
 from fundiff.cli.common import Formatter as _Formatter
 from fundiff.cli.common import add_device_threads as _add_common
 from fundiff.cli.common import int_list as _int_list
@@ -107,64 +106,6 @@ def _handle_train(args: argparse.Namespace) -> None:
     _cmd_train(args, getattr(args, "argv", None))
 
 
-def _training_figures(cfg, device, class_names, data_dir, encoder=None):
-    """on_epoch_end callback: loss curve every epoch, sample grids after cfg.sample_epochs."""
-    import torch
-
-    from fundiff import io
-    from fundiff.checkpoints import read_json
-
-    def draw(model, epoch: int, run_dir: Path) -> None:
-        state = read_json(run_dir / "state.json")
-        io.plot_loss(state["losses"], run_dir / "loss.png", title=f"{cfg.kind} UNet training loss ({cfg.dataset})")
-        if epoch not in cfg.sample_epochs:
-            return
-        model.eval()
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        if cfg.kind == "denoiser":
-            from fundiff import data as data_lib
-
-            x_test, _ = data_lib.load_split(cfg.dataset, data_dir, train=False)
-            x = data_lib.to_unit_float(x_test[:8], device)
-            eps = torch.randn(x.shape, generator=g, device=device)
-            z = eps if cfg.pure_noise else x + cfg.sigma * eps
-            with torch.no_grad():
-                out = model(z).clamp(0, 1)
-            io.save_labeled_grid(
-                [x, z.clamp(0, 1), out],
-                ["clean", "pure noise" if cfg.pure_noise else f"noisy σ={cfg.sigma}", "denoised"],
-                run_dir / f"denoised_epoch{epoch}.png",
-                title=f"epoch {epoch}",
-            )
-            return
-        from fundiff import samplers
-        from fundiff import timesteps as ts
-        from fundiff.denoisers import UNetDenoiser
-        from fundiff.guidance import CFG
-        from fundiff.training import schedule_of_config
-
-        den = UNetDenoiser(
-            model, schedule_of_config(cfg), class_names=class_names, objective=cfg.objective, text=encoder
-        )
-        if encoder is not None:
-            from fundiff.emoji import DEFAULT_PROMPTS
-
-            prompts = [p for p in DEFAULT_PROMPTS for _ in range(4)]
-            den, rows = CFG(den, DEFAULT_GUIDANCE), len(DEFAULT_PROMPTS)
-        elif cfg.kind == "class":
-            prompts = [name for name in class_names for _ in range(4)]
-            den = CFG(den, DEFAULT_GUIDANCE)
-            rows = 10
-        else:
-            prompts, rows = [""] * 40, 4
-        steps = ts.full(cfg.T) if cfg.objective != "flow" else ts.strided(cfg.T, steps=min(cfg.T, 50))
-        sampler = samplers.default_sampler_of(den)  # heun for a flow model, else ddpm
-        x = samplers.sample_from_noise(den, den.encode(prompts), steps, generator=g, device=device, sampler=sampler)
-        io.save_grid(x.clamp(0, 1), run_dir / f"samples_epoch{epoch}.png", nrow=len(prompts) // rows, scale=2)
-
-    return draw
-
-
 def _train_config(args: argparse.Namespace, out: Path):
     """The TrainConfig of a new run (preset + flags) or of the run in ``out`` to resume (its config + flags)."""
     from fundiff import training
@@ -205,6 +146,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     check_folder(out)  # before any work; a failure later leaves the last complete checkpoint (training.train)
     cfg = _train_config(args, out)
     device = resolve_device(args.device)
+    from fundiff.training.figures import epoch_figures
     from fundiff.training.inputs import training_inputs
 
     split, text = training_inputs(cfg, args.data_dir)
@@ -217,7 +159,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         device=device,
         resume=args.resume,
         progress=not args.no_progress,
-        on_epoch_end=_training_figures(cfg, device, class_names, args.data_dir, text[0] if text else None),
+        on_epoch_end=epoch_figures(cfg, device, class_names, args.data_dir, text[0] if text else None),
         extra_config={
             **provenance.run_info(cfg.precision, device),
             "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from fundiff import provenance
 from fundiff.atomic import atomic_write_json
 from fundiff.errors import FundiffError
 from fundiff.tour.part_a import run_technique
@@ -102,13 +103,68 @@ def sweep(t: TourState, out: Path) -> Made:
     return Made([fig], _sweep_argv(t, out, t.sizes.n_eval), measured)
 
 
+# The pure-noise denoiser the tour trains (the flow edition's Part 1.2.3): the quick denoiser recipe, made small
+# enough to train in ~20 s on 2 cores, on the first Sizes.pure_noise_images training images; outputs after these epochs
+PURE_NOISE_EPOCHS = (1, 5)
+PURE_NOISE_RECIPE = dict(hidden=16, lr=1e-2, save_every=0, precision="fp32")
+
+
+def pure_noise(t: TourState, out: Path) -> Made:
+    """Train a one-step denoiser on pure noise (`fundiff train denoiser --pure-noise`) and show its outputs on
+    fresh noise after PURE_NOISE_EPOCHS beside the training images' mean, with their RMSE to it."""
+    from fundiff import io, training
+    from fundiff.training.figures import epoch_figures
+    from fundiff.training.inputs import training_inputs
+
+    flags = dict(pure_noise=True, epochs=max(PURE_NOISE_EPOCHS), sample_epochs=PURE_NOISE_EPOCHS)
+    flags |= dict(PURE_NOISE_RECIPE, train_images=t.sizes.pure_noise_images, dataset=t.dataset, seed=t.seed)
+    cfg = training.preset_config("quick", "denoiser", **flags)
+    (x, y), _ = training_inputs(cfg, t.data_dir)
+    mean = x.float().div(255).mean(0).reshape(1, 1, *x.shape[-2:]).to(t.device)
+    # the noise of the run's own figures (epoch_figures: a generator seeded with cfg.seed, the first draw)
+    z = torch.randn(
+        (8, 1, *x.shape[-2:]), generator=torch.Generator(device=t.device).manual_seed(cfg.seed), device=t.device
+    )
+    draw, outputs = epoch_figures(cfg, t.device, (), t.data_dir), {}
+
+    def on_epoch_end(model, epoch: int, run_dir: Path) -> None:
+        draw(model, epoch, run_dir)
+        if epoch in PURE_NOISE_EPOCHS:
+            with torch.no_grad():
+                outputs[epoch] = model(z).clamp(0, 1)[: t.sizes.n_show]
+
+    run = out / "run"
+    argv = ["fundiff", "train", "denoiser", "--preset", "quick", "--pure-noise", "--epochs", str(cfg.epochs)]
+    argv += ["--sample-epochs", ",".join(map(str, PURE_NOISE_EPOCHS)), "--train-images", str(cfg.train_images)]
+    argv += ["--hidden", str(cfg.hidden), "--lr", f"{cfg.lr:g}", "--save-every", "0", "--precision", cfg.precision]
+    argv += ["--dataset", cfg.dataset, "--seed", str(cfg.seed), "--out", str(run), *t.machine_flags()]
+    command = "fundiff " + provenance.portable_command(argv[1:])
+    extra = {**provenance.run_info(cfg.precision, t.device), "command": command}
+    training.train(
+        cfg, run, data=(x, y), device=t.device, progress=False, on_epoch_end=on_epoch_end, extra_config=extra
+    )
+    n = t.sizes.n_show
+    rows = [outputs[e] for e in PURE_NOISE_EPOCHS] + [mean.expand(n, -1, -1, -1)]
+    labels = [f"after {e} epoch{'s' * (e > 1)}" for e in PURE_NOISE_EPOCHS] + ["training-set mean"]
+    fig = io.save_labeled_grid(rows, labels, out / "pure_noise.png", title="D(ε) on fresh pure noise ε")
+    rmse = [float((outputs[e] - mean).pow(2).mean().sqrt()) for e in PURE_NOISE_EPOCHS]
+    typical = float((x[:n].float().div(255).to(t.device) - mean).pow(2).mean().sqrt())
+    numbers = [
+        (f"RMSE of the outputs to the mean image after {e} epoch(s)", f"{r:.3f}")
+        for e, r in zip(PURE_NOISE_EPOCHS, rmse)
+    ]
+    numbers.append(("RMSE of a training image to the mean image (for scale)", f"{typical:.3f}"))
+    figures = [fig] + [run / f"denoised_epoch{e}.png" for e in PURE_NOISE_EPOCHS]
+    return Made(figures, argv, numbers)
+
+
 def time(t: TourState, out: Path) -> Made:
     curve, note = _loss_curve(t, "time", out)
-    made = run_technique(t, out, "generate", {"n": t.sizes.n_single}, role="time", note=note)
+    made = run_technique(t, out, "generate", {"n": t.sizes.n_single}, role="time", note=note, animate=True)
     return replace(made, figures=curve + made.figures)
 
 
 def class_model(t: TourState, out: Path) -> Made:
     curve, note = _loss_curve(t, "class-b", out)
-    made = run_technique(t, out, "generate", {"n": t.sizes.n}, role="class-b", note=note)
+    made = run_technique(t, out, "generate", {"n": t.sizes.n}, role="class-b", note=note, animate=True)
     return replace(made, figures=curve + made.figures)

@@ -134,6 +134,14 @@ SECTIONS: tuple[Section, ...] = (
         "denoiser", part_b.sweep,
     ),
     Section(
+        "b-pure-noise", "B", "B 1.2.3 Training on pure noise",
+        "A one-step denoiser trained on inputs that are pure noise (--pure-noise, the course's flow-matching "
+        "edition), on a few thousand training images so the tour trains it in seconds: its input says nothing "
+        "about the image, and under an MSE loss the best constant prediction is the mean, so after a few epochs "
+        "it draws the training set's average image whatever the noise.",
+        "denoiser", part_b.pure_noise,
+    ),
+    Section(
         "b-time", "B", "B 2.1–2.3 The time-conditioned UNet",
         "The time-conditioned UNet sampled from pure noise: digits of every class, in no chosen order. The "
         "write-up trains it as DDPM, ε(x_t, t) with T = 300 (--preset paper); the shipped model is trained by "

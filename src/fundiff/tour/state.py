@@ -30,11 +30,22 @@ class Sizes:
     resample: int | None = None  # RePaint
     n_eval: int = 500  # test images for the sigma sweep's MSE / PSNR (as the shipped card)
     n_show: int = 8  # test images shown in the sweep figures
+    pure_noise_images: int = 4096  # training images of the pure-noise denoiser (trained by the tour: ~20 s)
 
 
 FULL = Sizes()
 QUICK = Sizes(
-    n=2, n_single=3, steps=6, i_starts=(1, 3), i_start=2, every=2, jump_length=2, resample=2, n_eval=8, n_show=4
+    n=2,
+    n_single=3,
+    steps=6,
+    i_starts=(1, 3),
+    i_start=2,
+    every=2,
+    jump_length=2,
+    resample=2,
+    n_eval=8,
+    n_show=4,
+    pure_noise_images=32,
 )
 
 

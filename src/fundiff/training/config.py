@@ -55,6 +55,13 @@ class TrainConfig:
         default="none",
         flag="--text",
     )
+    train_images: int | None = option(
+        POSITIVE_INT,
+        "train on the first N images of the train split only (quick experiments; default: all of it)",
+        default=None,
+        flag="--train-images",
+        optional=True,
+    )
     hidden: int = option(POSITIVE_INT, "UNet hidden size D", default=64, flag="--hidden")
     batch_size: int = option(
         POSITIVE_INT, "global batch size (split across DDP ranks)", default=128, flag="--batch-size"

@@ -10,14 +10,17 @@ from pathlib import Path
 from torch import Tensor
 
 from fundiff import data
+from fundiff.errors import FundiffError
 from fundiff.training.config import TrainConfig
 
 
 def training_inputs(cfg: TrainConfig, data_dir: str | Path | None = None) -> tuple[tuple[Tensor, Tensor], tuple | None]:
     """((images, labels), text) for ``cfg``: ``text`` is None, or for a text model (``cfg.text``) the pair
-    (fundiff.text.TextEncoder built from the emoji's texts in ``cfg.text``'s design, its variant_table)."""
+    (fundiff.text.TextEncoder built from the emoji's texts in ``cfg.text``'s design, its variant_table).
+    ``cfg.train_images``: only the first that many images (and their labels)."""
     if cfg.text == "none":
-        return data.load_split(cfg.dataset, data_dir, train=True), None
+        images, labels = data.load_split(cfg.dataset, data_dir, train=True)
+        return _first(cfg, images, labels), None
     import torch
 
     from fundiff import emoji
@@ -26,7 +29,18 @@ def training_inputs(cfg: TrainConfig, data_dir: str | Path | None = None) -> tup
     images, items = emoji.load(data.fetch("emoji", data_dir), resolution=emoji.DEFAULT_RESOLUTION)
     texts = [e.texts() for e in items]
     encoder = TextEncoder.build(texts, [e.names() for e in items], cfg.text)
-    return (images, torch.arange(len(items))), (encoder, encoder.variant_table(texts))
+    return _first(cfg, images, torch.arange(len(items))), (encoder, encoder.variant_table(texts))
+
+
+def _first(cfg: TrainConfig, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    if cfg.train_images is None:
+        return images, labels
+    if cfg.train_images > len(images):
+        raise FundiffError(
+            f"--train-images {cfg.train_images} is more than the {len(images)} images of {cfg.dataset}'s train "
+            "split; give a smaller number or drop the flag"
+        )
+    return images[: cfg.train_images], labels[: cfg.train_images]
 
 
 __all__ = ["training_inputs"]

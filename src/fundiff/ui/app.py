@@ -9,7 +9,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
@@ -285,12 +285,29 @@ class App:
         total: int,
         extra: Callable[[techniques.Figure], np.ndarray] | None = None,
         progress=None,
+        nrow: int | None = None,
     ) -> Iterator[tuple]:
         """Run ``make(on_step=hook)`` (a figure function, its arguments bound) for ``run``, yielding the page's
-        outputs (x0_hat preview, figure, [extra,] downloads, status): previews while it samples, all at the end."""
+        outputs (x0_hat preview, figure, [extra,] downloads, status): previews while it samples, all at the end.
+
+        Every step is also recorded: the run's sampling animation (fundiff.animation, ``nrow`` cells per row, as
+        ``fundiff NAME --animate`` writes it) is saved beside the figure and offered for download."""
+        from fundiff.animation import Recorder
+
         skip, start = gr.skip(), time.perf_counter()
         vr = run.den.value_range
-        for done, t, x0_hat, figure in stream_steps(make, total=total):
+        recorder = Recorder(vr)
+
+        def recorded(on_step: samplers.StepHook) -> techniques.Figure:
+            def both(i: int, t: int, t_prev: int, x_prev: Tensor, x0_hat: Tensor) -> None:
+                on_step(i, t, t_prev, x_prev, x0_hat)  # first: it stops the run when the page went away
+                recorder(i, t, t_prev, x_prev, x0_hat)
+
+            figure = make(on_step=both)
+            gif = recorder.save(Path(figure.paths[0]).with_suffix(".gif"), nrow=nrow)
+            return replace(figure, paths=(*figure.paths, gif))
+
+        for done, t, x0_hat, figure in stream_steps(recorded, total=total):
             if figure is None:
                 if progress is not None:
                     progress((done, total), desc=f"step {done} of {total}")
@@ -307,7 +324,8 @@ class App:
                 f"Files in `{run.folder}`. The same with the CLI:\n\n```\n{provenance.command_line(run.argv)}\n```"
             )
             extra_out = (extra(figure),) if extra else ()
-            yield skip, str(png), *extra_out, [str(archive), str(manifest), str(png)], status
+            downloads = [str(archive), str(manifest), str(png), str(figure.paths[-1])]  # the last: the animation
+            yield skip, str(png), *extra_out, downloads, status
 
 
 def _precision_note(den: Denoiser) -> str:

@@ -90,7 +90,8 @@ def outputs(name: str, extra_label: str | None = None) -> list:
         if extra_label:
             extra = [gr.Image(label=extra_label, type="numpy", interactive=False, elem_id=f"{name}-extra")]
         files = gr.File(
-            label="download: run zip (figure, images, manifest, index.html), manifest, figure",
+            label="download: run zip (figure, images, manifest, index.html), manifest, figure, "
+            "sampling animation (GIF)",
             file_count="multiple",
             interactive=False,
             elem_id=f"{name}-files",

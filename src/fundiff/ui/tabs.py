@@ -102,11 +102,12 @@ def _play(
     from fundiff.tour.part_a import guidance_scales
 
     check_prompts(r.den, given)
-    r.argv = app.command(r, spec, given, input_flags)
-    r.guidance = guidance_scales(spec, spec.resolve(r.den, given))
+    r.argv = app.command(r, spec, given, [*input_flags, "--animate"])  # the run's GIF is written as the CLI's
+    values = spec.resolve(r.den, given)
+    r.guidance = guidance_scales(spec, values)
     run_options = dict(timesteps=r.timesteps, sampler=r.sampler, out=r.folder, seed=r.seed, **(options or {}))
     make = functools.partial(spec.run, r.den, list(inputs), given, **run_options)
-    yield from app.play(r, make, total=total, extra=extra, progress=progress)
+    yield from app.play(r, make, total=total, extra=extra, progress=progress, nrow=values.get("n"))
 
 
 def _tab_inputs(spec: specs.Technique, den, elem_prefix: str) -> tuple[list, gr.Button]:
