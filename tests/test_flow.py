@@ -404,6 +404,7 @@ def test_a_bad_objective_flag_is_a_one_line_parser_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err
     assert err.startswith(
-        "fundiff train: error: argument --objective: invalid choice: 'x0' (choose from 'eps', 'v', 'flow')"
+        "fundiff train: error: argument --objective: invalid choice: 'x0' "
+        "(choose from 'eps', 'v', 'flow', 'course-flow')"
     )
     assert not (tmp_path / "r").exists()

@@ -71,7 +71,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_bad_options_are_one_line_errors(tmp_path):
     for kw, msg in [
-        (dict(preset="fast"), "unknown preset 'fast'; choose one of paper, quick, flow, emoji, tiny"),
+        (dict(preset="fast"), "unknown preset 'fast'; choose one of paper, quick, flow, emoji, course-flow, tiny"),
         (dict(preset="emoji", kind="time"), "preset 'emoji' trains class models, not 'time'"),
         (dict(dataset="emoji"), "a class model on emoji needs --text words or words"),
         (dict(text="words"), "a class model on emoji needs --text"),

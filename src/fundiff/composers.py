@@ -44,7 +44,8 @@ def _predict_parts(denoiser: Denoiser, xs: Sequence[Tensor], t: Tensor, conds: S
     pred = denoiser(torch.cat(list(xs)), t.repeat(n), torch.cat(full))
     eps = pred.eps.chunk(n)
     v = pred.v.chunk(n) if pred.v is not None else [None] * n
-    return [Prediction(e, vi) for e, vi in zip(eps, v)]
+    x0 = pred.x0.chunk(n) if pred.x0 is not None else [None] * n
+    return [Prediction(e, vi, x) for e, vi, x in zip(eps, v, x0)]
 
 
 class _Composer(DenoiserWrapper):
@@ -114,10 +115,13 @@ class Anagram(_Composer):
         xs = [view.view_x_t(x_t, alpha_t, self.value_range) for view in self.views]
         parts = _predict_parts(self.denoiser, xs, t, self.conds)
         eps = torch.stack([view.inverse_view(p.eps) for view, p in zip(self.views, parts)]).mean(0)
+        x0 = None  # a model's own clean estimates (Prediction.x0) are images: un-viewed as images
+        if parts[0].x0 is not None:
+            x0 = torch.stack([v.inverse_view_image(p.x0, self.value_range) for v, p in zip(self.views, parts)]).mean(0)
         if parts[0].v is None:
-            return Prediction(eps)
+            return Prediction(eps, x0=x0)
         v = torch.stack([view.inverse_view_variance(p.v) for view, p in zip(self.views, parts)]).mean(0)
-        return Prediction(eps, v)
+        return Prediction(eps, v, x0)
 
 
 class Factorized(_Composer):
@@ -146,9 +150,10 @@ class Factorized(_Composer):
         self._check_call_cond(cond)
         parts = _predict_parts(self.denoiser, [x_t] * len(self.conds), t, self.conds)
         eps = sum(self.bands.band(i, p.eps) for i, p in enumerate(parts))
+        x0 = None if parts[0].x0 is None else sum(self.bands.band(i, p.x0) for i, p in enumerate(parts))
         if parts[0].v is None:
-            return Prediction(eps)
-        return Prediction(eps, sum(self.bands.band(i, p.v) for i, p in enumerate(parts)).clamp(-1, 1))
+            return Prediction(eps, x0=x0)
+        return Prediction(eps, sum(self.bands.band(i, p.v) for i, p in enumerate(parts)).clamp(-1, 1), x0)
 
 
 class Hybrid(Factorized):

@@ -38,15 +38,25 @@ from fundiff.schedules import NoiseSchedule
 from fundiff.traits import DEFAULT_SAMPLER, ModelTraits
 
 FLOW_DEFAULT_SAMPLER = "heun"  # the default sampler of a flow-matching UNet: its velocity ODE, 2nd order
-OBJECTIVES = ("eps", "v", "flow")  # what a fundiff UNet was trained to predict (training.TrainConfig.objective)
+# what a fundiff UNet was trained to predict (training.TrainConfig.objective); course-flow: the course's flow edition
+OBJECTIVES = ("eps", "v", "flow", "course-flow")
+COURSE_FLOW_SAMPLER = "euler"  # the course's flow sampler: Euler steps of 1/T from pure noise (flow.py)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """A denoiser's output: noise estimate eps and, optionally, learned-variance channels v."""
+    """A denoiser's output: noise estimate eps and, optionally, learned-variance channels v and the clean
+    estimate x0 (a model whose grid reaches pure noise must give it: there x0 does not follow from eps)."""
 
     eps: Tensor  # (B,C,H,W)
     v: Tensor | None = None  # (B,C,H,W) in [-1, 1], or None for a fixed variance
+    x0: Tensor | None = None  # (B,C,H,W) the model's own x0_hat, or None: x0_hat from eps (convention 2)
+
+    def x0_hat(self, schedule: NoiseSchedule, x_t: Tensor, t: Tensor | int) -> Tensor:
+        """The clean estimate at (x_t, t), in x_t's dtype: :attr:`x0` if given, else from eps (convention 2)."""
+        if self.x0 is not None:
+            return self.x0.to(x_t.dtype)
+        return schedule.x0_from_eps(x_t, t, self.eps.to(x_t.dtype))
 
 
 @runtime_checkable
@@ -120,14 +130,17 @@ class UNetDenoiser:
     - ``flow``: a rectified-flow *velocity* u = eps - x_0 (flow.py), from (x_tau, tau) with flow time
       tau_t and x_tau = x_t / (alpha_t + sigma_t) (``schedule`` is then flow.schedule(T)); served as
       eps = x_tau + (1 - tau_t) u (flow.eps_from_velocity).
+    - ``course-flow``: the course's velocity x_data - x_noise = -u, from (x_tau, t = 1 - tau) (flow.py; its
+      ``schedule`` is flow.schedule(T, endpoint=True), which reaches pure noise); served as that eps and
+      x0 = x_tau - tau_t u (the Prediction carries x0: at tau = 1 it does not follow from eps).
 
     For the class kind the UNet also sees a one-hot class vector c (zeros = no class); ``class_names``
     maps prompts to classes. A text model (``text``: a fundiff.text.TextEncoder) takes free-text prompts
     instead, each the bag of words of its known words. ``traits.default_sampler`` is
-    :data:`FLOW_DEFAULT_SAMPLER` for ``flow``, else ``ddpm``; ``dataset`` (what it was trained on),
-    ``autocast_dtype`` (e.g. bfloat16) and ``channels_last`` go into its traits too. The last two choose the arithmetic
-    (``devices.choose_precision`` measures which is fastest); the model is converted to that memory
-    format in place. Returns eps (B,C,H,W) float32.
+    :data:`FLOW_DEFAULT_SAMPLER` for ``flow``, :data:`COURSE_FLOW_SAMPLER` for ``course-flow``, else ``ddpm``;
+    ``dataset`` (what it was trained on), ``autocast_dtype`` (e.g. bfloat16) and ``channels_last`` go into its
+    traits too. The last two choose the arithmetic (``devices.choose_precision`` measures which is fastest); the
+    model is converted to that memory format in place. Returns eps (B,C,H,W) float32.
     """
 
     def __init__(
@@ -148,7 +161,9 @@ class UNetDenoiser:
         if objective not in OBJECTIVES:
             raise FundiffError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
         self.traits = ModelTraits(
-            default_sampler=FLOW_DEFAULT_SAMPLER if objective == "flow" else DEFAULT_SAMPLER,
+            default_sampler={"flow": FLOW_DEFAULT_SAMPLER, "course-flow": COURSE_FLOW_SAMPLER}.get(
+                objective, DEFAULT_SAMPLER
+            ),
             objective=objective,
             dataset=dataset,
             autocast_dtype=autocast_dtype,
@@ -214,6 +229,8 @@ class UNetDenoiser:
         c = None if objective == "eps" else self.schedule.at(t, like=x_t)  # eps needs no conversion
         if objective == "flow":
             x_in, t_in = x_t / c.flow_scale, c.tau.flatten()
+        elif objective == "course-flow":
+            x_in, t_in = x_t / c.flow_scale, 1 - c.tau.flatten()  # the course's time t = 1 - tau
         else:
             x_in, t_in = x_t, t.to(x_t.device, torch.float32) / (self.schedule.T - 1)
         layout = torch.channels_last if self.traits.channels_last else torch.contiguous_format
@@ -225,4 +242,8 @@ class UNetDenoiser:
             return Prediction(out)
         if objective == "v":
             return Prediction(c.sigma * x_t + c.alpha * out)
-        return Prediction(flow.eps_from_velocity(x_in.contiguous(), out, c.tau))
+        x_tau = x_in.contiguous()
+        if objective == "flow":
+            return Prediction(flow.eps_from_velocity(x_tau, out, c.tau))
+        u = -out  # the course's x_data - x_noise is minus fundiff's velocity eps - x0
+        return Prediction(flow.eps_from_velocity(x_tau, u, c.tau), x0=flow.x0_from_velocity(x_tau, u, c.tau))

@@ -60,7 +60,7 @@ def one_step_denoise(denoiser: Denoiser, x_t: Tensor, t: int | Tensor, *, cond: 
     x_t (B,C,H,W); t an int or (B,) long. Returns x0_hat (B,C,H,W), unclamped.
     """
     t = _t_batch(t, x_t)
-    return denoiser.schedule.x0_from_eps(x_t, t, denoiser(x_t, t, cond).eps.to(x_t.dtype))
+    return denoiser(x_t, t, cond).x0_hat(denoiser.schedule, x_t, t)
 
 
 def iterative_denoise(

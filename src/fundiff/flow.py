@@ -22,6 +22,14 @@ anagram and hybrid then runs on it unchanged; CFG on eps equals CFG on the veloc
 in u at fixed x, tau).
 DDIM with eta = 0 on that grid *is* the Euler method in tau (both keep x0_hat and eps_hat
 fixed over a step), and any VP model can be integrated in tau the same way.
+
+**The course's flow-matching edition** (objective ``course-flow``, ``--preset course-flow``) runs time the
+other way: t = 1 - tau goes from the noise (t = 0) to the data (t = 1), x_t = (1 - t) x0 + t x1 with x0 the
+noise and x1 the data, and the UNet at (x_t, t) learns x1 - x0 = -u. Its sampler starts at pure noise
+(tau = 1) and takes Euler steps x += u_course / T at t = 0, 1/T, ..., (T-1)/T; that is fundiff's ``euler``
+over every point of :func:`grid` with ``endpoint=True`` (tau = 1, (T-1)/T, ..., 1/T, then the data). At
+tau = 1 the VP signal scale alpha is 0 (zero terminal SNR), so the clean estimate cannot come from eps:
+such a model's Prediction carries x0 itself (denoisers.Prediction.x0).
 """
 
 from __future__ import annotations
@@ -65,16 +73,19 @@ def sample_times(
     raise FundiffError(f"unknown flow time law {law!r}; choose one of {', '.join(TIME_LAWS)}")
 
 
-def grid(T: int) -> Tensor:
-    """The T flow times tau_t = (t + 1) / (T + 1), t = 0..T-1 (float64): t = -1 is tau = 0, the data."""
+def grid(T: int, *, endpoint: bool = False) -> Tensor:
+    """The T flow times tau_t = (t + 1) / (T + 1), t = 0..T-1 (float64): t = -1 is tau = 0, the data.
+
+    ``endpoint``: tau_t = (t + 1) / T instead, so that t = T-1 is pure noise (tau = 1), the course's start."""
     if T < 2:
         raise FundiffError(f"a flow grid needs T >= 2, got {T}")
-    return torch.arange(1, T + 1, dtype=torch.float64) / (T + 1)
+    return torch.arange(1, T + 1, dtype=torch.float64) / (T if endpoint else T + 1)
 
 
-def schedule(T: int) -> NoiseSchedule:
-    """The VP schedule equivalent to flow times :func:`grid`: abar = (1 - tau)^2 / ((1 - tau)^2 + tau^2)."""
-    tau = grid(T)
+def schedule(T: int, *, endpoint: bool = False) -> NoiseSchedule:
+    """The VP schedule equivalent to flow times :func:`grid`: abar = (1 - tau)^2 / ((1 - tau)^2 + tau^2)
+    (with ``endpoint`` its last level is pure noise, abar = 0: beta = 1 there)."""
+    tau = grid(T, endpoint=endpoint)
     abar = (1 - tau) ** 2 / ((1 - tau) ** 2 + tau**2)
     prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
     return NoiseSchedule(1 - abar / prev, kind="flow")
@@ -85,4 +96,24 @@ def eps_from_velocity(x_tau: Tensor, u: Tensor, tau: Tensor) -> Tensor:
     return x_tau + (1 - tau) * u
 
 
-__all__ = ["TIME_LAWS", "interpolate", "velocity", "sample_times", "grid", "schedule", "eps_from_velocity"]
+def x0_from_velocity(x_tau: Tensor, u: Tensor, tau: Tensor) -> Tensor:
+    """The clean estimate of velocity ``u`` at (x_tau, tau): x0 = x_tau - tau u (defined at tau = 1 too)."""
+    return x_tau - tau * u
+
+
+def is_flow(objective: str) -> bool:
+    """Whether a training objective learns a flow-matching velocity: ``flow``, or the course's ``course-flow``."""
+    return objective in ("flow", "course-flow")
+
+
+__all__ = [
+    "TIME_LAWS",
+    "interpolate",
+    "velocity",
+    "sample_times",
+    "grid",
+    "schedule",
+    "eps_from_velocity",
+    "x0_from_velocity",
+    "is_flow",
+]

@@ -22,7 +22,7 @@ class CFG(DenoiserWrapper):
     Hybrid would do nothing (their prompts are fixed at construction), so guide the base model
     inside them, ``Anagram(CFG(den, s), ...)``. The null conditioning is encoded once, on the
     first call, and shared by the batch. The learned variance, if any, is the conditional
-    pass's (as in DeepFloyd IF).
+    pass's (as in DeepFloyd IF); a model's own x0 estimate (Prediction.x0) is guided like eps.
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
@@ -55,4 +55,8 @@ class CFG(DenoiserWrapper):
         both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null]))
         eps_c, eps_u = both.eps.chunk(2)
         v = None if both.v is None else both.v.chunk(2)[0]
-        return Prediction(eps_u + self.scale * (eps_c - eps_u), v)
+        x0 = None
+        if both.x0 is not None:  # x0 is affine in the velocity too: guided the same way
+            x0_c, x0_u = both.x0.chunk(2)
+            x0 = x0_u + self.scale * (x0_c - x0_u)
+        return Prediction(eps_u + self.scale * (eps_c - eps_u), v, x0)

@@ -70,7 +70,8 @@ class DDPM:
 
     def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
-            return schedule.p_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, v=pred.v, generator=generator)
+            x0 = None if pred.x0 is None else pred.x0.to(x_t.dtype)
+            return schedule.p_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, v=pred.v, x0_hat=x0, generator=generator)
 
         return step
 
@@ -88,7 +89,9 @@ class DDIM:
 
     def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
-            return schedule.ddim_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, eta=self.eta, generator=generator)
+            x0 = None if pred.x0 is None else pred.x0.to(x_t.dtype)
+            eps = pred.eps.to(x_t.dtype)
+            return schedule.ddim_step(x_t, eps, t, t_prev, eta=self.eta, x0_hat=x0, generator=generator)
 
         return step
 
@@ -110,7 +113,7 @@ class DPMSolverPP:
         history: list[tuple[float, Tensor]] = []  # (lambda_t, x0_hat) of the previous step
 
         def step(x_t, pred, t, t_prev, generator):
-            x0_hat = schedule.x0_from_eps(x_t, t, pred.eps.to(x_t.dtype))
+            x0_hat = pred.x0_hat(schedule, x_t, t)
             now, prev = schedule.scalar_at(t), schedule.scalar_at(t_prev)
             lam_s = now.log_snr / 2
             if t_prev < 0:  # sigma = 0: the solution at lambda = inf is the data prediction itself
@@ -130,9 +133,8 @@ class DPMSolverPP:
 
 def _flow_velocity(schedule: NoiseSchedule, x_t: Tensor, pred: Prediction, t: int) -> tuple[Tensor, Tensor]:
     """(velocity eps_hat - x0_hat, x0_hat) of the prediction at level t."""
-    eps = pred.eps.to(x_t.dtype)
-    x0_hat = schedule.x0_from_eps(x_t, t, eps)
-    return eps - x0_hat, x0_hat
+    x0_hat = pred.x0_hat(schedule, x_t, t)
+    return pred.eps.to(x_t.dtype) - x0_hat, x0_hat
 
 
 @dataclass(frozen=True)

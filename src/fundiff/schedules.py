@@ -73,8 +73,11 @@ class NoiseSchedule:
 
     def __post_init__(self) -> None:
         b = self.betas
-        if b.ndim != 1 or len(b) < 2 or not bool(((b > 0) & (b < 1)).all()):
-            raise FundiffError("betas must be a 1-D tensor of at least 2 values in (0, 1)")
+        inner = b[:-1]  # the last beta may be 1: pure noise at t = T-1 (zero terminal SNR, Lin et al. 2024)
+        if b.ndim != 1 or len(b) < 2 or not (bool(((inner > 0) & (inner < 1)).all()) and 0 < float(b[-1]) <= 1):
+            raise FundiffError(
+                "betas must be a 1-D tensor of at least 2 values in (0, 1), the last may be 1 (zero terminal SNR)"
+            )
         object.__setattr__(self, "betas", b.to(torch.float64))
         object.__setattr__(self, "abar", torch.cumprod(1.0 - self.betas, dim=0))  # (T,) float64
         object.__setattr__(self, "_table", _coefficient_table(self.abar))  # (6, T + 1) float64, column t + 1
@@ -151,9 +154,22 @@ class NoiseSchedule:
         return c.alpha * x_0 + c.sigma * eps
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor | int, eps_hat: Tensor) -> Tensor:
-        """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (convention 2)."""
+        """One-step estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) (convention 2).
+
+        Undefined at zero SNR (abar_t = 0, the last level of a schedule that reaches pure noise): there a model
+        must give x0 itself (denoisers.Prediction.x0), and asking for it here is an error."""
         c = self.at(t, like=x_t)
+        if self.zero_terminal_snr and bool((torch.as_tensor(t) == self.T - 1).any()):
+            raise FundiffError(
+                "x0 cannot be estimated from eps at pure noise (abar = 0, t = T-1 of this schedule); "
+                "the model must predict x0 (a course-flow model does), or start below t = T-1"
+            )
         return (x_t - c.sigma * eps_hat) / c.alpha
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        """Whether the last level is pure noise (beta = 1, abar = 0: flow.schedule(T, endpoint=True))."""
+        return bool(self.betas[-1] == 1)
 
     # -- reverse process ----------------------------------------------------------------
     def posterior(
@@ -191,15 +207,16 @@ class NoiseSchedule:
         t_prev: int,
         *,
         v: Tensor | None = None,
+        x0_hat: Tensor | None = None,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One ancestral step x_t -> x_t' (convention 3). Returns (x_t', x0_hat).
 
         No noise is added on the final step (t' = -1). ``noise`` (like x_t) overrides
-        drawing fresh noise from ``generator``.
+        drawing fresh noise from ``generator``; ``x0_hat``, the model's own clean estimate, the one from eps.
         """
-        x0_hat = self.x0_from_eps(x_t, t, eps_hat)
+        x0_hat = self.x0_from_eps(x_t, t, eps_hat) if x0_hat is None else x0_hat
         mean, var = self.posterior(x_t, x0_hat, t, t_prev, v)
         if t_prev < 0:
             return mean, x0_hat
@@ -215,14 +232,16 @@ class NoiseSchedule:
         t_prev: int,
         *,
         eta: float = 0.0,
+        x0_hat: Tensor | None = None,
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One DDIM step x_t -> x_t' (Song et al. 2021, Eq. 12; eta=0 is deterministic).
 
-        Returns (x_t', x0_hat). eta=1 uses the DDPM posterior variance of the strided pair.
+        Returns (x_t', x0_hat). eta=1 uses the DDPM posterior variance of the strided pair; ``x0_hat``, the
+        model's own clean estimate, replaces the one from eps.
         """
-        x0_hat = self.x0_from_eps(x_t, t, eps_hat)
+        x0_hat = self.x0_from_eps(x_t, t, eps_hat) if x0_hat is None else x0_hat
         now, prev = self.scalar_at(t), self.scalar_at(t_prev)
         abar_t, abar_prev = now.abar, prev.abar
         sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))

@@ -85,6 +85,12 @@ class View:
         """The view of a clean image x_0 (B,C,H,W) in ``value_range`` (e.g. to show an anagram flipped)."""
         return self.view_x_t(x_0, x_0.new_ones(()), value_range)
 
+    def inverse_view_image(self, x_0: Tensor, value_range: tuple[float, float]) -> Tensor:
+        """The inverse of :meth:`view_image`: a clean estimate made on the viewed image, seen as is again."""
+        if self.sign == 1:
+            return self.unpermute(x_0)
+        return self.inverse_view(x_0) + (value_range[0] + value_range[1])
+
 
 def _same(x: Tensor) -> Tensor:
     return x

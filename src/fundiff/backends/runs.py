@@ -97,13 +97,14 @@ def class_names_of(cfg: dict) -> tuple[str, ...]:
 def schedule_of(cfg: dict, where: str | Path = "config.json") -> NoiseSchedule:
     """The noise schedule a run was trained with (train.beta_schedule, train.T); both must be there.
 
-    A flow-matching run (train.objective "flow") samples on the VP grid of T flow times (flow.schedule).
+    A flow-matching run (train.objective "flow") samples on the VP grid of T flow times (flow.schedule); a
+    "course-flow" run on the grid that reaches pure noise (flow.schedule(T, endpoint=True)).
     """
     train = cfg.get("train", {})
-    if train.get("objective") == "flow" and "T" in train:
+    if train.get("objective") in ("flow", "course-flow") and "T" in train:
         from fundiff import flow
 
-        return flow.schedule(int(train["T"]))
+        return flow.schedule(int(train["T"]), endpoint=train["objective"] == "course-flow")
     missing = [k for k in ("beta_schedule", "T") if k not in train]
     if missing:
         raise FundiffError(

@@ -3,14 +3,16 @@
 Shapes for a 28x28 input and hidden size D (``in`` channels C, 1 for MNIST)::
 
     x (C,28,28) -ConvBlock-> e1 (D,28,28) -DownBlock-> e2 (D,14,14) -DownBlock-> e3 (2D,7,7)
-    -Flatten-> (2D,1,1) -Unflatten-> u0 (2D,7,7)         [time: u0 + t1; class: c1*u0 + t1]
-    cat(u0, e3) -UpBlock-> u1 (D,14,14)                   [time: u1 + t2; class: c2*u1 + t2]
+    -Flatten-> (2D,1,1) -Unflatten-> u0 (2D,7,7)         [time: u0 + t1 (or u0 * t1); class: c1*u0 + t1]
+    cat(u0, e3) -UpBlock-> u1 (D,14,14)                   [time: u1 + t2 (or u1 * t2); class: c2*u1 + t2]
     cat(u1, e2) -UpBlock-> u2 (D,28,28)
     cat(u2, e1) -ConvBlock-> (D,28,28) -Conv3x3-> out (C,28,28)
 
 The unconditional variant is the one-step denoiser (it predicts the clean image); the
 time- and class-conditioned variants predict what their training objective asks: the noise eps (Ho et al.
 2020, the write-up), v, or a flow-matching velocity (fundiff.training; UNetDenoiser serves each as eps).
+The time model conditions additively (the write-up) or, as the course's flow-matching edition does,
+multiplicatively (``time_conditioning="multiplicative"``: ``unflatten * t1``, ``up1 * t2``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fundiff.errors import FundiffError
 
 ModelKind = Literal["denoiser", "time", "class"]
 MODEL_KINDS: tuple[str, ...] = ("denoiser", "time", "class")
+TIME_CONDITIONINGS: tuple[str, ...] = ("additive", "multiplicative")  # how the time model takes t1, t2
 
 
 class Conv(nn.Sequential):
@@ -99,10 +102,17 @@ class UNetConfig:
     hidden: int = 64  # D in the write-up: 128 for the denoiser, 64 for time / class
     num_classes: int = 10  # length of the one-hot class vector c (class kind only)
     image_size: int = 28  # H = W; must be divisible by 4 (two DownConvs, Flatten pools 7x7)
+    time_conditioning: str = "additive"  # time kind: u0 + t1, u1 + t2 (write-up), or "multiplicative" (course)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise FundiffError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if self.time_conditioning not in TIME_CONDITIONINGS:
+            raise FundiffError(
+                f"unknown time conditioning {self.time_conditioning!r}; choose one of {', '.join(TIME_CONDITIONINGS)}"
+            )
+        if self.time_conditioning != "additive" and self.kind != "time":
+            raise FundiffError("multiplicative time conditioning is the time model's; drop it for other kinds")
         if self.hidden < 1 or self.in_channels < 1 or self.num_classes < 1:
             raise FundiffError("hidden, in_channels and num_classes must be positive")
         if self.image_size % 4:
@@ -146,6 +156,7 @@ class UNet(nn.Module):
             raise FundiffError(f"a {kind}-conditioned UNet needs the timestep t")
         if kind == "class" and c is None:
             raise FundiffError("a class-conditioned UNet needs the class vector c (zeros for none)")
+        multiplicative = self.config.time_conditioning == "multiplicative"
         e1 = self.e1(x)
         e2 = self.e2(e1)
         e3 = self.e3(e2)
@@ -157,12 +168,12 @@ class UNet(nn.Module):
                 c = c.to(x.dtype)
                 u0 = self.fc1_c(c) * u0 + t1
             else:
-                u0 = u0 + t1
+                u0 = u0 * t1 if multiplicative else u0 + t1
         u1 = self.u1(torch.cat([u0, e3], dim=1))
         if kind == "class":
             u1 = self.fc2_c(c) * u1 + t2
         elif kind == "time":
-            u1 = u1 + t2
+            u1 = u1 * t2 if multiplicative else u1 + t2
         u2 = self.u2(torch.cat([u1, e2], dim=1))
         return self.out(self.out_block(torch.cat([u2, e1], dim=1)))
 

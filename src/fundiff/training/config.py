@@ -16,7 +16,7 @@ from fundiff.data import DATASETS
 from fundiff.denoisers import OBJECTIVES
 from fundiff.devices import PRECISIONS
 from fundiff.errors import FundiffError
-from fundiff.models.unet import MODEL_KINDS
+from fundiff.models.unet import MODEL_KINDS, TIME_CONDITIONINGS
 from fundiff.schedules import BETA_SCHEDULES, NoiseSchedule
 from fundiff.text import DESIGNS as TEXT_DESIGNS
 from fundiff.training.options import (
@@ -99,9 +99,17 @@ class TrainConfig:
     objective: str = option(
         Choice(OBJECTIVES),
         "what a time/class UNet learns: eps (write-up, DDPM), v (v-prediction, Salimans & Ho 2022), flow (flow "
-        "matching: velocity on the straight noise-data path; sample with --sampler heun or euler)",
+        "matching: velocity on the straight noise-data path; sample with --sampler heun or euler), course-flow "
+        "(the course's flow edition: time from noise to data, target x_data - x_noise, sampled from pure noise)",
         default="eps",
         flag="--objective",
+    )
+    time_conditioning: str = option(
+        Choice(TIME_CONDITIONINGS),
+        "time model: additive (the write-up: unflatten + t1, up1 + t2) or multiplicative (the course's flow "
+        "edition: unflatten * t1, up1 * t2)",
+        default="additive",
+        flag="--time-conditioning",
     )
     loss_weight: str = option(
         Choice(LOSS_WEIGHTS),
@@ -168,8 +176,10 @@ class TrainConfig:
             )
         if self.dataset == "emoji" and self.kind == "denoiser":
             raise FundiffError("the one-step denoiser trains on mnist or fashion-mnist; drop --dataset emoji")
-        if self.loss_weight != "none" and self.objective == "flow":
+        if self.loss_weight != "none" and flow.is_flow(self.objective):
             raise FundiffError("min-snr weighting applies to the eps and v objectives, not to flow; drop --loss-weight")
+        if self.time_conditioning != "additive" and self.kind != "time":
+            raise FundiffError("--time-conditioning multiplicative is the time model's; drop it for other kinds")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -228,6 +238,24 @@ PRESETS: dict[str, dict[str, dict]] = {
             save_every=200,
         ),
     },
+    # The course's flow-matching edition exactly (CS180 spring/fall 2025, Part B): D = 64, batch 64, Adam 1e-2 with
+    # ExponentialLR(0.1 ** (1 / epochs)), 10 epochs, p_uncond 0.1, t ~ U[0, 1] from the noise to the data; sampled by
+    # Euler steps of 1/T from pure noise, T = 50 for the time model, 300 for the class model (flow.py)
+    "course-flow": {
+        kind: dict(
+            hidden=64,
+            batch_size=64,
+            epochs=10,
+            lr=1e-2,
+            lr_schedule="exponential",
+            objective="course-flow",
+            flow_times="uniform",
+            p_uncond=0.1,
+            sample_epochs=(1, 5, 10),
+            **extra,
+        )
+        for kind, extra in (("time", dict(T=50, time_conditioning="multiplicative")), ("class", dict(T=300)))
+    },
     "tiny": {
         k: dict(hidden=8, batch_size=64, epochs=1, lr=1e-3, lr_schedule="constant", max_steps=20, save_every=10)
         for k in MODEL_KINDS
@@ -253,8 +281,10 @@ def preset_config(preset: str, kind: str, **overrides) -> TrainConfig:
 
 def schedule_of_config(cfg: TrainConfig) -> NoiseSchedule:
     """The discrete schedule a time/class run samples on: its beta schedule, or for the flow
-    objective the VP-equivalent grid of T flow times (flow.schedule)."""
-    return flow.schedule(cfg.T) if cfg.objective == "flow" else NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
+    objective the VP-equivalent grid of T flow times (flow.schedule; course-flow: the grid that reaches pure noise)."""
+    if flow.is_flow(cfg.objective):
+        return flow.schedule(cfg.T, endpoint=cfg.objective == "course-flow")
+    return NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
 
 
 __all__ = ["TrainConfig", "PRESETS", "LR_SCHEDULES", "LOSS_WEIGHTS", "preset_config", "schedule_of_config"]

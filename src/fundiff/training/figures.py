@@ -70,7 +70,8 @@ def epoch_figures(
             rows = 10
         else:
             prompts, rows = [""] * 40, 4
-        steps = ts.full(cfg.T) if cfg.objective != "flow" else ts.strided(cfg.T, steps=min(cfg.T, 50))
+        # every step (the write-up's DDPM sampler; the course's flow sampler), or 50 of a flow model's T
+        steps = ts.strided(cfg.T, steps=min(cfg.T, 50)) if cfg.objective == "flow" else ts.full(cfg.T)
         sampler = samplers.default_sampler_of(den)  # heun for a flow model, else ddpm
         x = samplers.sample_from_noise(den, den.encode(prompts), steps, generator=g, device=device, sampler=sampler)
         io.save_grid(x.clamp(0, 1), run_dir / f"samples_epoch{epoch}.png", nrow=len(prompts) // rows, scale=2)

@@ -2,7 +2,8 @@
 
 - ``denoiser``: D(z) ~ x, z = x + sigma * eps (or pure noise z = eps: ``pure_noise``), L2 loss on x.
 - ``time`` / ``class``: the UNet at (x_t, t) regresses eps (Ho et al. 2020, Alg. 1), v
-  (Salimans & Ho 2022) or, for flow matching, the velocity eps - x0 at (x_tau, tau); eps and v
+  (Salimans & Ho 2022) or, for flow matching, the velocity eps - x0 at (x_tau, tau) (``course-flow``: the
+  course's x1 - x0 at (x_t, t), t ~ U[0, 1], x_t = (1 - t) x0 + t x1, x0 the noise, x1 the data); eps and v
   may be weighted by min-SNR (Hang et al. 2023). The class vector is dropped to zeros with
   probability p_uncond (classifier-free guidance, Ho & Salimans 2022).
 """
@@ -43,6 +44,9 @@ def batch_loss(
     if cfg.objective == "flow":
         tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
         x_in, t_in, target, weight = flow.interpolate(x0, eps, tau), tau, flow.velocity(x0, eps), None
+    elif cfg.objective == "course-flow":  # the course's time t = 1 - tau (every time law is symmetric about 1/2)
+        t = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
+        x_in, t_in, target, weight = flow.interpolate(x0, eps, 1 - t), t, -flow.velocity(x0, eps), None
     else:
         assert schedule is not None
         t = torch.randint(0, cfg.T, (b,), generator=g, device=x0.device)

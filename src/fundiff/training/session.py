@@ -68,6 +68,8 @@ def unet_config(cfg: TrainConfig, images: Tensor, text_dim: int | None = None) -
     class vector is its encoder's ``text_dim`` long."""
     channels = 1 if images.ndim == 3 else images.shape[1]
     extra = {"num_classes": text_dim} if text_dim else {}
+    if cfg.time_conditioning != "additive":
+        extra["time_conditioning"] = cfg.time_conditioning
     return UNetConfig(kind=cfg.kind, in_channels=channels, hidden=cfg.hidden, image_size=images.shape[-1], **extra)
 
 
