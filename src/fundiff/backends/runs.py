@@ -101,9 +101,9 @@ def schedule_of(cfg: dict, where: str | Path = "config.json") -> NoiseSchedule:
     "course-flow" run on the grid that reaches pure noise (flow.schedule(T, endpoint=True)).
     """
     train = cfg.get("train", {})
-    if train.get("objective") in ("flow", "course-flow") and "T" in train:
-        from fundiff import flow
+    from fundiff import flow
 
+    if flow.is_flow(train.get("objective", "eps")) and "T" in train:
         return flow.schedule(int(train["T"]), endpoint=train["objective"] == "course-flow")
     missing = [k for k in ("beta_schedule", "T") if k not in train]
     if missing:
