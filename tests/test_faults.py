@@ -364,6 +364,27 @@ def test_sigterm_removes_the_temporary_output(runs, tmp_path):
     assert not (tmp_path / "o").exists()  # the temporary sibling and the parent folder it made are gone
 
 
+def test_an_interrupt_while_a_checkpoint_loads_is_an_interrupt_not_a_corrupt_file(runs, monkeypatch):
+    # a signal whose handler raises inside torch's C code comes out as a ValueError ("could not determine the
+    # shape of object type ..."): the load is a critical step, so the handler runs after it
+    real = checkpoints.load_file
+
+    def load_file_hit_by_sigint(path):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'") from None
+        return real(path)
+
+    monkeypatch.setattr(checkpoints, "load_file", load_file_hit_by_sigint)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpoints.read_tensors(runs["class"] / "model.safetensors")
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 # -- the module itself --------------------------------------------------------------------------------------
 def test_staged_outputs_replace_what_they_write_and_keep_the_rest(tmp_path):
     out = tmp_path / "o"

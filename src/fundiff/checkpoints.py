@@ -24,6 +24,7 @@ from torch import Tensor
 
 from fundiff.atomic import atomic_write_bytes, atomic_write_json
 from fundiff.errors import FundiffError
+from fundiff.outputs import interrupts_deferred
 
 FORMAT = "fundiff-run/1"
 
@@ -58,10 +59,13 @@ def read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FundiffError(f"{path} not found: is this a fundiff run folder? (train one with `fundiff train`)")
+    # Ctrl-C / SIGTERM wait for the load: raised inside torch's C code they would surface as a ValueError
+    # ("could not determine the shape ...") and read as a corrupt file
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(str(path))
+        with interrupts_deferred():
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise FundiffError(
             f"{path} is not a readable safetensors file ({str(e).splitlines()[0]}); "
