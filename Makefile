@@ -36,7 +36,8 @@ test: setup
 	  fi; }
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	FUNDIFF_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+	@# one pytest worker per core (pytest-xdist); each test runs torch on one thread (tests/conftest.py)
+	FUNDIFF_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n $(THREADS) --dist loadscope
 
 clean:
 	rm -rf $(VENV) out

@@ -66,3 +66,21 @@ def test_figures_are_png_and_leave_matplotlib_alone(tmp_path, monkeypatch):
         assert path.read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.png", "b.png", "c.png"]  # no temp files
     assert ("matplotlib.pyplot" in sys.modules) == pyplot_before  # pyplot (and its figure registry) not imported
+
+
+def test_labeled_grid_cells_are_the_images_upscaled_exactly_and_labels_take_room():
+    rows = [torch.rand(3, 1, 8, 8), torch.rand(2, 3, 8, 8)]  # ragged: the second row has a blank cell
+    bare = np.asarray(io.labeled_grid_image(rows, ["", ""]))
+    k = io.CELL_PX // 8  # 8 px images: upscaled 10 times
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = io.MARGIN_PX + i * (8 * k + io.GAP_PX), io.MARGIN_PX + j * (8 * k + io.GAP_PX)
+            cell = bare[y : y + 8 * k, x : x + 8 * k]
+            want = io.to_uint8(img.expand(3, -1, -1)).permute(1, 2, 0).numpy()
+            assert (cell == want.repeat(k, 0).repeat(k, 1)).all()
+    assert (
+        bare[io.MARGIN_PX + 8 * k + io.GAP_PX :, io.MARGIN_PX + 2 * (8 * k + io.GAP_PX) :][: 8 * k, : 8 * k] == 255
+    ).all()
+    labeled = io.labeled_grid_image(rows, ["gray", "rgb"], col_labels=["x", "y", "z"], title="a title")
+    assert labeled.width > bare.shape[1] and labeled.height > bare.shape[0]
+    assert (np.asarray(labeled) < 128).any(axis=-1)[: io.MARGIN_PX + 20].any()  # the title is drawn at the top

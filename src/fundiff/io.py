@@ -1,7 +1,8 @@
 """Images in and out: grids, PNG files (written atomically), labeled figures and loss-curve plots.
 
-Plots are built on ``matplotlib.figure.Figure`` directly (no pyplot), so nothing here selects a
-backend or keeps figures alive in a global registry.
+Labeled image grids are drawn with Pillow (fast, pixel-exact cells). Plots are built on
+``matplotlib.figure.Figure`` directly (no pyplot), so nothing here selects a backend or keeps
+figures alive in a global registry.
 """
 
 from __future__ import annotations
@@ -59,6 +60,92 @@ def save_grid(images: Tensor, path: str | Path, *, nrow: int, scale: int = 1) ->
     return save_png(g, path)
 
 
+LABEL_FONT_PX, TITLE_FONT_PX = 13, 15
+CELL_PX = 80  # images are upscaled (nearest, by a whole factor) to at least this many pixels a side
+GAP_PX, MARGIN_PX, ROW_LABEL_MAX_PX = 6, 8, 190
+
+
+def _font(size: int):
+    """DejaVu Sans (the TrueType font matplotlib ships, found without importing matplotlib), else Pillow's own."""
+    import importlib.util
+
+    from PIL import ImageFont
+
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size)
+
+
+def _wrap(text: str, font, width: float) -> list[str]:
+    """``text`` broken into lines at most ``width`` pixels wide (at spaces; a longer word keeps its own line)."""
+    lines: list[str] = []
+    for para in str(text).split("\n"):
+        line = ""
+        for word in para.split(" "):
+            trial = f"{line} {word}" if line else word
+            if line and font.getlength(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+def labeled_grid_image(
+    rows: Sequence[Tensor], row_labels: Sequence[str], *, col_labels: Sequence[str] = (), title: str = ""
+):
+    """The PIL image of :func:`save_labeled_grid`: rows of cells, labels left, column titles above, title on top."""
+    from PIL import Image, ImageDraw
+
+    rows = [r.detach().float().clamp(0, 1).cpu() for r in rows]
+    n_cols = max(r.shape[0] for r in rows)
+    h, w = max(r.shape[2] for r in rows), max(r.shape[3] for r in rows)
+    k = max(1, -(-CELL_PX // max(h, w)))
+    cell_h, cell_w = k * h, k * w
+    font, title_font = _font(LABEL_FONT_PX), _font(TITLE_FONT_PX)
+    line_h, title_line_h = round(LABEL_FONT_PX * 1.25), round(TITLE_FONT_PX * 1.3)
+    wrapped_rows = [_wrap(label, font, ROW_LABEL_MAX_PX) for label in row_labels]
+    label_w = max((font.getlength(line) for lines in wrapped_rows for line in lines), default=0)
+    label_w = round(label_w) + GAP_PX if label_w else 0
+    wrapped_cols = [_wrap(label, font, cell_w + GAP_PX - 2) for label in col_labels[:n_cols]]
+    cols_h = line_h * max((len(lines) for lines in wrapped_cols), default=0)
+    grid_w = n_cols * cell_w + (n_cols - 1) * GAP_PX
+    width = MARGIN_PX * 2 + label_w + grid_w
+    wrapped_title = _wrap(title, title_font, width - 2 * MARGIN_PX) if title else []
+    title_h = title_line_h * len(wrapped_title) + (GAP_PX if title else 0)
+    top = MARGIN_PX + title_h + cols_h + (GAP_PX // 2 if cols_h else 0)
+    height = top + len(rows) * cell_h + (len(rows) - 1) * GAP_PX + MARGIN_PX
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    ink = (38, 38, 38)
+    for n, line in enumerate(wrapped_title):
+        draw.text((width / 2, MARGIN_PX + n * title_line_h), line, font=title_font, fill=ink, anchor="ma")
+    x0 = MARGIN_PX + label_w
+    for j, lines in enumerate(wrapped_cols):
+        cx = x0 + j * (cell_w + GAP_PX) + cell_w / 2
+        for n, line in enumerate(lines):
+            y = MARGIN_PX + title_h + cols_h - (len(lines) - n) * line_h
+            draw.text((cx, y), line, font=font, fill=ink, anchor="ma")
+    for i, row in enumerate(rows):
+        y = top + i * (cell_h + GAP_PX)
+        lines = wrapped_rows[i] if i < len(wrapped_rows) else []
+        for n, line in enumerate(lines):
+            cy = y + cell_h / 2 + (n - (len(lines) - 1) / 2) * line_h
+            draw.text((x0 - GAP_PX, cy), line, font=font, fill=ink, anchor="rm")
+        for j in range(row.shape[0]):
+            img = row[j]
+            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+            if k > 1:
+                img = torch.nn.functional.interpolate(img[None], scale_factor=k, mode="nearest")[0]
+            pixels = Image.fromarray(to_uint8(img).permute(1, 2, 0).numpy(), "RGB")
+            canvas.paste(pixels, (x0 + j * (cell_w + GAP_PX), y))
+    return canvas
+
+
 def save_labeled_grid(
     rows: Sequence[Tensor],
     row_labels: Sequence[str],
@@ -67,31 +154,13 @@ def save_labeled_grid(
     col_labels: Sequence[str] = (),
     title: str = "",
 ) -> Path:
-    """A figure of image rows (each (N,C,H,W) in [0,1]) with row/column labels, via matplotlib."""
-    from matplotlib.figure import Figure
-
-    n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
-    height = 1.3 * n_rows + (0.3 if title else 0)
-    fig = Figure(figsize=(1.05 * n_cols + 0.8, height))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for i, row in enumerate(rows):
-        for j in range(n_cols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if j < row.shape[0]:
-                img = row[j].detach().float().clamp(0, 1).cpu()
-                ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(), cmap="gray", vmin=0, vmax=1)
-            if j == 0:
-                ax.set_ylabel(row_labels[i], fontsize=8)
-            if i == 0 and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / height) if title else None)  # keep the title clear of column titles
-    return save_figure(fig, path)
+    """A PNG figure of image rows (each (N,C,H,W) in [0,1], gray or RGB) with row labels on the left, column
+    labels above and a title on top, drawn with Pillow (fast: no plotting library) and written atomically."""
+    image = labeled_grid_image(rows, row_labels, col_labels=col_labels, title=title)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def plot_loss(
