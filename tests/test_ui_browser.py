@@ -58,7 +58,7 @@ def _strokes(page, selector: str, strokes: list[list[tuple[float, float]]], *, p
         page.mouse.move(left + x * side, top + y * side)
         page.mouse.down()
         for x, y in rest:
-            page.mouse.move(left + x * side, top + y * side, steps=8)
+            page.mouse.move(left + x * side, top + y * side, steps=3)  # each event redraws the editor: few
         page.mouse.up()
 
 
