@@ -39,8 +39,13 @@ def save_png(image: Tensor, path: str | Path) -> Path:
         if arr.shape[0] == 1
         else Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
     )
+    return save_pil_png(pil, path)
+
+
+def save_pil_png(image, path: str | Path) -> Path:
+    """Write a PIL image as a PNG at ``path``, atomically."""
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    image.save(buf, format="PNG")
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
@@ -156,11 +161,7 @@ def save_labeled_grid(
 ) -> Path:
     """A PNG figure of image rows (each (N,C,H,W) in [0,1], gray or RGB) with row labels on the left, column
     labels above and a title on top, drawn with Pillow (fast: no plotting library) and written atomically."""
-    image = labeled_grid_image(rows, row_labels, col_labels=col_labels, title=title)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_pil_png(labeled_grid_image(rows, row_labels, col_labels=col_labels, title=title), path)
 
 
 def plot_loss(

@@ -70,7 +70,7 @@ class DDPM:
 
     def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
-            x0 = None if pred.x0 is None else pred.x0.to(x_t.dtype)
+            x0 = pred.x0_hat(schedule, x_t, t)
             return schedule.p_step(x_t, pred.eps.to(x_t.dtype), t, t_prev, v=pred.v, x0_hat=x0, generator=generator)
 
         return step
@@ -89,8 +89,7 @@ class DDIM:
 
     def start(self, schedule: NoiseSchedule, predict: Predict | None = None) -> Step:
         def step(x_t, pred, t, t_prev, generator):
-            x0 = None if pred.x0 is None else pred.x0.to(x_t.dtype)
-            eps = pred.eps.to(x_t.dtype)
+            x0, eps = pred.x0_hat(schedule, x_t, t), pred.eps.to(x_t.dtype)
             return schedule.ddim_step(x_t, eps, t, t_prev, eta=self.eta, x0_hat=x0, generator=generator)
 
         return step
