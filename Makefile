@@ -36,8 +36,9 @@ test: setup
 	  fi; }
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	@# one pytest worker per core (pytest-xdist); each test runs torch on one thread (tests/conftest.py)
-	FUNDIFF_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n $(THREADS) --dist loadscope
+	@# one pytest worker per core (pytest-xdist), a module per worker at a time, in the order tests/conftest.py sets
+	@# (modules with slow tests first, so both cores finish together); each test runs torch on one thread
+	FUNDIFF_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n $(THREADS) --dist loadscope --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) out

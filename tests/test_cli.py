@@ -364,7 +364,8 @@ def test_train_classifier_is_a_train_kind_not_a_command(capsys):
 def test_sample_defaults_to_the_models_own_prompts(tmp_path):
     """fashion-class has no classes named "0".."9": the default rows are its default_prompts (its class names)."""
     out = tmp_path / "f"
-    assert cli.main(["sample", "--model", "fashion-class", "--n", "1", "--steps", "2", "--out", str(out)]) == 0
+    argv = ["sample", "--model", "fashion-class", "--n", "1", "--steps", "2", "--precision", "fp32", "--out", str(out)]
+    assert cli.main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 11 and "Ankle_boot_000.png" in names and "T-shirt-top_000.png" in names
     assert len(_grid_tiles(out / "grid.png", 10, 1)) == 10 and _png(out / "Bag_000.png", (28, 28), "L").any()

@@ -84,3 +84,13 @@ def test_labeled_grid_cells_are_the_images_upscaled_exactly_and_labels_take_room
     labeled = io.labeled_grid_image(rows, ["gray", "rgb"], col_labels=["x", "y", "z"], title="a title")
     assert labeled.width > bare.shape[1] and labeled.height > bare.shape[0]
     assert (np.asarray(labeled) < 128).any(axis=-1)[: io.MARGIN_PX + 20].any()  # the title is drawn at the top
+
+
+@pytest.mark.parametrize("b,c,nrow,padding", [(1, 1, 4, 2), (1, 3, 2, 2), (5, 1, 3, 2), (7, 3, 4, 0), (12, 1, 12, 3)])
+def test_grid_is_torchvision_make_grid_bit_for_bit(b, c, nrow, padding):
+    from torchvision.utils import make_grid
+
+    g = torch.Generator().manual_seed(b * 10 + c)
+    images = torch.rand(b, c, 5, 6, generator=g) * 1.4 - 0.2  # out of range too: both clamp first
+    want = make_grid(images.clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    assert torch.equal(io.grid(images, nrow=nrow, padding=padding), want)

@@ -21,6 +21,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings are Linux-only")
+@pytest.mark.slow
 def test_keep_freed_memory_stops_page_faulting_large_buffers_back():
     """With glibc's defaults every large buffer is a fresh mmap (page faults each step); kept memory is reused."""
 

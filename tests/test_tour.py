@@ -1,6 +1,7 @@
 import argparse
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fundiff.cli import tour as cli_tour
 from fundiff.errors import FundiffError
 from fundiff.tour import numbers
 from helpers import synthetic_data, tiny_runs
+from test_report_browser import assert_report_is_whole, open_report, require_browser
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,19 @@ def tiny(tmp_path_factory):
 def test_split(monkeypatch):
     """Synthetic digits instead of MNIST's test split (no dataset needed)."""
     monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40, seed=3))
+
+
+@pytest.fixture(scope="module")
+def whole_tour(tmp_path_factory, tiny):
+    """Every section of the tiny tour, run once for this module's tests; they read it (or copy it), never change it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every test runs (conftest), which module fixtures precede
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(40, seed=3))
+            return tiny_tour(tmp_path_factory.mktemp("tour") / "t", tiny)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def tiny_tour(out: Path, tiny: dict, **kw) -> tour.TourResult:
@@ -54,8 +69,9 @@ def _page(index: Path) -> _Page:
     return p
 
 
-def test_tour_writes_every_section_images_and_hashes(tmp_path, tiny, test_split):
-    res = tiny_tour(tmp_path / "t", tiny)
+def test_tour_writes_every_section_images_and_hashes(whole_tour, tiny):
+    res = whole_tour
+    out = res.index.parent
     assert res.ran == tour.SECTION_IDS and res.skipped == ()
     page = _page(res.index)
     assert page.ids == list(tour.SECTION_IDS) and page.links == list(tour.SECTION_IDS)  # contents list, in order
@@ -63,11 +79,11 @@ def test_tour_writes_every_section_images_and_hashes(tmp_path, tiny, test_split)
     for src in page.images:
         assert not re.match(r"[a-z]+:", src), "images are files beside index.html, not URLs"
         assert (res.index.parent / src).is_file(), src
-    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    m = json.loads((out / "manifest.json").read_text())
     assert m == res.manifest and m["seed"] == DEFAULT_SEED and m["fundiff"]["version"]
     assert {s["id"] for s in m["sections"]} == set(tour.SECTION_IDS)
     for rel, digest in m["files"].items():
-        assert provenance.sha256_file(tmp_path / "t" / rel) == digest
+        assert provenance.sha256_file(out / rel) == digest
     figures = {f for s in m["sections"] for f in s["figures"]}
     assert figures == set(page.images) and figures <= set(m["files"])
     for role, facts in m["models"].items():  # the text sections run on the shipped emoji model
@@ -80,9 +96,9 @@ def test_tour_writes_every_section_images_and_hashes(tmp_path, tiny, test_split)
     assert all(s["wall_s"] >= 0 and s["seed"] == DEFAULT_SEED for s in m["sections"])
 
 
-def test_rerun_skips_complete_sections_and_redoes_broken_ones(tmp_path, tiny, test_split):
+def test_rerun_skips_complete_sections_and_redoes_broken_ones(tmp_path, tiny, test_split, whole_tour):
     out = tmp_path / "t"
-    tiny_tour(out, tiny)
+    shutil.copytree(whole_tour.index.parent, out)  # a finished tour, moved: its sections are still complete
     again = tiny_tour(out, tiny)
     assert again.ran == () and again.skipped == tour.SECTION_IDS  # no work at all
 
@@ -257,3 +273,12 @@ def test_the_pure_noise_section_shows_the_mean_and_its_command_retrains_the_same
         load_file(f / "model.safetensors") for f in (res.index.parent / "sections/b-pure-noise/run", tmp_path / "again")
     )
     assert kept.keys() == again.keys() and all(torch.equal(kept[k], again[k]) for k in kept)
+
+
+@pytest.mark.slow
+def test_report_opens_in_chromium_with_every_image_and_section(tmp_path, whole_tour):
+    """The tiny tour's report in headless Chromium (tests/test_report_browser.py's set-up): every section, its
+    contents link and image load, and nothing fails."""
+    require_browser()
+    seen = open_report(whole_tour.index, [tmp_path / "report.png"])
+    assert_report_is_whole(seen, [tmp_path / "report.png"])

@@ -1,12 +1,12 @@
 """The web UI end to end in a real browser: headless Debian Chromium driven by Playwright's Python package.
 
 It starts fundiff.ui on a free local port (shipped mnist-class, 3 steps, synthetic test images), runs
-SDEdit on the empty canvas (a message, no traceback),
-draws a digit on the sketchpad with the mouse, runs SDEdit, paints a mask over the test image and
-runs inpainting, then the other tabs, and checks that each shows a result and that the page asked
-nothing of any host but the app. Set-up as tests/test_report_browser.py (no browser download; never
-`playwright install`). FUNDIFF_UI_SCREENSHOTS=DIR also saves DIR/ui-TAB.png with the default steps
-(the write-up's stride) for nicer pictures: `FUNDIFF_UI_SCREENSHOTS=docs pytest tests/test_ui_browser.py`.
+SDEdit on the empty canvas (a message, no traceback), draws a digit on the sketchpad with the mouse, runs
+SDEdit, paints a mask over the test image and runs inpainting, then the other tabs (sampling with 1 sample
+per digit), and checks that each shows a result and that the page asked nothing of any host but the app.
+Set-up as tests/test_report_browser.py (no browser download; never `playwright install`).
+FUNDIFF_UI_SCREENSHOTS=DIR also saves DIR/ui-TAB.png with the default steps and sample counts (the
+write-up's stride) for nicer pictures: `FUNDIFF_UI_SCREENSHOTS=docs pytest tests/test_ui_browser.py`.
 """
 
 import os
@@ -97,11 +97,14 @@ def test_draw_sdedit_then_paint_and_inpaint_in_chromium(browser_and_app):
 
             page.get_by_role("tab", name="inpainting").click()
             page.locator("#inpaint-editor canvas:visible").first.wait_for(state="visible")
-            _strokes(page, "#inpaint-editor", [[(0.05, y), (0.95, y)] for y in (0.05, 0.15, 0.25, 0.35, 0.45)])
+            _strokes(page, "#inpaint-editor", [[(0.05, y), (0.95, y)] for y in (0.1, 0.25, 0.4)])
             _run_tab(page, "inpaint", shots)
 
             for tab, name in [("sampling", "sampling"), ("visual anagrams", "anagram"), ("hybrid images", "hybrid")]:
                 page.get_by_role("tab", name=tab).click()
+                if name == "sampling" and len(shots) == 1:  # 1 sample per digit (20 images), not the default's 100
+                    page.locator("#sampling-n input[type=number]").fill("1")
+                    page.locator("#sampling-n input[type=number]").press("Enter")
                 _run_tab(page, name, shots)
         finally:
             browser.close()

@@ -171,3 +171,19 @@ def test_a_view_registered_after_the_parser_is_built_reaches_the_cli(monkeypatch
 
 def _transpose(x):
     return x.transpose(-2, -1)
+
+
+@pytest.mark.parametrize(
+    "k,sigma,shape,dtype",
+    [
+        (5, 1.0, (2, 1, 9, 9), torch.float32),
+        (9, 1.5, (3, 3, 16, 12), torch.float32),
+        (3, 0.7, (1, 8, 8), torch.float64),
+        (7, 2.0, (4, 3, 8, 8), torch.bfloat16),
+    ],
+)
+def test_gaussian_filter_is_torchvision_gaussian_blur_bit_for_bit(k, sigma, shape, dtype):
+    from torchvision.transforms.functional import gaussian_blur
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(k)).to(dtype)
+    assert torch.equal(GaussianFilter(k, sigma).lowpass(x), gaussian_blur(x, [k, k], [sigma, sigma]))

@@ -51,10 +51,24 @@ def save_pil_png(image, path: str | Path) -> Path:
 
 
 def grid(images: Tensor, *, nrow: int, padding: int = 2, pad_value: float = 1.0) -> Tensor:
-    """Tile (B,C,H,W) images in [0,1] into one (C,H',W') image, ``nrow`` images per row."""
-    from torchvision.utils import make_grid
+    """Tile (B,C,H,W) images in [0,1] into one (3,H',W') image, ``nrow`` images per row.
 
-    return make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding, pad_value=pad_value)
+    torchvision's ``make_grid`` layout exactly (tested), without importing torchvision (~2.4 s per start):
+    1 channel becomes 3, ``padding`` pixels of ``pad_value`` around every tile, one image is returned as is.
+    """
+    x = images.detach().float().clamp(0, 1).cpu()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    b, c, h, w = x.shape
+    if b == 1:
+        return x[0].clone()
+    cols = min(nrow, b)
+    rows = -(-b // cols)
+    out = torch.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), float(pad_value))
+    for i in range(b):
+        y0, x0 = (i // cols) * (h + padding) + padding, (i % cols) * (w + padding) + padding
+        out[:, y0 : y0 + h, x0 : x0 + w] = x[i]
+    return out
 
 
 def save_grid(images: Tensor, path: str | Path, *, nrow: int, scale: int = 1) -> Path:

@@ -316,9 +316,28 @@ def get_view(view: str | View) -> View:
     raise FundiffError(f"unknown view {view!r}; choose one of {', '.join(view_specs())}")
 
 
+def _gaussian_blur(x: Tensor, k: int, sigma: float) -> Tensor:
+    """torchvision's gaussian_blur, op for op (bit-identical; tested), without importing torchvision (~2.4 s).
+
+    g(u) = exp(-u^2 / 2 sigma^2) / sum, u = -(k-1)/2 .. (k-1)/2; kernel g g^T; reflect padding k // 2.
+    """
+    dtype = x.dtype if torch.is_floating_point(x) else torch.float32
+    u = torch.linspace(-(k - 1) * 0.5, (k - 1) * 0.5, steps=k, dtype=dtype, device=x.device)
+    pdf = torch.exp(-0.5 * (u / sigma).pow(2))
+    g = pdf / pdf.sum()
+    kernel = torch.mm(g[:, None], g[None, :]).expand(x.shape[-3], 1, k, k)
+    shape = x.shape
+    y = x.to(dtype)
+    y = y.unsqueeze(0) if y.ndim < 4 else y.reshape(-1, *shape[-3:])
+    y = torch.nn.functional.pad(y, [k // 2] * 4, mode="reflect")
+    y = torch.nn.functional.conv2d(y, kernel, groups=y.shape[-3])
+    return y.reshape(shape).to(x.dtype)
+
+
 @dataclass(frozen=True)
 class GaussianFilter:
-    """Gaussian low-pass (torchvision's gaussian_blur, reflect padding) and its complement high-pass.
+    """Gaussian low-pass (reflect padding, the same kernel and ops as torchvision's gaussian_blur) and its
+    complement high-pass.
 
     ``lowpass(x) + highpass(x) == x`` by construction: highpass is ``x - lowpass(x)``. Used by
     hybrid images (Geng et al. 2024, factorized diffusion) and the write-up's classical denoising.
@@ -335,14 +354,12 @@ class GaussianFilter:
 
     def lowpass(self, x: Tensor) -> Tensor:
         """Blur x (..., H, W) float; same shape and dtype."""
-        from torchvision.transforms.functional import gaussian_blur
-
         if self.kernel_size // 2 >= min(x.shape[-2:]):
             raise FundiffError(
                 f"kernel size {self.kernel_size} is too large for {x.shape[-2]}x{x.shape[-1]} images; "
                 f"use at most {2 * min(x.shape[-2:]) - 1}"
             )
-        return gaussian_blur(x, [self.kernel_size, self.kernel_size], [self.sigma, self.sigma])
+        return _gaussian_blur(x, self.kernel_size, self.sigma)
 
     def highpass(self, x: Tensor) -> Tensor:
         """x - lowpass(x): the detail the blur removes; same shape and dtype."""

@@ -104,6 +104,9 @@ class Upscaler:
         return out.float()
 
 
+NEEDS_STAGE_ONE = "--upscale runs DeepFloyd IF stage II on IF stage I samples; use it with an IF --model"
+
+
 def upscale_fn(
     denoiser: Denoiser,
     model: str | Path = STAGE_II_DEFAULT,
@@ -118,7 +121,7 @@ def upscale_fn(
     Stage II is loaded on first use; each call draws its noise from a generator seeded with ``seed``.
     """
     if not isinstance(denoiser, IFDenoiser):
-        raise FundiffError("--upscale runs DeepFloyd IF stage II on IF stage I samples; use it with an IF --model")
+        raise FundiffError(NEEDS_STAGE_ONE)
     upscaler: list[Upscaler] = []
 
     def upscale(images: Tensor, prompts) -> Tensor:

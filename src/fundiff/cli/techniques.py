@@ -284,6 +284,10 @@ def _load(args: argparse.Namespace):
             f"model {DEFAULT_MODEL!r} is not installed: train one with `fundiff train class --preset quick` and pass "
             "--model runs/mnist-class-quick"
         ) from None
+    if getattr(args, "upscale", None) and runs.backend_for(folder).name == "fundiff":  # before the model loads
+        from fundiff.backends.deepfloyd_stage2 import NEEDS_STAGE_ONE
+
+        raise FundiffError(NEEDS_STAGE_ONE)
     options = {"embeddings": args.embeddings} if args.embeddings else {}
     options |= {"offload": True} if args.offload else {}
     return runs.load_denoiser(folder, device=device, precision=args.precision, **options), folder
