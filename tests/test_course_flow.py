@@ -133,3 +133,25 @@ def test_a_course_flow_run_trains_saves_and_loads_on_its_grid(tmp_path):
     assert den.traits.objective == "course-flow" and den.traits.default_sampler == "euler"
     x = samplers.sample_from_noise(den, den.encode([""]), ts.full(12), generator=torch.Generator().manual_seed(0))
     assert x.shape == (1, 1, 28, 28) and torch.isfinite(x).all()
+
+
+def test_a_course_model_samples_every_step_by_default(tmp_path, capsys):
+    """No --steps / --stride: a course-flow model takes all T steps (traits.default_steps), so a command without
+    flags runs the course's sampler (Euler steps of 1/T: the test above); other models keep the write-up's stride."""
+    from fundiff import cli
+    from fundiff.backends import runs
+    from helpers import synthetic_data
+
+    images, labels = synthetic_data(32)
+    cfg = tiny_config("class", objective="course-flow", flow_times="uniform", epochs=1, T=12)
+    training.train(cfg, tmp_path / "run", data=(images, labels), progress=False)
+    den = runs.load_denoiser(str(tmp_path / "run"), precision="fp32")
+    assert den.traits.default_steps == 12 and ts.for_model(den) == ts.full(12)
+    assert ts.for_model(den, steps=3) == ts.strided(12, steps=3)
+    assert ts.for_model(UNetDenoiser(_net("class"), flow.schedule(300))) == ts.default(300)  # 35 steps
+    assert ts.for_model(UNetDenoiser(_net("class"), flow.schedule(300), objective="flow")) == ts.default(300)
+    assert cli.main(["sample", "--model", str(tmp_path / "run"), "--n", "1", "--out", str(tmp_path / "s")]) == 0
+    assert "(12 steps)" in capsys.readouterr().out
+    from fundiff.figures import resolve_timesteps
+
+    assert resolve_timesteps(den, None) == ts.full(12)  # the Python API's figures too

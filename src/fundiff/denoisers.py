@@ -166,6 +166,7 @@ class UNetDenoiser:
             ),
             objective=objective,
             dataset=dataset,
+            default_steps=schedule.T if objective == "course-flow" else None,
             autocast_dtype=autocast_dtype,
             channels_last=channels_last,
         )

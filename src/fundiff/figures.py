@@ -2,7 +2,7 @@
 its PNGs, the write-up's constants, and how an argument left ``None`` is resolved from the model.
 
 The resolution rules (the one place they are written; see techniques' module docstring): timesteps
-:func:`fundiff.timesteps.default`; sampler the model's own (left None, the sampling loop resolves it:
+:func:`fundiff.timesteps.for_model`; sampler the model's own (left None, the sampling loop resolves it:
 :func:`fundiff.samplers.sampler_for`); noise levels :func:`noise_levels`; prompts and the
 hybrid's filter :func:`fundiff.traits.defaults_for`.
 """
@@ -54,7 +54,7 @@ def noise_levels(denoiser: Denoiser) -> list[int]:
 
 
 def resolve_timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[int]:
-    return list(timesteps) if timesteps is not None else ts_lib.default(denoiser.schedule.T)
+    return list(timesteps) if timesteps is not None else ts_lib.for_model(denoiser)
 
 
 def check_starts(

@@ -10,9 +10,10 @@ noise, blur and one-step figures with the same seed show the very same noisy ima
 **Defaults are resolved here**, from the model, whoever calls (the Python API, ``fundiff <technique>``,
 the tour, the web UI -- all built from :mod:`fundiff.specs`): an argument left ``None`` means
 
-- ``timesteps``: :func:`fundiff.timesteps.default` -- the write-up's stride 30 on T = 1000 scaled to
+- ``timesteps``: :func:`fundiff.timesteps.for_model` -- the write-up's stride 30 on T = 1000 scaled to
   the model's T (``round(0.03 T)``, 9 on T = 300): 35 timesteps, and ``i_start = k`` starts at the same
-  fraction of T as in the write-up (i_start 10: t = 690 of 1000, 209 of 300);
+  fraction of T as in the write-up (i_start 10: t = 690 of 1000, 209 of 300); a model that names its own
+  ``traits.default_steps`` (a course-flow model: every one of its T steps) takes that many;
 - ``sampler``: the model's own (samplers.default_sampler_of: heun for a flow-matching model, else ddpm);
 - noise levels ``ts``: the write-up's t = 250, 500, 750 of 1000 mapped to the model's T (:func:`noise_levels`);
 - prompts and the hybrid's filter: the model's :class:`~fundiff.traits.TechniqueDefaults` (:func:`defaults_for`):
@@ -382,7 +383,7 @@ def model_timesteps(denoiser: Denoiser, steps: int) -> list[int]:
     """The model's own ``steps`` timesteps (``pipeline_timesteps``: DeepFloyd IF's scheduler), else evenly spaced.
 
     Only the set-up table uses these (the write-up's num_inference_steps); every other figure takes
-    ``timesteps`` (default :func:`fundiff.timesteps.default`)."""
+    ``timesteps`` (default :func:`fundiff.timesteps.for_model`)."""
     own = denoiser.traits.pipeline_timesteps
     return own(steps) if own is not None else ts_lib.strided(denoiser.schedule.T, steps=steps)
 

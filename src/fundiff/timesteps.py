@@ -68,15 +68,26 @@ def default_stride(T: int) -> int:
     return max(1, round(WRITEUP_STRIDE * T / WRITEUP_T))
 
 
-def default(T: int) -> list[int]:
+def default(T: int, *, steps: int | None = None) -> list[int]:
     """The timesteps every sampling command takes when given no --steps / --stride: T-1, T-1-s, ..., 0 with
-    s = :func:`default_stride` -- the write-up's 35 strided steps on T = 1000, and 35 on T = 300 too."""
-    return strided(T, stride=default_stride(T))
+    s = :func:`default_stride` -- the write-up's 35 strided steps on T = 1000, and 35 on T = 300 too -- unless
+    the model names its own number of ``steps`` (``ModelTraits.default_steps``: a course-flow model samples
+    every one of its T steps, as the course does), then that many evenly spaced."""
+    return strided(T, steps=steps) if steps is not None else strided(T, stride=default_stride(T))
 
 
-def resolve(T: int, *, steps: int | None = None, stride: int | None = None) -> list[int]:
+def for_model(denoiser, *, steps: int | None = None, stride: int | None = None) -> list[int]:
+    """:func:`resolve` on ``denoiser``'s T, with its own default (``denoiser.traits.default_steps``) for neither."""
+    T = denoiser.schedule.T
+    return resolve(T, steps=steps, stride=stride, default_steps=denoiser.traits.default_steps)
+
+
+def resolve(
+    T: int, *, steps: int | None = None, stride: int | None = None, default_steps: int | None = None
+) -> list[int]:
     """The one way a number of steps becomes timesteps: ``steps`` evenly spaced, or every ``stride``-th,
-    or (neither) :func:`default`. Both is an error. Errors name the flag (--steps / --stride)."""
+    or (neither) :func:`default` (with a model's own ``default_steps``). Both is an error. Errors name the flag
+    (--steps / --stride)."""
     if steps is not None and stride is not None:
         raise FundiffError("give --steps or --stride, not both")
     if steps is not None:
@@ -87,4 +98,4 @@ def resolve(T: int, *, steps: int | None = None, stride: int | None = None) -> l
         if not 1 <= stride < T:
             raise FundiffError(f"--stride must be in 1..{T - 1} for this model (T = {T}), got {stride}")
         return strided(T, stride=stride)
-    return default(T)
+    return default(T, steps=default_steps)

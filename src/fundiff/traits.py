@@ -60,6 +60,9 @@ class ModelTraits:
     autocast_dtype: torch.dtype | None = None
     # whether its network runs in the channels-last (NHWC) memory format
     channels_last: bool = False
+    # the number of sampling steps a command takes when given no --steps / --stride (timesteps.default), None:
+    # the write-up's stride (35 steps); a course-flow model: its T, every step, as the course samples it
+    default_steps: int | None = None
     # a backend's own timesteps for a number of steps (DeepFloyd IF: its scheduler's set_timesteps, as
     # IFPipeline visits them), None: timesteps.strided
     pipeline_timesteps: Callable[[int], list[int]] | None = None

@@ -150,15 +150,16 @@ def sampler_from_args(args: argparse.Namespace, default):
 
 
 def add_timestep_options(p: argparse.ArgumentParser) -> None:
-    """--steps / --stride, for every command that samples; neither: fundiff.timesteps.default (the write-up's
-    stride scaled to T: 35 steps), never all T by accident. Resolved by fundiff.timesteps.resolve."""
+    """--steps / --stride, for every command that samples; neither: the model's default (fundiff.timesteps.for_model:
+    the write-up's stride scaled to T, 35 steps; a course-flow model's every step, as the course samples).
+    Resolved by fundiff.timesteps.resolve."""
     steps = p.add_mutually_exclusive_group()
     steps.add_argument(
         "--steps",
         type=positive_int,
         default=None,
         help="this many evenly spaced timesteps, T-1 down to 0 (default: the write-up's stride 30 of T = 1000 "
-        "scaled to the model's T: 35 steps)",
+        "scaled to the model's T: 35 steps; a --preset course-flow model: all T, as the course samples)",
     )
     steps.add_argument(
         "--stride",

@@ -161,7 +161,7 @@ def _evaluate(args, run_dir, cfg: dict, kind: str, dataset: str, names, staged) 
 
         clf, clf_name, clf_info = _find_classifier(args.classifier, dataset, device)
         den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
-        timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+        timesteps = ts.for_model(den, steps=args.steps, stride=args.stride)
         sampler = sampler_from_args(args, den)  # --sampler, else the model's own (heun for a flow model)
     x_test, y_test = data.load_split(dataset, args.data_dir, train=False)
     x_train, _ = data.load_split(dataset, args.data_dir, train=True)
@@ -219,7 +219,7 @@ def _evaluate_text(args, run_dir, staged) -> dict:
 
     device = resolve_device(args.device)
     den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
-    timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+    timesteps = ts.for_model(den, steps=args.steps, stride=args.stride)
     sampler = sampler_from_args(args, den)
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     from fundiff import data

@@ -125,7 +125,7 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
 
     sampler_from_args(args, samplers.DEFAULT_SAMPLER)  # --sampler / --eta are checked before the model loads
     den = runs.load_denoiser(args.model, device=device, precision=args.precision)
-    timesteps = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+    timesteps = ts.for_model(den, steps=args.steps, stride=args.stride)
     if not den.conditional:
         if args.classes or args.guidance is not None:
             raise FundiffError(

@@ -242,7 +242,7 @@ def run_technique(spec: specs.Technique, args: argparse.Namespace) -> None:
             if spec.extra.get("timesteps", True):
                 from fundiff import timesteps as ts
 
-                options["timesteps"] = ts.resolve(den.schedule.T, steps=args.steps, stride=args.stride)
+                options["timesteps"] = ts.for_model(den, steps=args.steps, stride=args.stride)
         if spec.extra.get("upscale"):
             options["upscale"] = _upscale(args, den)
         if spec.name == "sdedit":  # what the write-up calls the figure of hand-drawn inputs

@@ -22,7 +22,7 @@ class Sizes:
 
     n: int = 4  # samples per prompt (CFG, inpainting, anagrams, hybrids, class samples)
     n_single: int = 8  # samples of the unconditioned figures (sampling, time model)
-    steps: int | None = None  # --steps N; None: fundiff.timesteps.default (the write-up's stride, 35 steps)
+    steps: int | None = None  # --steps N; None: fundiff.timesteps.for_model (the write-up's stride, 35 steps)
     i_starts: tuple[int, ...] | None = None  # SDEdit starts
     i_start: int | None = None  # iterative denoising start index
     every: int | None = None  # iterative figure: every N-th step shown
@@ -178,7 +178,7 @@ class TourState:
         """As `fundiff <technique>` picks them (fundiff.timesteps.resolve): --steps N when the sizes set it."""
         from fundiff import timesteps as ts
 
-        return ts.resolve(den.schedule.T, steps=self.sizes.steps)
+        return ts.for_model(den, steps=self.sizes.steps)
 
     def test_images(self, n: int, role: str = "class") -> torch.Tensor:
         """The first ``n`` test images of the role's dataset, (n,1,28,28) float32 in [0, 1] on the device."""

@@ -217,10 +217,11 @@ class App:
         return _Run(kind, title, caption, folder, model, den, seed, sampler, timesteps, steps)
 
     def timesteps(self, den: Denoiser, steps) -> tuple[list[int], int | None]:
-        """The timestep list and the --steps that gives it: the default (fundiff.timesteps.default, 35 steps)
-        when ``steps`` is empty or its length (no flag), else ``steps`` evenly spaced (fundiff.timesteps.resolve)."""
+        """The timestep list and the --steps that gives it: the model's default (fundiff.timesteps.for_model: 35
+        steps, a course-flow model's every step) when ``steps`` is empty or its length (no flag), else ``steps``
+        evenly spaced (fundiff.timesteps.resolve)."""
         T = den.schedule.T
-        default = ts_lib.default(T)
+        default = ts_lib.for_model(den)
         if steps in (None, ""):
             return default, None
         steps = whole(steps, "steps", 1, T)

@@ -45,11 +45,12 @@ def build(config: UIConfig) -> gr.Blocks:
         with gr.Row():
             model = gr.Dropdown(list(config.models), value=config.model, label="model", scale=3)
             sampler = gr.Radio(list(samplers.SAMPLERS), value=default_sampler(app, config.model), label="sampler")
-            default_steps = len(ts_lib.default(den.schedule.T))
+            default_steps = len(ts_lib.for_model(den))
+            whose = "the model's every step" if den.traits.default_steps else "the write-up's stride"
             steps = gr.Number(
                 value=config.steps or default_steps,
                 precision=0,
-                label=f"steps ({default_steps}: the write-up's stride; other counts: evenly spaced)",
+                label=f"steps ({default_steps}: {whose}; other counts: evenly spaced)",
                 minimum=1,
                 scale=2,
             )
