@@ -205,6 +205,7 @@ def test_cli_tour_hands_its_flags_to_run_tour(monkeypatch):
         ("a-anagram", ["anagram.png", "anagram/rot180-9_sample-2.png"]),
         ("a-handdrawn", ["handdrawn.png"]),
         ("a-repaint", ["inpaint.png"]),
+        ("a-hybrid-bands", ["hybrid.png"]),
         ("b-time", ["generate.png"]),
         ("b-sweep", ["sweep.png", "metrics.json"]),
     ],

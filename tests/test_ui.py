@@ -380,13 +380,27 @@ def test_api_anagram_takes_the_specs_parameters_and_the_cli_reproduces_it(served
 
 def test_api_hybrid_takes_the_specs_parameters_and_the_cli_reproduces_it(served, tmp_path):
     client, _, _ = served
-    out = client.predict("mnist-class", "ddim", 3, 5, "8", "3", 7, 2.0, 3.0, 2, api_name="/hybrid")
+    # low, mid ("": two bands, the mid filter's values left out), high, kernel, sigma, mid kernel, mid sigma, cfg, n
+    out = client.predict("mnist-class", "ddim", 3, 5, "8", "", "3", 7, 2.0, 5, 0.75, 3.0, 2, api_name="/hybrid")
     live, figure, sizes, files, status = out
     argv = _argv(_manifest([Path(f) for f in files]))
     flags = {f: argv[argv.index(f) + 1] for f in ("--low", "--high", "--kernel-size", "--sigma", "--guidance")}
     assert flags == {"--low": "8", "--high": "3", "--kernel-size": "7", "--sigma": "2", "--guidance": "3"}
+    assert not {"--mid", "--mid-kernel-size", "--mid-sigma"} & set(argv)
     assert argv[argv.index("--sampler") + 1] == "ddim"  # not the model's own (heun), so the command says it
     _reproduce(argv, tmp_path, "hybrid")
     assert "--kernel-size: expected an odd integer" in _message(
-        client, "mnist-class", "ddpm", 3, 1, "8", "3", 8, 2.0, 3.0, 1, api_name="/hybrid"
+        client, "mnist-class", "ddpm", 3, 1, "8", "", "3", 8, 2.0, 5, 0.75, 3.0, 1, api_name="/hybrid"
+    )
+
+
+def test_api_three_band_hybrid_takes_the_mid_prompt_and_filter_and_the_cli_reproduces_it(served, tmp_path):
+    client, _, _ = served
+    out = client.predict("mnist-class", "ddpm", 3, 2, "1", "7", "0", 9, 2.0, 3, 1.0, 5.0, 1, api_name="/hybrid")
+    argv = _argv(_manifest([Path(f) for f in out[3]]))
+    flags = {f: argv[argv.index(f) + 1] for f in ("--low", "--mid", "--high", "--mid-kernel-size", "--mid-sigma")}
+    assert flags == {"--low": "1", "--mid": "7", "--high": "0", "--mid-kernel-size": "3", "--mid-sigma": "1"}
+    _reproduce(argv, tmp_path, "hybrid")
+    assert "must be below --sigma" in _message(
+        client, "mnist-class", "ddpm", 3, 1, "1", "7", "0", 9, 2.0, 3, 2.5, 5.0, 1, api_name="/hybrid"
     )

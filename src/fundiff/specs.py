@@ -361,7 +361,7 @@ TECHNIQUES: dict[str, Technique] = {
                 Param("low", Text("a prompt"), "prompt seen from afar (low frequencies)",
                       per_model=_defaults("hybrid_prompts", 0)),
                 Param("mid", Text("a prompt"), "a third prompt, seen at a middle distance: its band G_mid - G_low "
-                      "lies between the low filter's blur and the mid filter's", none="none: two bands", ui=False),
+                      "lies between the low filter's blur and the mid filter's", none="none: two bands"),
                 Param("high", Text("a prompt"), "prompt seen up close (high frequencies)",
                       per_model=_defaults("hybrid_prompts", 1)),
                 Param("low_image", ImageFile(), "the low band from this PNG/JPEG (or shipped drawing) instead of "
@@ -373,9 +373,9 @@ TECHNIQUES: dict[str, Technique] = {
                 Param("sigma", _SIGMA.kind, "standard deviation in pixels of G_low",
                       per_model=_defaults("hybrid_sigma")),
                 Param("mid_kernel_size", _KERNEL.kind, "with --mid: Gaussian kernel size (odd) of the mid filter "
-                      "G_mid", per_model=_defaults("hybrid_mid_kernel_size"), ui=False),
+                      "G_mid", per_model=_defaults("hybrid_mid_kernel_size")),
                 Param("mid_sigma", _SIGMA.kind, "with --mid: standard deviation in pixels of G_mid, below --sigma",
-                      per_model=_defaults("hybrid_mid_sigma"), ui=False),
+                      per_model=_defaults("hybrid_mid_sigma")),
                 _GUIDANCE,
                 _N,
             ),

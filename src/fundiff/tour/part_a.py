@@ -156,6 +156,11 @@ def hybrid(t: TourState, out: Path) -> Made:
     return run_technique(t, out, "hybrid", {"low": low, "high": high, "n": t.sizes.n}, numbers=[read_rates()])
 
 
+def hybrid_bands(t: TourState, out: Path) -> Made:
+    low, mid, high = t.choices.hybrid3  # the mid filter: the technique's default (kernel 5, sigma 0.75)
+    return run_technique(t, out, "hybrid", {"low": low, "mid": mid, "high": high, "n": t.sizes.n})
+
+
 # -- the same techniques with text prompts, on the emoji model (role "emoji") ------------------------------------
 def text_cfg(t: TourState, out: Path) -> Made:
     c = TEXT_CHOICES

@@ -78,6 +78,13 @@ SECTIONS: tuple[Section, ...] = (
         "class", part_a.hybrid,
     ),
     Section(
+        "a-hybrid-bands", "A", "1.9 Hybrid images of three prompts",
+        "Factorized diffusion's three bands, which sum to the whole: ε = G_low ε(low) + (G_mid − G_low) ε(mid) + "
+        "(I − G_mid) ε(high); a third prompt seen at a middle distance (the mid filter, kernel 5 and σ 0.75, is "
+        "chosen, not measured).",
+        "class", part_a.hybrid_bands,
+    ),
+    Section(
         "t-cfg", "T", "1.5–1.6 Text to image, with classifier-free guidance",
         "fundiff's emoji model (32x32 colour, trained on a CPU) sampled from the write-up's prompts with CFG "
         "s = 5; each prompt is a bag of words (fundiff.text), so any phrasing of known words works.",

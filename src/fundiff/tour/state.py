@@ -62,11 +62,21 @@ class Choices:
     anagram: tuple[str, str]
     view: str
     hybrid: tuple[str, str]  # (low = seen from afar, high = seen up close)
+    hybrid3: tuple[str, str, str] = ()  # three bands (low, mid, high); chosen, not measured; () for the text model
 
 
 CHOICES = {
     "mnist": Choices(
-        "mnist-class", ("two", "seven", "four"), "", "3", ("3", "7"), "9", ("6", "9"), "rot180", ("8", "3")
+        "mnist-class",
+        ("two", "seven", "four"),
+        "",
+        "3",
+        ("3", "7"),
+        "9",
+        ("6", "9"),
+        "rot180",
+        ("8", "3"),
+        ("8", "0", "3"),
     ),
     "fashion-mnist": Choices(
         "fashion-class",
@@ -78,6 +88,7 @@ CHOICES = {
         ("trouser", "a bag"),
         "vflip",
         ("bag", "t-shirt"),
+        ("bag", "sneaker", "t-shirt"),
     ),
 }
 PART_B_MODELS = {"time": "mnist-time", "denoiser": "mnist-denoiser"}  # shipped; Part B's class model is --model's

@@ -48,7 +48,7 @@ def _component(spec: specs.Technique, p: specs.Param, value, elem_id: str):
         return gr.Radio(list(kind.names()), value=value, label=label, elem_id=elem_id)
     if isinstance(kind, specs.Text):
         shown = ", ".join(value) if p.many else value
-        hint = " -- comma-separated" if p.many else ""
+        hint = " -- comma-separated" if p.many else f" -- empty: {p.none.removeprefix('none: ')}" if p.none else ""
         return gr.Textbox(value=shown, label=f"{label}{hint}", elem_id=elem_id)
     if kind.ui is not None:
         low, high, step = kind.ui
@@ -59,22 +59,28 @@ def _component(spec: specs.Technique, p: specs.Param, value, elem_id: str):
 def given_from(spec: specs.Technique, values) -> dict:
     """The page's values of :func:`ui_params` (in order) as the spec's checked parameter values.
 
-    A text box of a list parameter is split at commas ("3, seven" -> ["3", "seven"]; empty: the default)."""
+    A text box of a list parameter is split at commas ("3, seven" -> ["3", "seven"]; empty: the default); an
+    optional one (``Param.none``, e.g. the hybrid's --mid) left empty is left out."""
     given = {}
     for p, value in zip(ui_params(spec), values):
         if isinstance(p.kind, specs.Text):
             text = (value or "").strip()
-            value = ([v.strip() for v in text.split(",") if v.strip()] or None) if p.many else text
+            value = ([v.strip() for v in text.split(",") if v.strip()] or None) if p.many else text or _empty_text(p)
         elif isinstance(p.kind, specs.ViewName) and p.many:
             value = [value] if isinstance(value, str) else list(value or []) or None
         given[p.name] = value
     return spec.check(given)
 
 
+def _empty_text(p: specs.Param) -> str | None:
+    """What an empty text box of ``p`` gives: None (left out) for an optional parameter, else "" (a prompt "")."""
+    return None if p.none else ""
+
+
 def check_prompts(den, given: dict) -> None:
     """Every prompt the values name is one the model takes (its describe_prompt raises the one-line error now,
     before any sampling)."""
-    for name in ("prompt", "prompts", "low", "high"):
+    for name in ("prompt", "prompts", "low", "mid", "high"):
         value = given.get(name)
         for prompt in value if isinstance(value, list) else [] if value is None else [value]:
             den.describe_prompt(prompt)

@@ -20,7 +20,7 @@ from fundiff import DEFAULT_SEED, edits, images, samplers, specs, techniques
 from fundiff import timesteps as ts_lib
 from fundiff.errors import FundiffError
 from fundiff.ui.app import App, UIConfig, _Run
-from fundiff.ui.controls import PROGRESS, SAMPLING_SLOT, check_prompts, controls, given_from, listen, outputs
+from fundiff.ui.controls import PROGRESS, SAMPLING_SLOT, check_prompts, controls, given_from, listen, outputs, ui_params
 from fundiff.ui.inputs import copy_upload, inpaint_image, painted_mask, save_drawing, scratch, whole
 from fundiff.ui.pictures import CANVAS, _unit, model_view, near_and_far, tiles
 
@@ -303,7 +303,11 @@ def run_hybrid(app: App, model, sampler, steps, seed, *values, progress=PROGRESS
     """The hybrid tab: the hybrid spec; the hybrids shown large (up close) and small (from afar)."""
     spec = specs.technique("hybrid")
     r = app.new_run("hybrid", model, seed, sampler, steps)
-    given = given_from(spec, values)
+    names = [p.name for p in ui_params(spec)]
+    raw = dict(zip(names, values))
+    if not (raw["mid"] or "").strip():  # two bands: the mid filter's controls do not apply (and are not flags)
+        raw["mid_kernel_size"] = raw["mid_sigma"] = None
+    given = given_from(spec, [raw[name] for name in names])
 
     def sizes(fig: techniques.Figure) -> np.ndarray:
         return near_and_far(_unit(fig.images["x_0"], r.den.value_range))
