@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 
 from fundiff import data
 from fundiff.errors import FundiffError
@@ -54,6 +53,8 @@ def no_torchvision_download(monkeypatch):
     def fail(self):
         seen.append(socket.getdefaulttimeout())
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://x/, got:\n<urlopen error>")
+
+    import torchvision  # here, not at collection: every pytest worker collects every module (~1.8 s)
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", fail)
     return seen
@@ -178,6 +179,8 @@ def test_default_data_dir(monkeypatch, tmp_path):
 
 def test_class_names():
     assert data.CLASS_NAMES["mnist"] == tuple("0123456789")
+    import torchvision
+
     assert data.CLASS_NAMES["fashion-mnist"] == tuple(torchvision.datasets.FashionMNIST.classes)
     assert set(data.CLASS_NAMES) == set(data.CLASS_DATASETS) == set(data.DATASETS) - {"emoji"}
 

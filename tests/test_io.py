@@ -2,11 +2,9 @@
 
 import sys
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 
 from fundiff import io
@@ -51,6 +49,9 @@ def test_grid_tiles_rows_and_save_grid_upscales(tmp_path):
 
 
 def test_figures_are_png_and_leave_matplotlib_alone(tmp_path, monkeypatch):
+    import matplotlib
+    from matplotlib.figure import Figure
+
     def no_backend_switch(*args, **kwargs):
         raise AssertionError("library code must not call matplotlib.use")
 
