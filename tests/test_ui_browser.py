@@ -21,6 +21,7 @@ from test_ui import start_app
 
 VIEWPORT = {"width": 1280, "height": 1400}
 RESULT_TIMEOUT_MS = 60_000
+DOCS_TIMEOUT_MS = 600_000  # the screenshots' default sizes: 100 CFG digits over 35 Heun steps on one thread, ~2 min
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own use of pandas 3
 
 
@@ -33,8 +34,10 @@ def browser_and_app(tmp_path, monkeypatch):
     docs = os.environ.get("FUNDIFF_UI_SCREENSHOTS")
     docs = Path(docs).resolve() if docs else None
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    if docs is None:  # the pictures for the docs use the real MNIST test set
+    if docs is None:
         monkeypatch.setattr(data, "load_split", lambda name, root=None, train=True: synthetic_data(8, seed=3))
+    else:  # the pictures for the docs use the real MNIST test set, from the default data folder (`fundiff data
+        monkeypatch.delenv("FUNDIFF_DATA")  # fetch mnist` first), not the empty one every other test gets
     monkeypatch.chdir(tmp_path)  # the page and the commands show out/ui/RUN as a user would see them
     demo, url, _ = start_app(Path("out/ui"), steps=None if docs else 3)
     try:
@@ -64,9 +67,10 @@ def _strokes(page, selector: str, strokes: list[list[tuple[float, float]]], *, p
 
 def _run_tab(page, name: str, shots: list[Path]) -> None:
     """Press the tab's button, wait for its result image, and screenshot the page as ui-NAME.png."""
+    timeout = RESULT_TIMEOUT_MS if len(shots) == 1 else DOCS_TIMEOUT_MS
     page.locator(f"#{name}-run").click()
-    page.locator(f"#{name}-result img").first.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
-    page.locator(f"#{name}-status").get_by_text("done in").wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.locator(f"#{name}-result img").first.wait_for(state="visible", timeout=timeout)
+    page.locator(f"#{name}-status").get_by_text("done in").wait_for(timeout=timeout)
     for folder in shots:
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(folder / f"ui-{name}.png"), full_page=True)
