@@ -68,12 +68,12 @@ def default_stride(T: int) -> int:
     return max(1, round(WRITEUP_STRIDE * T / WRITEUP_T))
 
 
-def default(T: int, *, steps: int | None = None) -> list[int]:
+def default(T: int) -> list[int]:
     """The timesteps every sampling command takes when given no --steps / --stride: T-1, T-1-s, ..., 0 with
     s = :func:`default_stride` -- the write-up's 35 strided steps on T = 1000, and 35 on T = 300 too -- unless
-    the model names its own number of ``steps`` (``ModelTraits.default_steps``: a course-flow model samples
-    every one of its T steps, as the course does), then that many evenly spaced."""
-    return strided(T, steps=steps) if steps is not None else strided(T, stride=default_stride(T))
+    the model names its own number of steps (``ModelTraits.default_steps``, :func:`for_model`: a course-flow
+    model samples every one of its T steps, as the course does)."""
+    return strided(T, stride=default_stride(T))
 
 
 def for_model(denoiser, *, steps: int | None = None, stride: int | None = None) -> list[int]:
@@ -98,4 +98,4 @@ def resolve(
         if not 1 <= stride < T:
             raise FundiffError(f"--stride must be in 1..{T - 1} for this model (T = {T}), got {stride}")
         return strided(T, stride=stride)
-    return default(T, steps=default_steps)
+    return strided(T, steps=default_steps) if default_steps is not None else default(T)

@@ -65,16 +65,14 @@ def given_from(spec: specs.Technique, values) -> dict:
     for p, value in zip(ui_params(spec), values):
         if isinstance(p.kind, specs.Text):
             text = (value or "").strip()
-            value = ([v.strip() for v in text.split(",") if v.strip()] or None) if p.many else text or _empty_text(p)
+            if p.many:
+                value = [v.strip() for v in text.split(",") if v.strip()] or None
+            else:
+                value = text or (None if p.none else "")  # empty: left out if optional, else the prompt ""
         elif isinstance(p.kind, specs.ViewName) and p.many:
             value = [value] if isinstance(value, str) else list(value or []) or None
         given[p.name] = value
     return spec.check(given)
-
-
-def _empty_text(p: specs.Param) -> str | None:
-    """What an empty text box of ``p`` gives: None (left out) for an optional parameter, else "" (a prompt "")."""
-    return None if p.none else ""
 
 
 def check_prompts(den, given: dict) -> None:
