@@ -19,8 +19,10 @@ import torch
 
 from _common import cpu_description
 from fundiff import DEFAULT_SEED
+from fundiff import timesteps as ts
 from fundiff.backends.runs import load_denoiser
 from fundiff.classify import load_classifier
+from fundiff.guidance import scale_for
 from fundiff.models.classifier import predict
 from fundiff.prompts import class_index
 from fundiff.techniques import anagram_figure, hybrid_figure
@@ -47,7 +49,8 @@ def main() -> None:
     ap.add_argument("--hybrid-filters", default="9:1.5", help="generation filters KERNEL:SIGMA,... to compare")
     ap.add_argument("--afar", default="9:1.5", help="KERNEL:SIGMA of the blur that grades 'seen from afar'")
     ap.add_argument("--n", type=int, default=50, help="samples (seeds) per case")
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default 5; a distilled model: its own)")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own)")
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -58,12 +61,16 @@ def main() -> None:
     den = load_denoiser(args.model, device=device, precision=args.precision, conditional=True)
     clf, _ = load_classifier(args.classifier, device=device)
     names = den.default_prompts
-    print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance}")
+    args.guidance = scale_for(den, args.guidance)
+    timesteps = ts.for_model(den, steps=args.steps)
+    print(f"model={args.model} classifier={args.classifier} n={args.n} guidance={args.guidance} steps={len(timesteps)}")
     print(f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={cpu_description()}")
     print(f"{'anagram':28s} {'view 1 as p1':>12s} {'view 2 as p2':>12s} {'both':>6s}")
     for case in filter(None, args.anagrams.split(",")):
         p1, p2, view = case.split(":")
-        fig = anagram_figure(den, [p1, p2], ["identity", view], n=args.n, guidance=args.guidance, seed=args.seed)
+        fig = anagram_figure(
+            den, [p1, p2], ["identity", view], n=args.n, guidance=args.guidance, seed=args.seed, timesteps=timesteps
+        )
         k1, k2 = class_index(p1, names), class_index(p2, names)
         ok1 = predict(clf, fig.images["identity"].clamp(0, 1)) == k1
         ok2 = predict(clf, fig.images[view].clamp(0, 1)) == k2
@@ -77,8 +84,9 @@ def main() -> None:
         for case in filter(None, args.hybrids.split(",")):
             low, high = case.split(":")
             fig = hybrid_figure(
-                den, low, high, n=args.n, guidance=args.guidance, seed=args.seed, kernel_size=kernel, sigma=sigma
-            )
+                den, low, high, n=args.n, guidance=args.guidance, seed=args.seed, kernel_size=kernel, sigma=sigma,
+                timesteps=timesteps,
+            )  # fmt: skip
             k_lo, k_hi = class_index(low, names), class_index(high, names)
             x = fig.images["x_0"].clamp(0, 1)
             ok_lo = predict(clf, afar.lowpass(x).clamp(0, 1)) == k_lo  # from afar: blurred

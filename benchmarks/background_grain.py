@@ -3,10 +3,11 @@
     python benchmarks/background_grain.py --threads 2 mnist-time runs/mnist-time-ddpm10
 
 For each model: 100 unconditional samples (seed 20040805, the model's default sampler: Heun 25 steps
-for a flow model, DDPM 50 for the others; same model calls), clamped to [0, 1]. Over the background
-pixels (value < 0.3), the table gives their mean and the share brighter than 0.05, where grain starts
-to show. MNIST's own background is exactly 0 (share 0%). FID in the classifier's feature space barely
-sees this, so it is measured on its own.
+for a flow model, DDPM 50 for the others; same model calls), clamped to [0, 1]. The table gives the share
+of background pixels brighter than 0.05, where grain starts to show, by two definitions of background:
+every pixel below 0.3 (fundiff's first measure, which counts the anti-aliased rims of the strokes: MNIST's
+test set itself scores 3.6%), and pixels away from the strokes (metrics.background_grain: MNIST scores
+exactly 0%). FID in the classifier's feature space barely sees this, so it is measured on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from _common import cpu_description
 from fundiff import DEFAULT_SEED, samplers
 from fundiff import timesteps as ts
 from fundiff.backends.runs import load_denoiser
+from fundiff.metrics import background_grain
 
 
 def main() -> None:
@@ -29,7 +31,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(cpu_description())
-    print("| model | sampler, steps | background mean | background pixels > 0.05 |\n|---|---|---|---|")
+    print("| model | sampler, steps | pixels < 0.3: share > 0.05 | away from the strokes: share > 0.05 |")
+    print("|---|---|---|---|")
     for model in args.models:
         den = load_denoiser(model)
         sampler = samplers.default_sampler_of(den)
@@ -41,8 +44,8 @@ def main() -> None:
             generator=torch.Generator().manual_seed(DEFAULT_SEED),
             sampler=sampler,
         ).clamp(0, 1)
-        bg = x[x < 0.3]
-        print(f"| {model} | {sampler} {steps} | {bg.mean():.4f} | {100 * (bg > 0.05).float().mean():.1f}% |")
+        dim = x[x < 0.3]
+        print(f"| {model} | {sampler} {steps} | {(dim > 0.05).float().mean():.1%} | {background_grain(x):.1%} |")
 
 
 if __name__ == "__main__":

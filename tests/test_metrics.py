@@ -350,3 +350,17 @@ def test_register_adds_evaluate_only():
     assert list(register(sub)) == ["evaluate"]
     with pytest.raises(SystemExit):
         parser.parse_args(["train-classifier"])  # the old spelling is gone: `fundiff train classifier`
+
+
+def test_background_grain_counts_faint_pixels_away_from_the_strokes_only():
+    from fundiff.metrics import background_grain
+
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0  # a stroke
+    x[:, :, 9, 9:19] = 0.2  # its anti-aliased rim: next to ink, not background
+    assert background_grain(x) == 0.0
+    background = 2 * (28 * 28 - 10 * 10)  # the 8x8 stroke and the 1-pixel ring around it are near ink
+    x[0, 0, 0, :5] = 0.1  # grain: faint pixels far from the stroke
+    x[1, 0, 27, 27] = 0.04  # below the level: not grain
+    assert background_grain(x) == pytest.approx(5 / background)
+    assert background_grain(x - 1) == 0.0  # clamped to [0, 1] first

@@ -6,6 +6,7 @@ gradio_client is missing (pip install 'fundiff[ui]' gradio_client). The hook tes
 """
 
 import json
+import re
 import shlex
 import socket
 from pathlib import Path
@@ -205,6 +206,36 @@ def test_api_sdedit_of_an_upload_is_what_the_cli_command_makes(served, tmp_path)
     assert (tmp_path / "cli" / "handdrawn.gif").read_bytes() == (ui_folder / "handdrawn.gif").read_bytes()
 
 
+def test_live_sdedit_and_inpainting_redo_a_stroke_and_write_nothing(served, tmp_path):
+    """With "live" ticked, every change of the sketchpad (the mask editor) runs one SDEdit level (the inpainting)
+    into the x0_hat image and says how long it took; unticked, a change does nothing; neither writes a file."""
+    import numpy as np
+    from gradio_client import handle_file
+
+    client, config, _ = served
+    before = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
+    seven = handle_file(str(_seven(tmp_path / "seven.png")))
+    sketch = {"background": None, "layers": [], "composite": seven, "id": None}
+    shared = ["mnist-class", "ddim", 3, 7]
+    image, status = client.predict(*shared, True, sketch, "ink", "7", 3.0, 1, api_name="/sdedit_live")
+    assert Path(image).is_file() and re.fullmatch(r"live: SDEdit from i_start 1 \(t = \d+\) in \d+ ms; .*", status)
+    _, status = client.predict(*shared, False, sketch, "ink", "7", 3.0, 1, api_name="/sdedit_live")
+    assert not isinstance(status, str)  # unticked: skipped (gradio's "no update")
+    empty = {"background": None, "layers": [], "composite": None, "id": None}
+    _, status = client.predict(*shared, True, empty, "ink", "7", 3.0, 1, api_name="/sdedit_live")
+    assert status.startswith("live: the canvas is empty")  # a problem is a status line, not a pop-up
+    layer = np.zeros((280, 280, 4), np.uint8)
+    layer[:140, :, :] = (255, 51, 153, 178)
+    editor = {"background": None, "layers": [handle_file(str(_png(tmp_path / "l.png", layer)))], "composite": None,
+              "id": None}  # fmt: skip
+    image, status = client.predict(
+        *shared, True, "test image", 2, None, editor, "replace", 5, 5, "", 5.0, 2, api_name="/inpaint_live"
+    )
+    assert Path(image).is_file() and re.fullmatch(r"live: 2 inpainting\(s\), 3 step\(s\), in \d+ ms; .*", status)
+    after = sorted(p.name for p in config.out.iterdir() if p.name != ".preview") if config.out.is_dir() else []
+    assert after == [n for n in before if n != ".preview"]
+
+
 def test_api_inpainting_with_a_painted_mask(served, tmp_path):
     import numpy as np
     from gradio_client import handle_file
@@ -287,8 +318,9 @@ def test_one_sampler_at_a_time_no_analytics(served):
     from fundiff import ui
 
     _, _, demo = served
-    sampling = [fn for fn in demo.fns.values() if fn.api_name in ("sample", "sdedit", "inpaint", "anagram", "hybrid")]
-    assert len(sampling) == 5
+    names = ("sample", "sdedit", "inpaint", "anagram", "hybrid", "sdedit_live", "inpaint_live")
+    sampling = [fn for fn in demo.fns.values() if fn.api_name in names]
+    assert len(sampling) == 7
     assert all(fn.concurrency_id == ui.SAMPLING_SLOT and fn.concurrency_limit == 1 for fn in sampling)
     assert demo.analytics_enabled is False and demo.share is False and demo.server_name == "127.0.0.1"
 

@@ -2,8 +2,9 @@
 
 It starts fundiff.ui on a free local port (shipped mnist-class, 3 steps, synthetic test images), runs
 SDEdit on the empty canvas (a message, no traceback), draws a digit on the sketchpad with the mouse, runs
-SDEdit, paints a mask over the test image and runs inpainting, then the other tabs (sampling with 1 sample
-per digit), and checks that each shows a result and that the page asked nothing of any host but the app.
+SDEdit, redoes it live on one more stroke, paints a mask over the test image and runs inpainting, then the
+other tabs (sampling with 1 sample per digit), and checks that each shows a result and that the page asked
+nothing of any host but the app.
 Set-up as tests/test_report_browser.py (no browser download; never `playwright install`).
 FUNDIFF_UI_SCREENSHOTS=DIR also saves DIR/ui-TAB.png with the default steps and sample counts (the
 write-up's stride) for nicer pictures: `FUNDIFF_UI_SCREENSHOTS=docs pytest tests/test_ui_browser.py`.
@@ -98,6 +99,10 @@ def test_draw_sdedit_then_paint_and_inpaint_in_chromium(browser_and_app):
             seven = [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]]
             _strokes(page, "#sdedit-sketch", seven, pick_brush=True)
             _run_tab(page, "sdedit", shots)
+            page.locator("#sdedit-live input").check()  # live: a stroke redoes SDEdit at i_start, no files
+            _strokes(page, "#sdedit-sketch", [[(0.35, 0.5), (0.65, 0.5)]])
+            page.locator("#sdedit-status").get_by_text("live: SDEdit from i_start").wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.locator("#sdedit-live input").uncheck()
 
             page.get_by_role("tab", name="inpainting").click()
             page.locator("#inpaint-editor canvas:visible").first.wait_for(state="visible")

@@ -24,13 +24,14 @@ steps: IF's scheduler). Users read ``den.traits.X``, never ``getattr``; a :class
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from fundiff import flow
+from fundiff import flow, timesteps
 from fundiff.devices import autocast_for
 from fundiff.errors import FundiffError
 from fundiff.prompts import class_index
@@ -41,6 +42,7 @@ FLOW_DEFAULT_SAMPLER = "heun"  # the default sampler of a flow-matching UNet: it
 # what a fundiff UNet was trained to predict (training.TrainConfig.objective); course-flow: the course's flow edition
 OBJECTIVES = ("eps", "v", "flow", "course-flow")
 COURSE_FLOW_SAMPLER = "euler"  # the course's flow sampler: Euler steps of 1/T from pure noise (flow.py)
+STUDENT_SAMPLER = "euler"  # a reflow student's: its paths are straight, which one Euler step follows exactly
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class UNetDenoiser:
         objective: str = "eps",
         dataset: str | None = None,
         text=None,
+        student: dict | None = None,
     ) -> None:
         kind = model.config.kind
         if kind not in ("time", "class"):
@@ -170,6 +173,14 @@ class UNetDenoiser:
             autocast_dtype=autocast_dtype,
             channels_last=channels_last,
         )
+        if student is not None:  # a distilled few-step student (training.distill): straight paths, CFG built in
+            self.traits = replace(
+                self.traits,
+                default_sampler=STUDENT_SAMPLER,
+                default_steps=int(student["steps"]),
+                timesteps_for=partial(timesteps.trailing, schedule.T),
+                guidance=float(student["guidance"]),
+            )
         self.model = model
         self.schedule = schedule
         self.kind = kind

@@ -21,7 +21,7 @@ from fundiff import edits, io
 from fundiff import timesteps as ts_lib
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
-from fundiff.guidance import CFG
+from fundiff.guidance import CFG, scale_for
 from fundiff.traits import defaults_for
 
 WRITEUP_NOISE_TS = (250, 500, 750)  # forward-process / denoising figures (of T = 1000)
@@ -57,12 +57,24 @@ def resolve_timesteps(denoiser: Denoiser, timesteps: list[int] | None) -> list[i
     return list(timesteps) if timesteps is not None else ts_lib.for_model(denoiser)
 
 
+def sdedit_starts(n_steps: int, T: int) -> list[int]:
+    """SDEdit's default i_starts for ``n_steps`` timesteps: the write-up's 1, 3, 5, 7, 10, 20 of its 35 steps at the
+    same fractions of ``n_steps`` (the write-up's own on the default 35; [0, 1] on a 2-step student)."""
+    n_writeup = len(ts_lib.default(T))
+    return sorted({min(n_steps - 1, round(i * n_steps / n_writeup)) for i in WRITEUP_SDEDIT_STARTS})
+
+
 def check_starts(
-    denoiser: Denoiser, timesteps: list[int] | None, *, i_start: int | None = None, i_starts: Sequence[int] = ()
+    denoiser: Denoiser,
+    timesteps: list[int] | None,
+    *,
+    i_start: int | None = None,
+    i_starts: Sequence[int] | None = (),
 ) -> None:
     """FundiffError unless ``i_start`` / every ``i_starts`` indexes ``timesteps`` (None: the model's default);
     the front-ends run it before reading their inputs (a test image may need a download)."""
     ts = resolve_timesteps(denoiser, timesteps)
+    i_starts = () if i_starts is None else i_starts
     if i_start is not None:
         ts_lib.from_start(ts, i_start)
     if any(not 0 <= i < len(ts) for i in i_starts):
@@ -75,9 +87,13 @@ def resolve_prompt(denoiser: Denoiser, prompt: str | None) -> str:
 
 
 def guided(denoiser: Denoiser, prompt: str | Sequence[str], scale: float) -> Denoiser:
-    """CFG(denoiser, scale), or the denoiser itself where guidance changes nothing (scale 1 or null prompts only)."""
+    """CFG(denoiser, scale), or the denoiser itself where guidance changes nothing (scale 1 or null prompts only)
+    or is built in (a distilled student at its own scale; any other is an error: guidance.scale_for)."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    return denoiser if scale == 1.0 or not any(p.strip() for p in prompts) else CFG(denoiser, scale)
+    scale = scale_for(denoiser, scale)
+    if scale == 1.0 or denoiser.traits.guidance is not None or not any(p.strip() for p in prompts):
+        return denoiser
+    return CFG(denoiser, scale)
 
 
 def generator(seed: int, device: torch.device | str) -> torch.Generator:

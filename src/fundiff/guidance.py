@@ -10,9 +10,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fundiff import DEFAULT_GUIDANCE  # noqa: F401 (re-exported: guidance's home)
+from fundiff import DEFAULT_GUIDANCE
 from fundiff.denoisers import Denoiser, DenoiserWrapper, Prediction
 from fundiff.errors import FundiffError
+
+
+def scale_for(denoiser: Denoiser, scale: float | None = None, *, default: float = DEFAULT_GUIDANCE) -> float:
+    """The CFG scale a figure or command applies: ``scale``, else ``default`` (the write-up's s = 5 for sampling,
+    1 for the denoising figures); a guidance-distilled student (``traits.guidance``) has its own scale built in,
+    so None gives that and any other scale is a one-line error."""
+    built_in = denoiser.traits.guidance
+    if built_in is None:
+        return default if scale is None else float(scale)
+    if scale is not None and float(scale) != built_in:
+        raise FundiffError(
+            f"this model has CFG s={built_in:g} built in (guidance distillation): drop --guidance or give "
+            f"{built_in:g}; sample its teacher for other scales"
+        )
+    return built_in
 
 
 class CFG(DenoiserWrapper):
@@ -22,7 +37,8 @@ class CFG(DenoiserWrapper):
     Hybrid would do nothing (their prompts are fixed at construction), so guide the base model
     inside them, ``Anagram(CFG(den, s), ...)``. The null conditioning is encoded once, on the
     first call, and shared by the batch. The learned variance, if any, is the conditional
-    pass's (as in DeepFloyd IF); a model's own x0 estimate (Prediction.x0) is guided like eps.
+    pass's (as in DeepFloyd IF); a model's own x0 estimate (Prediction.x0) is guided like eps. A model with
+    guidance built in (``traits.guidance``: a distilled student) takes only that scale, in one call.
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
@@ -36,7 +52,7 @@ class CFG(DenoiserWrapper):
             )
             raise FundiffError(f"CFG needs a denoiser that takes prompts: {why}")
         super().__init__(denoiser)
-        self.scale = float(scale)
+        self.scale = scale_for(denoiser, scale)
         self._null: Tensor | None = None  # (1, ...) conditioning of "", encoded on first use
 
     def null(self, batch: int, like: Tensor) -> Tensor:
@@ -47,7 +63,7 @@ class CFG(DenoiserWrapper):
         return null.expand(batch, *null.shape[1:])
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Prediction:
-        if self.scale == 1.0:
+        if self.scale == 1.0 or self.traits.guidance is not None:  # no guidance, or the student's own
             return self.denoiser(x_t, t, cond)
         null = self.null(x_t.shape[0], cond)
         if self.scale == 0.0:

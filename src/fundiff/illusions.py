@@ -16,7 +16,7 @@ from fundiff.composers import Anagram, Factorized, hold_band
 from fundiff.denoisers import Denoiser
 from fundiff.errors import FundiffError
 from fundiff.figures import Figure, generator, guided, resolve_timesteps, write
-from fundiff.guidance import DEFAULT_GUIDANCE
+from fundiff.guidance import scale_for
 from fundiff.traits import defaults_for
 from fundiff.views import FrequencyBands, GaussianFilter, View, get_view
 
@@ -46,7 +46,7 @@ def anagram_figure(
     views: Sequence[str | View] | None = None,
     *,
     n: int = 4,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
@@ -61,6 +61,7 @@ def anagram_figure(
     d = defaults_for(denoiser)
     prompts = list(d.anagram_prompts if prompts is None else prompts)
     views = anagram_views(prompts, d.anagram_views if views is None else views)
+    guidance = scale_for(denoiser, guidance)
     model = Anagram.from_prompts(guided(denoiser, prompts, guidance), views, prompts)
     x = samplers.sample_from_noise(
         model,
@@ -120,7 +121,7 @@ def hybrid_figure(
     mid_kernel_size: int | None = None,
     mid_sigma: float | None = None,
     n: int = 4,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
@@ -163,6 +164,7 @@ def hybrid_figure(
     bands = FrequencyBands(tuple(filters))
     prompts = [p for p in (low, mid, high) if p is not None]  # one per generated band, from the lowest
     generated = FrequencyBands(bands.filters[1:]) if low_image is not None else bands
+    guidance = scale_for(denoiser, guidance)
     model = Factorized.from_prompts(guided(denoiser, prompts, guidance), prompts, generated)
     g = generator(seed, denoiser.device)
     x_ref, hook = None, on_step

@@ -57,6 +57,8 @@ def export_run(
         "weights": ("EMA " if is_ema else "") + f"weights stored as {str(dtype).replace('torch.', '')}",
         "evaluation": evaluation or {},
     }
+    if "distill" in cfg:  # a distilled student (training.distill): its teacher, recipe and the pairs' seconds
+        card["distill"] = cfg["distill"]
     card.update({k: v for k, v in (card_extra or {}).items() if v is not None})
     ckpt.atomic_write_tensors(dest / "model.safetensors", small, {"step": str(step)})
     ckpt.atomic_write_json(dest / "config.json", strip_paths(cfg))

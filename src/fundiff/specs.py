@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
+from fundiff import DEFAULT_GUIDANCE
 from fundiff import techniques as t
+from fundiff import timesteps as ts_lib
 from fundiff.edits import INPAINT_METHODS
 from fundiff.errors import FundiffError
+from fundiff.guidance import scale_for
 from fundiff.kinds import Choice, ImageFile, Kind, Number, Text, ViewName
 
 _EMPTY = inspect.Parameter.empty
@@ -209,6 +213,12 @@ _GUIDANCE = Param(
     Number(float, ui=(0, 15, 0.5)),
     "CFG scale s: eps = eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional (no guidance), >1 guided; "
     "= 1 + w in the (1 + w) eps_c - w eps_u convention",
+    per_model=PerModel(scale_for, f"{DEFAULT_GUIDANCE:g}, the write-up's; a distilled model: its own built-in scale"),
+)
+# the denoising figures' guidance: none (1) unless asked for
+_GUIDANCE_OFF = replace(
+    _GUIDANCE,
+    per_model=PerModel(partial(scale_for, default=1.0), "1 (none); a distilled model: its own built-in scale"),
 )
 _N = Param("n", Number(int, low=1, high=64, ui=(1, 10, 1)), "number of samples")
 _NOISE_TS = Param(
@@ -276,7 +286,7 @@ TECHNIQUES: dict[str, Technique] = {
             (
                 _NOISE_TS,
                 _ONE_PROMPT,
-                _GUIDANCE,
+                _GUIDANCE_OFF,
                 Param("i_start", Number(int, low=0, ui=(0, 34, 1)),
                       "index into the timesteps where iterative denoising starts"),
                 Param("every", _INT1, "show every N-th iterative step"),
@@ -312,7 +322,10 @@ TECHNIQUES: dict[str, Technique] = {
                 _ONE_PROMPT,
                 _GUIDANCE,
                 Param("i_starts", Number(int, low=0), "start indices into the timesteps (larger: less noise, closer "
-                      "to the input)", flag="--i-start", many=True, ui=False),
+                      "to the input)", flag="--i-start", many=True, ui=False,
+                      per_model=PerModel(lambda den: t.sdedit_starts(len(ts_lib.for_model(den)), den.schedule.T),
+                                         "the write-up's 1 3 5 7 10 20 of its 35 steps, at the same fractions of "
+                                         "the steps taken")),
             ),
             inputs="images",
         ),

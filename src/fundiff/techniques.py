@@ -51,10 +51,11 @@ from fundiff.figures import (
     resolve_noise_ts,
     resolve_prompt,
     resolve_timesteps,
+    sdedit_starts,
     write,
     writeup_t,
 )  # fmt: skip
-from fundiff.guidance import DEFAULT_GUIDANCE
+from fundiff.guidance import scale_for
 from fundiff.traits import DATASET_DEFAULTS, DIGIT_DEFAULTS, TechniqueDefaults, defaults_for
 
 
@@ -102,7 +103,7 @@ def one_step_figure(
     ts: Sequence[int] | None = None,
     *,
     prompt: str | None = None,
-    guidance: float = 1.0,
+    guidance: float | None = None,
     out: str | Path | None = None,
     seed: int = DEFAULT_SEED,
 ) -> Figure:
@@ -112,7 +113,7 @@ def one_step_figure(
     """
     ts, prompt = resolve_noise_ts(denoiser, ts), resolve_prompt(denoiser, prompt)
     x_ts = noisy(denoiser, x_0, ts, seed)
-    model = guided(denoiser, prompt, guidance)
+    model = guided(denoiser, prompt, scale_for(denoiser, guidance, default=1.0))
     cond = model.encode([prompt] * x_0.shape[0])
     x0_hats = torch.stack([edits.one_step_denoise(model, x_t, t, cond=cond) for t, x_t in zip(ts, x_ts)])
     title = f"one-step denoising, prompt {prompt!r}"
@@ -125,7 +126,7 @@ def denoise_figure(
     ts: Sequence[int] | None = None,
     *,
     prompt: str | None = None,
-    guidance: float = 1.0,
+    guidance: float | None = None,
     i_start: int = WRITEUP_ITERATIVE_START,
     every: int = WRITEUP_EVERY,
     kernel_size: int = 5,
@@ -174,7 +175,7 @@ def iterative_figure(
     i_start: int = WRITEUP_ITERATIVE_START,
     every: int = WRITEUP_EVERY,
     prompt: str | None = None,
-    guidance: float = 1.0,
+    guidance: float | None = None,
     kernel_size: int = 5,
     sigma: float = 1.0,
     out: str | Path | None = None,
@@ -183,6 +184,7 @@ def iterative_figure(
     """Strided iterative denoising (convention 3) from t = timesteps[i_start], every ``every``-th step
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
     timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
+    guidance = scale_for(denoiser, guidance, default=1.0)
     t_start = ts_lib.from_start(timesteps, i_start)[0]
     g = generator(seed, x_0.device)
     x_t = denoiser.schedule.q_sample(
@@ -227,7 +229,7 @@ def sampling_figure(
     prompts: Sequence[str] | None = None,
     *,
     n: int = 5,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
     upscale: Upscale | None = None,
@@ -240,10 +242,12 @@ def sampling_figure(
     ``upscale`` (IF stage II) adds the figure ``generate_upscaled``. ``on_step`` (samplers.sample's hook)
     sees every step of each descent, one descent per scale. ``prompts`` None: the model's default prompts
     (every class of a class model, the null prompt of a time model)."""
-    timesteps = resolve_timesteps(denoiser, timesteps)
+    timesteps, guidance = resolve_timesteps(denoiser, timesteps), scale_for(denoiser, guidance)
     prompts = list(denoiser.default_prompts) if prompts is None else list(prompts)
     all_prompts = [p for p in prompts for _ in range(n)]
     scales = [1.0] if guidance == 1.0 or not any(p.strip() for p in prompts) else [1.0, guidance]
+    if denoiser.traits.guidance is not None:  # a distilled student samples at its own scale only
+        scales = [guidance]
     xs = {}
     for s in scales:  # the same x_T for every scale: same generator seed
         model = guided(denoiser, prompts, s)
@@ -287,9 +291,9 @@ def sdedit_figure(
     denoiser: Denoiser,
     x_0: Tensor,
     *,
-    i_starts: Sequence[int] = WRITEUP_SDEDIT_STARTS,
+    i_starts: Sequence[int] | None = None,
     prompt: str | None = None,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
     name: str = "sdedit",
@@ -302,8 +306,11 @@ def sdedit_figure(
     With prompt "" it is the write-up's unconditioned image-to-image translation (also used
     for hand-drawn images); with a prompt, the text-conditioned one (CFG scale ``guidance``).
     ``on_step`` (samplers.sample's hook) sees every step of each descent, one per i_start in order.
+    ``i_starts`` None: :func:`~fundiff.figures.sdedit_starts` of the timesteps (the write-up's on its 35 steps).
     """
     timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
+    guidance = scale_for(denoiser, guidance)
+    i_starts = sdedit_starts(len(timesteps), denoiser.schedule.T) if i_starts is None else list(i_starts)
     check_starts(denoiser, timesteps, i_starts=i_starts)
     model = guided(denoiser, prompt, guidance)
     cond = model.encode([prompt] * x_0.shape[0])
@@ -335,7 +342,7 @@ def inpaint_figure(
     jump_length: int = 5,
     resample: int = 5,
     prompt: str | None = None,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
     out: str | Path | None = None,
@@ -398,7 +405,7 @@ def setup_figure(
     prompts: Sequence[str] | None = None,
     *,
     steps: Sequence[int] = WRITEUP_SETUP_STEPS,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     sampler: str | samplers.Sampler | None = None,
     upscale: Upscale | None = None,
     out: str | Path | None = None,
@@ -413,6 +420,7 @@ def setup_figure(
     ``on_step`` (samplers.sample's hook) sees every step of each row's descent, the rows in order.
     """
     prompts = setup_prompts(denoiser) if prompts is None else list(prompts)
+    guidance = scale_for(denoiser, guidance)
     model = guided(denoiser, prompts, guidance)
     cond = model.encode(list(prompts))
     xs = {
@@ -447,7 +455,6 @@ __all__ = [
     "DATASET_DEFAULTS", "DIGIT_DEFAULTS", "WRITEUP_EVERY", "WRITEUP_ITERATIVE_START", "WRITEUP_NOISE_TS",
     "WRITEUP_SDEDIT_STARTS", "WRITEUP_SETUP_STEPS", "Figure", "TechniqueDefaults", "Upscale", "anagram_figure",
     "anagram_views", "blur_figure", "defaults_for", "denoise_figure", "guided", "hybrid_conflicts", "hybrid_figure",
-    "inpaint_figure",
-    "iterative_figure", "model_timesteps", "noise_figure", "noise_levels", "one_step_figure", "sampling_figure",
-    "sdedit_figure", "setup_figure", "setup_prompts", "writeup_t",
+    "inpaint_figure", "iterative_figure", "model_timesteps", "noise_figure", "noise_levels", "one_step_figure",
+    "sampling_figure", "sdedit_figure", "sdedit_starts", "setup_figure", "setup_prompts", "writeup_t",
 ]  # fmt: skip

@@ -52,6 +52,15 @@ def strided(T: int, *, steps: int | None = None, stride: int | None = None) -> l
     return validate(ts, T)
 
 
+def trailing(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps evenly spaced from T-1 down, not reaching 0: t_i = round(T (steps - i) / steps) - 1
+    (diffusers' "trailing" spacing; 2 steps on T = 1000: 999, 499). A few-step model's own (its traits'
+    ``timesteps_for``): :func:`strided` with few steps spends one on the last, nearly clean, level."""
+    if not 1 <= steps <= T:
+        raise FundiffError(f"--steps must be in 1..{T}: at most T={T} for this model, got {steps}")
+    return validate([round(T * (steps - i) / steps) - 1 for i in range(steps)], T)
+
+
 def from_start(ts: list[int], i_start: int) -> list[int]:
     """The tail of ``ts`` from index ``i_start`` (SDEdit / iterative denoising start)."""
     if not 0 <= i_start < len(ts):
@@ -77,9 +86,14 @@ def default(T: int) -> list[int]:
 
 
 def for_model(denoiser, *, steps: int | None = None, stride: int | None = None) -> list[int]:
-    """:func:`resolve` on ``denoiser``'s T, with its own default (``denoiser.traits.default_steps``) for neither."""
-    T = denoiser.schedule.T
-    return resolve(T, steps=steps, stride=stride, default_steps=denoiser.traits.default_steps)
+    """:func:`resolve` on ``denoiser``'s T, with its own default (``denoiser.traits.default_steps``) for neither;
+    a model with its own spacing (``traits.timesteps_for``: a few-step student) takes it for a number of steps."""
+    T, traits = denoiser.schedule.T, denoiser.traits
+    if traits.timesteps_for is not None and stride is None:
+        n = steps if steps is not None else traits.default_steps
+        if n is not None:
+            return traits.timesteps_for(n)
+    return resolve(T, steps=steps, stride=stride, default_steps=traits.default_steps)
 
 
 def resolve(

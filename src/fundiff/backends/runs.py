@@ -180,6 +180,7 @@ def _load_fundiff(path: Path, *, device: torch.device | str, precision: str, **o
         objective=cfg["train"].get("objective", "eps"),
         dataset=cfg["train"].get("dataset"),
         text=text,
+        student=cfg.get("distill"),
     )
 
 

@@ -1,7 +1,7 @@
 """The ``fundiff`` command: data, training, sampling, evaluation and every Part A technique.
 
 Each command group lives in its own module of this package with ``register(subparsers) -> {name: handler}``:
-data (data fetch), train (train, incl. the classifier), sample (sample, denoise-sweep), export (export),
+data (data fetch), train (train, incl. the classifier; distill), sample (sample, denoise-sweep), export (export),
 eval (evaluate), techniques (Part A), tour (tour), ui (ui); common holds the shared flags and validators.
 """
 
@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fundiff: error: {_out_of_memory_message(e, args)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            hints = {"tour": " (rerun the same command to resume)", "train": " (continue with --resume)"}
+            hints = {
+                "tour": " (rerun the same command to resume)",
+                "train": " (continue with --resume)",
+                "distill": " (continue with --resume)",
+            }
             hint = "" if getattr(args, "kind", None) == "classifier" else hints.get(args.command, "")
             print(f"fundiff: interrupted; what was finished is kept{hint}", file=sys.stderr)
             return 130

@@ -158,8 +158,9 @@ def add_timestep_options(p: argparse.ArgumentParser) -> None:
         "--steps",
         type=positive_int,
         default=None,
-        help="this many evenly spaced timesteps, T-1 down to 0 (default: the write-up's stride 30 of T = 1000 "
-        "scaled to the model's T: 35 steps; a --preset course-flow model: all T, as the course samples)",
+        help="this many evenly spaced timesteps, T-1 down to 0 (a distilled student: from T-1 down, evenly spaced "
+        "in flow time; default: the write-up's stride 30 of T = 1000 scaled to the model's T: 35 steps; a --preset "
+        "course-flow model: all T, as the course samples; a distilled student: its own, e.g. 2)",
     )
     steps.add_argument(
         "--stride",

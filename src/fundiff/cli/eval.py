@@ -50,7 +50,8 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         "--guidance",
         type=finite_float,
         default=None,
-        help=f"class models: CFG scale for FID and per-class accuracy (default: {DEFAULT_GUIDANCE:g})",
+        help=f"class models: CFG scale for FID and per-class accuracy (default: {DEFAULT_GUIDANCE:g}; a distilled "
+        "model: its own)",
     )
     p.add_argument(
         "--sweep",
@@ -221,7 +222,9 @@ def _evaluate_text(args, run_dir, staged) -> dict:
     den = runs.load_denoiser(run_dir, device=device, precision=args.precision)
     timesteps = ts.for_model(den, steps=args.steps, stride=args.stride)
     sampler = sampler_from_args(args, den)
-    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    from fundiff.guidance import scale_for
+
+    guidance = scale_for(den, args.guidance)
     from fundiff import data
 
     images, items = emoji.load(data.fetch("emoji", args.data_dir), resolution=den.image_size)
@@ -336,11 +339,12 @@ def _evaluate_class(args, den, sampler, clf, names, timesteps, fid_to_test, trai
     import torch
 
     from fundiff.evaluation import GUIDANCE_SWEEP, guidance_sweep, plot_guidance_sweep
+    from fundiff.guidance import scale_for
     from fundiff.metrics import reference_fid
 
     n_per_class = args.n // len(names)
-    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    sweep = tuple(args.sweep or GUIDANCE_SWEEP)
+    guidance = scale_for(den, args.guidance)
+    sweep = tuple(args.sweep or GUIDANCE_SWEEP) if den.traits.guidance is None else (guidance,)  # a student: its own
     scales = sorted(set(sweep) | {guidance})
     n = n_per_class * len(names)
     print(

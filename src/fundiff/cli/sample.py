@@ -51,7 +51,7 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         type=_finite_float,
         default=None,
         help="CFG scale: eps_u + s (eps_c - eps_u); 0 unconditional, 1 conditional "
-        f"(class model default: {DEFAULT_GUIDANCE:g})",
+        f"(class model default: {DEFAULT_GUIDANCE:g}; a distilled model: its own)",
     )
     add_timestep_options(p)
     add_sampler_options(p)
@@ -121,7 +121,7 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
     from fundiff import io, samplers
     from fundiff import timesteps as ts
     from fundiff.backends import runs
-    from fundiff.guidance import CFG, DEFAULT_GUIDANCE
+    from fundiff.guidance import CFG, scale_for
 
     sampler_from_args(args, samplers.DEFAULT_SAMPLER)  # --sampler / --eta are checked before the model loads
     den = runs.load_denoiser(args.model, device=device, precision=args.precision)
@@ -139,7 +139,7 @@ def _samples(args, device, target: Path, *, grid: bool) -> tuple[int, int, int]:
         if not all(names):
             raise FundiffError("--class needs a class index or name, not an empty string")
         prompts = [c for c in chosen for _ in range(args.n)]
-        model = CFG(den, DEFAULT_GUIDANCE if args.guidance is None else args.guidance)
+        model = CFG(den, scale_for(den, args.guidance))
     sampler = sampler_from_args(args, den)
     if args.animate and len(prompts) > SAMPLE_BATCH:
         raise FundiffError(

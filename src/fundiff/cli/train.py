@@ -56,7 +56,78 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
     _add_config_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
-    return {"train": _handle_train}
+    _register_distill(sub)
+    return {"train": _handle_train, "distill": _handle_distill}
+
+
+def _register_distill(sub) -> None:
+    from fundiff.training.distill import DistillConfig
+
+    d = DistillConfig()
+    p = sub.add_parser(
+        "distill",
+        help="distill a class model into a few-step student (reflow on its guided samples)",
+        formatter_class=_Formatter,
+        description="Distill a trained class model into a student that samples in --steps steps with CFG built in\n"
+        "(fundiff.training.distill): the teacher samples --pairs images at --guidance, then the student, started\n"
+        "from the teacher's weights, learns the straight path from each starting noise to its sample (reflow).",
+    )
+    p.add_argument("--teacher", default=d.teacher, help="a shipped class model or a run folder")
+    p.add_argument("--out", default=None, help="run folder (default: runs/TEACHER-fast)")
+    p.add_argument("--resume", action="store_true", help="continue the distillation in --out where it stopped")
+    p.add_argument("--guidance", type=_number(float, low=1), default=d.guidance, help="the CFG scale built in")
+    p.add_argument("--pairs", type=_number(int, low=1), default=d.pairs, help="teacher samples to learn from")
+    p.add_argument("--null-share", type=_number(float, low=0, below=1), default=d.null_share,
+                   help="the share of unconditional pairs (the null prompt)")  # fmt: skip
+    p.add_argument("--teacher-sampler", default=d.teacher_sampler, help="the teacher's sampler for the pairs")
+    p.add_argument("--teacher-steps", type=_number(int, low=1), default=d.teacher_steps, help="its steps")
+    p.add_argument("--steps", type=_number(int, low=1), default=d.steps, help="the student's default sampling steps")
+    p.add_argument("--epochs", type=_number(int, low=1), default=d.epochs, help="epochs over the pairs")
+    p.add_argument("--lr", type=_number(float, above=0), default=d.lr, help="Adam learning rate (constant)")
+    p.add_argument("--batch-size", type=_number(int, low=1), default=d.batch_size, help="pairs per step")
+    p.add_argument("--ema-decay", type=_number(float, low=0, below=1), default=d.ema_decay, help="EMA decay")
+    p.add_argument("--seed", type=_number(int, low=0), default=d.seed, help="the pairs' noise and the training's")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p)
+
+
+def _handle_distill(args: argparse.Namespace) -> None:
+    from fundiff import provenance, samplers
+    from fundiff.backends import runs
+    from fundiff.checkpoints import load_config, read_json
+    from fundiff.devices import resolve_device
+    from fundiff.outputs import check_folder
+    from fundiff.training.distill import DistillConfig, distill
+
+    samplers.get_sampler(args.teacher_sampler)  # an unknown sampler: the one-line error before any work
+    cfg = DistillConfig(
+        teacher=args.teacher, guidance=args.guidance, pairs=args.pairs, null_share=args.null_share,
+        teacher_sampler=args.teacher_sampler, teacher_steps=args.teacher_steps, steps=args.steps,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay, seed=args.seed,
+    )  # fmt: skip
+    out = Path(args.out or f"runs/{Path(str(args.teacher)).name}-fast")
+    check_folder(out)
+    device = resolve_device(args.device)
+    argv = getattr(args, "argv", None)
+    teacher = runs.load_denoiser(args.teacher, device=device, precision="auto")
+    result = distill(
+        cfg,
+        out,
+        teacher,
+        load_config(runs.resolve(args.teacher)).get("train", {}),
+        device=device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        extra_config={
+            **provenance.run_info("auto", device),
+            "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),
+        },
+    )
+    losses = read_json(out / "state.json")["losses"]
+    print(
+        f"distilled {cfg.teacher} into {out} ({cfg.steps} step(s), CFG s={cfg.guidance:g} built in): step "
+        f"{result.step} in {result.wall_s:.1f} s of training; final loss {losses[-1]:.4f}"
+    )
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:

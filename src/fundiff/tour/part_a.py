@@ -60,19 +60,20 @@ def run_technique(
         spec, t.names[role], given, inputs=input_flags, seed=t.seed, out=str(out), steps=t.sizes.steps,
         sampler=sampler, options=t.options(),
     )  # fmt: skip
-    scales = guidance_scales(spec, spec.resolve(den, given)) if spec.samples else []
+    scales = guidance_scales(spec, spec.resolve(den, given), den) if spec.samples else []
     return Made(paths, argv, list(numbers), note, timesteps, scales)
 
 
-def guidance_scales(spec: specs.Technique, values: dict) -> list[float]:
+def guidance_scales(spec: specs.Technique, values: dict, den) -> list[float]:
     """The CFG scales a run applies (for the manifest): generate samples at 1 and at --guidance; a run whose
-    prompts are all null is unguided (scale 1), whatever --guidance says."""
+    prompts are all null is unguided (scale 1), whatever --guidance says; a distilled student runs at its own
+    built-in scale only (techniques.sampling_figure)."""
     prompts = [values[k] for k in ("prompt", "prompts", "low", "high") if k in values]
     flat = [p for v in prompts for p in (v if isinstance(v, list) else [v])]
     g = float(values["guidance"])
     if not any(p.strip() for p in flat) or g == 1.0:
         return [1.0]
-    return [1.0, g] if spec.name == "generate" else [g]
+    return [1.0, g] if spec.name == "generate" and den.traits.guidance is None else [g]
 
 
 def _inputs(t: TourState, den, spec: specs.Technique, drawings: Sequence[str], mask_preset: str | None, role: str):

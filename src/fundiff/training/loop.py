@@ -50,11 +50,15 @@ def train(
     on_epoch_end: Callable[[nn.Module, int, Path], None] | None = None,
     extra_config: dict | None = None,
     text=None,
+    noise: Tensor | None = None,
+    init: dict[str, Tensor] | None = None,
 ) -> TrainResult:
     """Train ``cfg.kind`` on ``data`` = (images uint8 (N,H,W) or (N,C,H,W), labels int64 (N,)) into ``run_dir``.
 
     ``text`` (a text model, ``cfg.text``): (fundiff.text.TextEncoder, its variant_table of the items' training
     texts); the encoder is saved in config.json ("text") so the run reads prompts without the dataset.
+    ``noise`` (reflow, training.distill): float32 like the images, each image's own noise (objectives.batch_loss);
+    ``init``: the UNet's starting weights (a distilled student starts as its teacher) instead of a seeded init.
 
     Writes config.json at the start and a checkpoint every ``save_every`` steps, at each
     epoch end and at the end (each whole or not at all: session.save); ``resume`` continues a
@@ -70,7 +74,7 @@ def train(
     with run_lock(run_dir, enabled=main):
         if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        s = setup(cfg, run_dir, data, device, resume, text)
+        s = setup(cfg, run_dir, data, device, resume, text, noise=noise, init=init)
         if resume and (run_dir / "state.json").exists():
             restore(s)
         elif not resume and s.info.main:
@@ -131,7 +135,8 @@ def _train_step(s: Session, idx: Tensor, epoch: int) -> float:
     x0 = (x0.unsqueeze(1) if x0.ndim == 3 else x0).float().div_(255).contiguous(memory_format=s.mem_format)
     set_lr(s.opt, cfg.lr * _lr_factor(cfg, s.step, epoch, s.total_steps))
     with autocast_for(s.dev, s.amp_dtype):
-        loss = batch_loss(s.net, cfg, s.schedule, x0, s.y_all[idx], s.g, s.texts)
+        eps = None if s.noise_all is None else s.noise_all[idx].contiguous(memory_format=s.mem_format)
+        loss = batch_loss(s.net, cfg, s.schedule, x0, s.y_all[idx], s.g, s.texts, eps)
     check_loss(
         loss,
         s.step,

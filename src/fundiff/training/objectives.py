@@ -29,14 +29,18 @@ def batch_loss(
     y: Tensor,
     g: torch.Generator,
     texts: tuple[Tensor, Tensor, Tensor] | None = None,
+    eps: Tensor | None = None,
 ) -> Tensor:
     """The kind's training loss on a clean batch x0 (B,C,H,W) in [0,1] with labels y (B,).
 
     ``model`` may be wrapped in DistributedDataParallel; all noise, times, texts and class dropouts come from
     ``g``. ``texts`` (a text model: text.TextEncoder.variant_table): the class vector of item y is the bag of
-    words of one of its training texts, drawn with ``g``; else the one-hot vector of class y.
+    words of one of its training texts, drawn with ``g``; else the one-hot vector of class y, and zeros (the null
+    class) for y = num_classes. ``eps`` (reflow, training.distill): each image's own noise, the other end of its
+    straight path, in place of fresh noise.
     """
-    eps = torch.randn(x0.shape, generator=g, device=x0.device)
+    if eps is None:
+        eps = torch.randn(x0.shape, generator=g, device=x0.device)
     if cfg.kind == "denoiser":  # z = x + sigma eps, or (pure noise) z = eps: then D(z) can only learn the mean
         z = eps if cfg.pure_noise else x0 + cfg.sigma * eps
         return F.mse_loss(model(z).float(), x0)
@@ -60,7 +64,8 @@ def batch_loss(
 
             c = sample_vectors(texts, net.config.num_classes, y, g)
         else:
-            c = F.one_hot(y, net.config.num_classes).float()
+            n = net.config.num_classes
+            c = F.one_hot(y, n + 1)[:, :n].float()  # y = n: the null class (all zeros)
         keep = (torch.rand(b, generator=g, device=x0.device) >= cfg.p_uncond).float()
         c = c * keep[:, None]
     err = (model(x_in, t_in, c).float() - target).pow(2)

@@ -53,6 +53,7 @@ class Session:
     x_all: Tensor  # uint8 (N,H,W) or (N,C,H,W) on dev
     y_all: Tensor  # int64 (N,) on dev
     texts: tuple[Tensor, Tensor, Tensor] | None  # a text model's training texts (TextEncoder.variant_table), on dev
+    noise_all: Tensor | None  # float32 like x_all: each image's own noise (reflow, training.distill), on dev
     per_rank_batch: int
     steps_per_epoch: int
     total_steps: int
@@ -102,16 +103,30 @@ def check_memory(cfg: TrainConfig, data: tuple[Tensor, Tensor], device, text_dim
     )
 
 
-def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, resume: bool, text=None) -> Session:
-    """Device, DDP process group, precision, model (seeded init), EMA, optimizer and noise generator.
+def setup(
+    cfg: TrainConfig,
+    run_dir: Path,
+    data: tuple[Tensor, Tensor],
+    device,
+    resume: bool,
+    text=None,
+    *,
+    noise: Tensor | None = None,
+    init: dict[str, Tensor] | None = None,
+) -> Session:
+    """Device, DDP process group, precision, model (seeded init, or the weights ``init``), EMA, optimizer and
+    noise generator.
 
-    ``text``: a text model's (TextEncoder, its variant_table) -- the class vector's length and training texts."""
+    ``text``: a text model's (TextEncoder, its variant_table) -- the class vector's length and training texts.
+    ``noise``: each image's own noise (reflow)."""
     info, dev = init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
     images, labels = data
     model_cfg = unet_config(cfg, images, text[0].dim if text is not None else None)
     with torch.random.fork_rng(devices=[]):  # seeded init without changing the caller's global RNG
         torch.manual_seed(cfg.seed)
         model = UNet(model_cfg)
+    if init is not None:
+        model.load_state_dict(init)
     per_rank_batch = max(1, cfg.batch_size // info.world)
     precision = _precision(cfg, run_dir, resume, model.to(dev), per_rank_batch, info, images.shape[0])
     mem_format = torch.channels_last if precision.channels_last else torch.contiguous_format
@@ -135,6 +150,7 @@ def setup(cfg: TrainConfig, run_dir: Path, data: tuple[Tensor, Tensor], device, 
         x_all=images.to(dev),  # uint8, converted per batch
         y_all=labels.to(dev),
         texts=tuple(v.to(dev) for v in text[1]) if text is not None else None,
+        noise_all=None if noise is None else noise.to(dev),
         per_rank_batch=per_rank_batch,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps if cfg.max_steps is None else min(cfg.max_steps, total_steps),

@@ -219,13 +219,13 @@ class App:
     def timesteps(self, den: Denoiser, steps) -> tuple[list[int], int | None]:
         """The timestep list and the --steps that gives it: the model's default (fundiff.timesteps.for_model: 35
         steps, a course-flow model's every step) when ``steps`` is empty or its length (no flag), else ``steps``
-        evenly spaced (fundiff.timesteps.resolve)."""
+        evenly spaced (fundiff.timesteps.for_model: a few-step student's own spacing)."""
         T = den.schedule.T
         default = ts_lib.for_model(den)
         if steps in (None, ""):
             return default, None
         steps = whole(steps, "steps", 1, T)
-        return (default, None) if steps == len(default) else (ts_lib.resolve(T, steps=steps), steps)
+        return (default, None) if steps == len(default) else (ts_lib.for_model(den, steps=steps), steps)
 
     def command(self, run: _Run, spec, given: dict, input_flags: Sequence[str] = ()) -> list[str]:
         """The ``fundiff NAME`` command line that reproduces ``run`` (specs.technique_command: same model, inputs,

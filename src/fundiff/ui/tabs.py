@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 from collections.abc import Callable, Iterator
 
 import gradio as gr
@@ -25,6 +26,7 @@ from fundiff.ui.inputs import copy_upload, inpaint_image, painted_mask, save_dra
 from fundiff.ui.pictures import CANVAS, _unit, model_view, near_and_far, tiles
 
 SDEDIT_MODES = ("all write-up levels", "one level")
+LIVE_LABEL = "live: redo at every stroke, no files (quick with a fast model: mnist-class-fast)"
 INPAINT_SOURCES = ("test image", "upload")
 SDEDIT_SOURCES = ("drawing", "upload")
 
@@ -46,7 +48,8 @@ def build(config: UIConfig) -> gr.Blocks:
             model = gr.Dropdown(list(config.models), value=config.model, label="model", scale=3)
             sampler = gr.Radio(list(samplers.SAMPLERS), value=default_sampler(app, config.model), label="sampler")
             default_steps = len(ts_lib.for_model(den))
-            whose = "the model's every step" if den.traits.default_steps else "the write-up's stride"
+            own = den.traits.default_steps
+            whose = "the write-up's stride" if not own else "every step" if own == den.schedule.T else "its own"
             steps = gr.Number(
                 value=config.steps or default_steps,
                 precision=0,
@@ -105,7 +108,7 @@ def _play(
     check_prompts(r.den, given)
     r.argv = app.command(r, spec, given, [*input_flags, "--animate"])  # the run's GIF is written as the CLI's
     values = spec.resolve(r.den, given)
-    r.guidance = guidance_scales(spec, values)
+    r.guidance = guidance_scales(spec, values, r.den)
     run_options = dict(timesteps=r.timesteps, sampler=r.sampler, out=r.folder, seed=r.seed, **(options or {}))
     make = functools.partial(spec.run, r.den, list(inputs), given, **run_options)
     yield from app.play(r, make, total=total, extra=extra, progress=progress, nrow=values.get("n"))
@@ -133,17 +136,13 @@ def run_sampling(app: App, model, sampler, steps, seed, *values, progress=PROGRE
     r = app.new_run("sampling", model, seed, sampler, steps)
     given = given_from(spec, values)
     resolved = spec.resolve(r.den, given)
-    guided = resolved["guidance"] != 1.0 and any(p.strip() for p in resolved["prompts"])  # as sampling_figure does
-    yield from _play(app, r, spec, given, total=len(r.timesteps) * (2 if guided else 1), progress=progress)
+    from fundiff.tour.part_a import guidance_scales
+
+    scales = guidance_scales(spec, resolved, r.den)  # as sampling_figure samples
+    yield from _play(app, r, spec, given, total=len(r.timesteps) * len(scales), progress=progress)
 
 
 # -- tab: SDEdit ---------------------------------------------------------------------------------------
-def sdedit_levels(n_steps: int, T: int) -> list[int]:
-    """The write-up's SDEdit i_starts (1, 3, 5, 7, 10, 20 of its 35 steps) at the same fractions of ``n_steps``."""
-    n_writeup = len(ts_lib.default(T))
-    return sorted({min(n_steps - 1, round(i * n_steps / n_writeup)) for i in techniques.WRITEUP_SDEDIT_STARTS})
-
-
 def _sdedit_tab(app: App, shared: list, den, steps: gr.Number) -> None:
     from fundiff.images import FITS
 
@@ -166,15 +165,18 @@ def _sdedit_tab(app: App, shared: list, den, steps: gr.Number) -> None:
             parts, go = _tab_inputs(spec, den, "sdedit")
             mode = gr.Radio(list(SDEDIT_MODES), value=SDEDIT_MODES[0], label="noise levels")
             i_start = gr.Slider(0, last, value=min(10, last), step=1, label="i_start (one level; larger: less noise)")
+            live = gr.Checkbox(False, label=LIVE_LABEL + " (at i_start)", elem_id="sdedit-live")
         outs = outputs("sdedit")
     steps.change(lambda s: gr.Slider(maximum=max(int(s or 1) - 1, 0)), steps, i_start, queue=False)
     inputs = [*shared, source, sketch, upload, fit, *parts, mode, i_start]
     listen(go, functools.partial(run_sdedit, app), inputs, outs, "sdedit", app.discard_unfinished)
+    live_inputs = [*shared, live, sketch, fit, *parts, i_start]
+    on_every_stroke(sketch, functools.partial(run_sdedit_live, app), live_inputs, outs, "sdedit_live")
 
 
 def run_sdedit(app: App, model, sampler, steps, seed, source, sketch, upload, fit, *rest, progress=PROGRESS):
     """The SDEdit tab: the drawing or upload saved as input.* and read as `fundiff sdedit --image` reads it, then
-    the sdedit spec at every write-up level (:func:`sdedit_levels`) or at one i_start."""
+    the sdedit spec at every write-up level (techniques.sdedit_starts) or at one i_start."""
     spec = specs.technique("sdedit")
     *values, mode, i_start = rest
     r = app.new_run("sdedit", model, seed, sampler, steps)
@@ -183,12 +185,56 @@ def run_sdedit(app: App, model, sampler, steps, seed, source, sketch, upload, fi
     x_0 = images.load_image(
         path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
     ).to(den.device)
-    starts = sdedit_levels(n, den.schedule.T) if mode == SDEDIT_MODES[0] else [whole(i_start, "i_start", 0, n - 1)]
+    if mode == SDEDIT_MODES[0]:
+        starts = techniques.sdedit_starts(n, den.schedule.T)
+    else:
+        starts = [whole(i_start, "i_start", 0, n - 1)]
     given = given_from(spec, values) | spec.check({"i_starts": starts})
     flags = ["--image", str(path), "--fit", fit, "--invert", "auto"]
     yield from _play(
         app, r, spec, given, inputs=[x_0], input_flags=flags, options={"name": "handdrawn"},
         total=sum(n - i for i in starts), progress=progress,
+    )  # fmt: skip
+
+
+def run_sdedit_live(app: App, model, sampler, steps, seed, live, sketch, fit, *rest) -> tuple:
+    """Live SDEdit (the checkbox on): the drawing SDEdited from one level, i_start, on every stroke, shown in the
+    x0_hat image with the milliseconds it took; nothing is written (the button makes the run's files)."""
+    if not live:
+        return gr.skip(), gr.skip()
+    *values, i_start = rest
+    spec, start = specs.technique("sdedit"), time.perf_counter()
+    den = app.denoiser(model)
+    timesteps, _ = app.timesteps(den, steps)
+    with scratch(app) as folder:
+        path = save_drawing(sketch, folder)
+        x_0 = images.load_image(
+            path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
+        ).to(den.device)
+    i = whole(i_start, "i_start", 0, len(timesteps) - 1)
+    given = given_from(spec, values) | spec.check({"i_starts": [i]})
+    check_prompts(den, given)
+    seed = whole(seed, "the seed", 0, 2**63 - 1)
+    x = spec.run(den, [x_0], given, timesteps=timesteps, sampler=sampler, seed=seed).images[f"i_start={i}"]
+    ms = 1000 * (time.perf_counter() - start)
+    status = f"live: SDEdit from i_start {i} (t = {timesteps[i]}) in {ms:.0f} ms; the button writes the run's files"
+    return tiles(_unit(x, den.value_range), nrow=len(x), scale=4), status
+
+
+def on_every_stroke(editor, fn, inputs: list, outs: list, api_name: str) -> None:
+    """``fn(*inputs) -> (image, status)`` on every change of ``editor``, into the tab's x0_hat image and status,
+    in the sampling slot; strokes that come while it runs collapse into the latest (gradio's always_last). A
+    problem (an empty canvas) shows in the status line, not as a pop-up."""
+
+    def shown(*values):
+        try:
+            return fn(*values)
+        except FundiffError as e:
+            return gr.skip(), f"live: {e}"
+
+    editor.change(
+        shown, inputs, [outs[0], outs[-1]], api_name=api_name, trigger_mode="always_last", concurrency_limit=1,
+        concurrency_id=SAMPLING_SLOT, show_progress="hidden",
     )  # fmt: skip
 
 
@@ -216,6 +262,7 @@ def _inpaint_tab(app: App, shared: list, den, demo: gr.Blocks) -> None:
             )
             mask_from = gr.Radio(["painted", *MASK_PRESETS], value="painted", label="mask")
             parts, go = _tab_inputs(spec, den, "inpaint")
+            live = gr.Checkbox(False, label=LIVE_LABEL + " (the painted mask)", elem_id="inpaint-live")
         outs = outputs("inpaint")
     show, picked = functools.partial(show_inpaint_image, app), [shared[0], source, index, upload]
     for trigger in (source.change, index.change, upload.change, shared[0].change, demo.load):
@@ -223,6 +270,30 @@ def _inpaint_tab(app: App, shared: list, den, demo: gr.Blocks) -> None:
         trigger(show, picked, editor, api_name=False, show_progress="hidden", concurrency_id=SAMPLING_SLOT)
     inputs = [*shared, source, index, upload, editor, mask_from, *parts]
     listen(go, functools.partial(run_inpaint, app), inputs, outs, "inpaint", app.discard_unfinished)
+    live_inputs = [*shared, live, source, index, upload, editor, *parts]
+    on_every_stroke(editor, functools.partial(run_inpaint_live, app), live_inputs, outs, "inpaint_live")
+
+
+def run_inpaint_live(app: App, model, sampler, steps, seed, live, source, index, upload, editor, *values) -> tuple:
+    """Live inpainting (the checkbox on): the painted region filled in on every stroke, shown in the x0_hat image
+    with the milliseconds it took; nothing is written (the button makes the run's files)."""
+    if not live:
+        return gr.skip(), gr.skip()
+    spec, start = specs.technique("inpaint"), time.perf_counter()
+    den = app.denoiser(model)
+    timesteps, _ = app.timesteps(den, steps)
+    size = den.image_size
+    with scratch(app) as folder:
+        x_0, _ = inpaint_image(app, model, source, index, upload, folder)
+        mask = images.load_mask(painted_mask(editor, folder, size), image_size=size, like=(size, size))
+    given = given_from(spec, values)
+    check_prompts(den, given)
+    seed = whole(seed, "the seed", 0, 2**63 - 1)
+    x = spec.run(den, [x_0, mask.to(x_0.device)], given, timesteps=timesteps, sampler=sampler, seed=seed)
+    x = x.images["inpainted"]
+    ms = 1000 * (time.perf_counter() - start)
+    status = f"live: {len(x)} inpainting(s), {len(timesteps)} step(s), in {ms:.0f} ms; the button writes the files"
+    return tiles(_unit(x, den.value_range), nrow=len(x), scale=4), status
 
 
 def show_inpaint_image(app: App, model, source, index, upload):

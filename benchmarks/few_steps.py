@@ -1,0 +1,94 @@
+"""A distilled student against its teacher: steps x seconds x class accuracy x FID x background grain.
+
+    python benchmarks/few_steps.py --threads 2 --student mnist-class-fast --steps 1,2,4
+
+Rows: the teacher at its default sampler and steps, at the pairs' sampler (DPM++ 10), and with Euler at the
+student's step counts; then the student at each count (its own timesteps: timesteps.for_model). Every row
+samples at the student's built-in CFG scale (the teacher with the CFG pair: two calls per step in one batch).
+Seconds: 100 samples (10 per class), timed after a warm-up, sampling only. Accuracy and FID (fundiff's
+classifier features; the floor is 500 training images against the test set) and grain
+(metrics.background_grain: the share of background pixels, away from the strokes, brighter than 0.05; MNIST's
+own is 0%) on --n-eval samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import cpu_description
+from fundiff import DEFAULT_SEED, data, samplers
+from fundiff import timesteps as ts
+from fundiff.backends.runs import load_denoiser, resolve
+from fundiff.checkpoints import load_config
+from fundiff.classify import load_classifier
+from fundiff.evaluation import draw_samples
+from fundiff.guidance import CFG
+from fundiff.memory import keep_freed_memory
+from fundiff.metrics import FID, background_grain, class_accuracy, reference_fid
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--student", default="mnist-class-fast", help="a distilled run folder or shipped name")
+    ap.add_argument("--classifier", default="mnist-classifier", help="classifier run folder or shipped name")
+    ap.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
+    ap.add_argument("--n-eval", type=int, default=500, help="samples for accuracy, FID and grain (a multiple of 10)")
+    ap.add_argument("--no-teacher-default", action="store_true", help="skip the teacher's (slow) default row")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = ap.parse_args()
+    keep_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    student = load_denoiser(args.student)
+    distill = load_config(resolve(args.student))["distill"]
+    teacher = load_denoiser(distill["teacher"])
+    guidance = student.traits.guidance
+    clf, _ = load_classifier(args.classifier)
+    dataset = load_config(resolve(args.student))["train"]["dataset"]
+    x_test, _ = data.load_split(dataset, train=False)
+    fid = FID(clf, data.to_unit_float(x_test))
+    names = student.default_prompts
+    prompts100 = [n for n in names for _ in range(10)]
+    per = args.n_eval // len(names)
+    prompts_eval = [n for n in names for _ in range(per)]
+    target = torch.arange(len(names)).repeat_interleave(per)
+    x_train, _ = data.load_split(dataset, train=True)
+    floor = reference_fid(fid, x_train, n=len(prompts_eval), generator=torch.Generator().manual_seed(args.seed + 1))
+    print(cpu_description())
+    print(f"student={args.student} teacher={distill['teacher']} CFG s={guidance:g} threads={torch.get_num_threads()}")
+    print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")
+
+    def measure(model, timesteps, sampler) -> tuple[float, float, float, float]:
+        draw_samples(model, prompts100[:10], timesteps[:1], generator=torch.Generator(), sampler=sampler)  # warm-up
+        t0 = time.perf_counter()
+        draw_samples(model, prompts100, timesteps, generator=torch.Generator().manual_seed(args.seed), sampler=sampler)
+        wall = time.perf_counter() - t0
+        x = draw_samples(model, prompts_eval, timesteps, generator=torch.Generator().manual_seed(args.seed + 2),
+                         sampler=sampler)  # fmt: skip
+        return wall, class_accuracy(clf, x, target, num_classes=len(names)).overall, fid(x), background_grain(x)
+
+    guided = CFG(teacher, guidance)
+    rows = []
+    if not args.no_teacher_default:
+        rows.append(("teacher (its default)", guided, ts.for_model(teacher), samplers.default_sampler_of(teacher)))
+    rows.append(("teacher (the pairs' sampler)", guided, ts.resolve(teacher.schedule.T, steps=distill["teacher_steps"]),
+                 distill["teacher_sampler"]))  # fmt: skip
+    counts = [int(s) for s in args.steps.split(",")]
+    rows += [("teacher", guided, ts.trailing(teacher.schedule.T, k), "euler") for k in counts]
+    rows += [("student", student, ts.for_model(student, steps=k), "euler") for k in counts]
+    print("| model | sampler | steps | calls / sample | 100 samples (s) | accuracy | FID | FID / floor | grain |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, model, timesteps, sampler in rows:
+        calls = len(timesteps) * (2 if sampler == "heun" else 1) - (1 if sampler == "heun" else 0)
+        calls *= 1 if model is student else 2
+        wall, acc, f, gr = measure(model, timesteps, sampler)
+        print(f"| {label} | {sampler} | {len(timesteps)} | {calls} | {wall:.2f} | {acc:.1%} | {f:.2f} | "
+              f"{f / floor:.2f} | {gr:.1%} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
