@@ -126,3 +126,13 @@ def test_sdedits_default_starts_are_the_write_ups_fractions_of_the_steps_taken()
 
     assert sdedit_starts(35, 1000) == [1, 3, 5, 7, 10, 20] == sdedit_starts(len(ts.default(300)), 300)
     assert sdedit_starts(2, 1000) == [0, 1] and sdedit_starts(1, 1000) == [0] and sdedit_starts(8, 1000) == [0, 1, 2, 5]
+
+
+def test_iterative_denoisings_default_start_is_the_write_ups_fraction_of_the_steps_taken(student, tmp_path):
+    from fundiff import techniques
+    from fundiff.figures import iterative_start
+
+    assert iterative_start(35, 1000) == 10 and iterative_start(2, 1000) == 1 and iterative_start(1, 1000) == 0
+    den = runs.load_denoiser(str(student), precision="fp32")
+    fig = techniques.denoise_figure(den, torch.rand(1, 1, 28, 28), out=tmp_path)  # the student's 2 steps: i_start 1
+    assert fig.paths and all(p.is_file() for p in fig.paths)

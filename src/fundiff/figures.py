@@ -64,6 +64,12 @@ def sdedit_starts(n_steps: int, T: int) -> list[int]:
     return sorted({min(n_steps - 1, round(i * n_steps / n_writeup)) for i in WRITEUP_SDEDIT_STARTS})
 
 
+def iterative_start(n_steps: int, T: int) -> int:
+    """Iterative denoising's default i_start for ``n_steps`` timesteps: the write-up's 10 of its 35 steps at the
+    same fraction of ``n_steps`` (10 on the default 35; 1 on a 2-step student)."""
+    return min(n_steps - 1, round(WRITEUP_ITERATIVE_START * n_steps / len(ts_lib.default(T))))
+
+
 def check_starts(
     denoiser: Denoiser,
     timesteps: list[int] | None,

@@ -288,7 +288,10 @@ TECHNIQUES: dict[str, Technique] = {
                 _ONE_PROMPT,
                 _GUIDANCE_OFF,
                 Param("i_start", Number(int, low=0, ui=(0, 34, 1)),
-                      "index into the timesteps where iterative denoising starts"),
+                      "index into the timesteps where iterative denoising starts",
+                      per_model=PerModel(lambda den: t.iterative_start(len(ts_lib.for_model(den)), den.schedule.T),
+                                         "the write-up's 10 of its 35 steps, at the same fraction of the steps "
+                                         "taken")),
                 Param("every", _INT1, "show every N-th iterative step"),
                 _KERNEL,
                 _SIGMA,

@@ -46,6 +46,7 @@ from fundiff.figures import (
     check_starts,
     generator,
     guided,
+    iterative_start,
     noise_levels,
     noisy,
     resolve_noise_ts,
@@ -127,7 +128,7 @@ def denoise_figure(
     *,
     prompt: str | None = None,
     guidance: float | None = None,
-    i_start: int = WRITEUP_ITERATIVE_START,
+    i_start: int | None = None,
     every: int = WRITEUP_EVERY,
     kernel_size: int = 5,
     sigma: float = 1.0,
@@ -144,6 +145,7 @@ def denoise_figure(
         resolve_timesteps(denoiser, timesteps),
         resolve_prompt(denoiser, prompt),
     )
+    i_start = iterative_start(len(timesteps), denoiser.schedule.T) if i_start is None else i_start
     ts_lib.from_start(timesteps, i_start)  # an i_start past the list fails before anything is written
     one = one_step_figure(denoiser, x_0, ts, prompt=prompt, guidance=guidance, out=out, seed=seed)
     it = iterative_figure(
@@ -172,7 +174,7 @@ def iterative_figure(
     *,
     timesteps: list[int] | None = None,
     sampler: str | samplers.Sampler | None = None,
-    i_start: int = WRITEUP_ITERATIVE_START,
+    i_start: int | None = None,
     every: int = WRITEUP_EVERY,
     prompt: str | None = None,
     guidance: float | None = None,
@@ -185,6 +187,7 @@ def iterative_figure(
     shown, and the write-up's comparison: original | noisy | iterative | one-step | Gaussian blur."""
     timesteps, prompt = resolve_timesteps(denoiser, timesteps), resolve_prompt(denoiser, prompt)
     guidance = scale_for(denoiser, guidance, default=1.0)
+    i_start = iterative_start(len(timesteps), denoiser.schedule.T) if i_start is None else i_start
     t_start = ts_lib.from_start(timesteps, i_start)[0]
     g = generator(seed, x_0.device)
     x_t = denoiser.schedule.q_sample(
@@ -455,6 +458,7 @@ __all__ = [
     "DATASET_DEFAULTS", "DIGIT_DEFAULTS", "WRITEUP_EVERY", "WRITEUP_ITERATIVE_START", "WRITEUP_NOISE_TS",
     "WRITEUP_SDEDIT_STARTS", "WRITEUP_SETUP_STEPS", "Figure", "TechniqueDefaults", "Upscale", "anagram_figure",
     "anagram_views", "blur_figure", "defaults_for", "denoise_figure", "guided", "hybrid_conflicts", "hybrid_figure",
-    "inpaint_figure", "iterative_figure", "model_timesteps", "noise_figure", "noise_levels", "one_step_figure",
+    "inpaint_figure", "iterative_figure", "iterative_start", "model_timesteps", "noise_figure", "noise_levels",
+    "one_step_figure",
     "sampling_figure", "sdedit_figure", "sdedit_starts", "setup_figure", "setup_prompts", "writeup_t",
 ]  # fmt: skip
