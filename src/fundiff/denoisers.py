@@ -16,9 +16,10 @@ declares its optional capabilities, each with the plain model's default: ``defau
 sampler its users take when none is asked for: ``heun`` for a flow-matching UNet), ``objective``
 (eps, v or flow: what the network predicts before it is served as eps), ``dataset``,
 ``technique_defaults`` (a model family's own Part A defaults: DeepFloyd IF's), ``autocast_dtype`` and
-``channels_last`` (its arithmetic) and ``pipeline_timesteps`` (a backend's own timesteps for a number of
-steps: IF's scheduler). Users read ``den.traits.X``, never ``getattr``; a :class:`DenoiserWrapper`
-(CFG, the composers) reports the wrapped model's traits.
+``channels_last`` (its arithmetic), ``pipeline_timesteps`` (a backend's own timesteps for a number of
+steps: IF's scheduler), and a distilled student's ``default_steps``, ``timesteps_for`` and ``guidance`` (its
+own spacing of few steps; the CFG scale built in). Users read ``den.traits.X``, never ``getattr``; a
+:class:`DenoiserWrapper` (CFG, the composers) reports the wrapped model's traits.
 """
 
 from __future__ import annotations
