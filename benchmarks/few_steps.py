@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from _common import cpu_description
-from fundiff import DEFAULT_SEED, data, samplers
+from _common import class_grading, cpu_description
+from fundiff import DEFAULT_SEED, samplers
 from fundiff import timesteps as ts
 from fundiff.backends.runs import load_denoiser, resolve
 from fundiff.checkpoints import load_config
@@ -27,7 +27,7 @@ from fundiff.classify import load_classifier
 from fundiff.evaluation import draw_samples
 from fundiff.guidance import CFG
 from fundiff.memory import keep_freed_memory
-from fundiff.metrics import FID, background_grain, class_accuracy, reference_fid
+from fundiff.metrics import background_grain, class_accuracy
 
 
 def main() -> None:
@@ -49,15 +49,8 @@ def main() -> None:
     guidance = student.traits.guidance
     clf, _ = load_classifier(args.classifier)
     dataset = load_config(resolve(args.student))["train"]["dataset"]
-    x_test, _ = data.load_split(dataset, train=False)
-    fid = FID(clf, data.to_unit_float(x_test))
     names = student.default_prompts
-    prompts100 = [n for n in names for _ in range(10)]
-    per = args.n_eval // len(names)
-    prompts_eval = [n for n in names for _ in range(per)]
-    target = torch.arange(len(names)).repeat_interleave(per)
-    x_train, _ = data.load_split(dataset, train=True)
-    floor = reference_fid(fid, x_train, n=len(prompts_eval), generator=torch.Generator().manual_seed(args.seed + 1))
+    fid, prompts100, prompts_eval, target, floor = class_grading(clf, dataset, names, args.n_eval, args.seed)
     print(cpu_description())
     print(f"student={args.student} teacher={distill['teacher']} CFG s={guidance:g} threads={torch.get_num_threads()}")
     print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")

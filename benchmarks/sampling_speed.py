@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from _common import cpu_description
-from fundiff import DEFAULT_SEED, data
+from _common import class_grading, cpu_description
+from fundiff import DEFAULT_SEED
 from fundiff import timesteps as ts
 from fundiff.backends.runs import load_denoiser, resolve
 from fundiff.checkpoints import load_config
@@ -25,7 +25,7 @@ from fundiff.classify import load_classifier
 from fundiff.evaluation import draw_samples
 from fundiff.guidance import CFG
 from fundiff.memory import keep_freed_memory
-from fundiff.metrics import FID, class_accuracy, reference_fid
+from fundiff.metrics import class_accuracy
 
 
 def main() -> None:
@@ -48,16 +48,9 @@ def main() -> None:
     den = load_denoiser(args.model, device=device, precision=args.precision)
     clf, _ = load_classifier(args.classifier, device=device)
     dataset = load_config(resolve(args.model))["train"]["dataset"]
-    x_test, _ = data.load_split(dataset, train=False)
-    fid = FID(clf, data.to_unit_float(x_test))
     guided = CFG(den, args.guidance)
     names = den.default_prompts
-    prompts100 = [n for n in names for _ in range(10)]
-    per = args.n_eval // len(names)
-    prompts_eval = [n for n in names for _ in range(per)]
-    target = torch.arange(len(names)).repeat_interleave(per)
-    x_train, _ = data.load_split(dataset, train=True)
-    floor = reference_fid(fid, x_train, n=len(prompts_eval), generator=torch.Generator().manual_seed(args.seed + 1))
+    fid, prompts100, prompts_eval, target, floor = class_grading(clf, dataset, names, args.n_eval, args.seed)
     print(cpu_description())
     print(f"model={args.model} guidance={args.guidance} precision={args.precision} threads={torch.get_num_threads()}")
     print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")

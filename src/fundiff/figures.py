@@ -71,16 +71,11 @@ def iterative_start(n_steps: int, T: int) -> int:
 
 
 def check_starts(
-    denoiser: Denoiser,
-    timesteps: list[int] | None,
-    *,
-    i_start: int | None = None,
-    i_starts: Sequence[int] | None = (),
+    denoiser: Denoiser, timesteps: list[int] | None, *, i_start: int | None = None, i_starts: Sequence[int] = ()
 ) -> None:
     """FundiffError unless ``i_start`` / every ``i_starts`` indexes ``timesteps`` (None: the model's default);
     the front-ends run it before reading their inputs (a test image may need a download)."""
     ts = resolve_timesteps(denoiser, timesteps)
-    i_starts = () if i_starts is None else i_starts
     if i_start is not None:
         ts_lib.from_start(ts, i_start)
     if any(not 0 <= i < len(ts) for i in i_starts):

@@ -60,11 +60,6 @@ class DistillConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> DistillConfig:
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
-
     def check(self) -> None:
         if self.guidance < 1:
             raise FundiffError(f"--guidance must be at least 1 (1: no guidance), got {self.guidance:g}")

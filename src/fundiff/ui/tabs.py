@@ -182,9 +182,7 @@ def run_sdedit(app: App, model, sampler, steps, seed, source, sketch, upload, fi
     r = app.new_run("sdedit", model, seed, sampler, steps)
     path = copy_upload(upload, r.folder) if source == "upload" else save_drawing(sketch, r.folder)
     den, n = r.den, len(r.timesteps)
-    x_0 = images.load_image(
-        path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
-    ).to(den.device)
+    x_0 = drawing_image(den, path, fit)
     if mode == SDEDIT_MODES[0]:
         starts = techniques.sdedit_starts(n, den.schedule.T)
     else:
@@ -197,6 +195,14 @@ def run_sdedit(app: App, model, sampler, steps, seed, source, sketch, upload, fi
     )  # fmt: skip
 
 
+def drawing_image(den, path, fit: str):
+    """The drawing or upload at ``path`` in the model's format, as `fundiff sdedit --image --fit F --invert auto`
+    reads it."""
+    return images.load_image(
+        path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
+    ).to(den.device)
+
+
 def run_sdedit_live(app: App, model, sampler, steps, seed, live, sketch, fit, *rest) -> tuple:
     """Live SDEdit (the checkbox on): the drawing SDEdited from one level, i_start, on every stroke, shown in the
     x0_hat image with the milliseconds it took; nothing is written (the button makes the run's files)."""
@@ -207,10 +213,7 @@ def run_sdedit_live(app: App, model, sampler, steps, seed, live, sketch, fit, *r
     den = app.denoiser(model)
     timesteps, _ = app.timesteps(den, steps)
     with scratch(app) as folder:
-        path = save_drawing(sketch, folder)
-        x_0 = images.load_image(
-            path, channels=den.channels, image_size=den.image_size, value_range=den.value_range, fit=fit, invert="auto"
-        ).to(den.device)
+        x_0 = drawing_image(den, save_drawing(sketch, folder), fit)
     i = whole(i_start, "i_start", 0, len(timesteps) - 1)
     given = given_from(spec, values) | spec.check({"i_starts": [i]})
     check_prompts(den, given)
