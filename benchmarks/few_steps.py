@@ -3,7 +3,8 @@
     python benchmarks/few_steps.py --threads 2 --student mnist-class-fast --steps 1,2,4
 
 Rows: the teacher at its default sampler and steps, at the pairs' sampler (DPM++ 10), and with Euler at the
-student's step counts; then the student at each count (its own timesteps: timesteps.for_model). Every row
+student's step counts; then the student at each count (its own timesteps: timesteps.for_model) and at any
+--timesteps given. Every row
 samples at the student's built-in CFG scale (the teacher with the CFG pair: two calls per step in one batch).
 Seconds: 100 samples (10 per class), timed after a warm-up, sampling only. Accuracy and FID (fundiff's
 classifier features; the floor is 500 training images against the test set) and grain
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
     ap.add_argument("--n-eval", type=int, default=500, help="samples for accuracy, FID and grain (a multiple of 10)")
     ap.add_argument("--no-teacher-default", action="store_true", help="skip the teacher's (slow) default row")
+    ap.add_argument("--no-teacher", action="store_true", help="the student's rows only")
+    ap.add_argument("--timesteps", default="", help="more student rows at given timesteps: '999,599;999,399'")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args()
@@ -66,13 +69,17 @@ def main() -> None:
 
     guided = CFG(teacher, guidance)
     rows = []
-    if not args.no_teacher_default:
+    if not (args.no_teacher_default or args.no_teacher):
         rows.append(("teacher (its default)", guided, ts.for_model(teacher), samplers.default_sampler_of(teacher)))
-    rows.append(("teacher (the pairs' sampler)", guided, ts.resolve(teacher.schedule.T, steps=distill["teacher_steps"]),
-                 distill["teacher_sampler"]))  # fmt: skip
     counts = [int(s) for s in args.steps.split(",")]
-    rows += [("teacher", guided, ts.trailing(teacher.schedule.T, k), "euler") for k in counts]
+    if not args.no_teacher:
+        teacher_steps = ts.resolve(teacher.schedule.T, steps=distill["teacher_steps"])
+        rows.append(("teacher (the pairs' sampler)", guided, teacher_steps, distill["teacher_sampler"]))
+        rows += [("teacher", guided, ts.trailing(teacher.schedule.T, k), "euler") for k in counts]
     rows += [("student", student, ts.for_model(student, steps=k), "euler") for k in counts]
+    for given in filter(None, args.timesteps.split(";")):
+        timesteps = ts.validate([int(t) for t in given.split(",")], student.schedule.T)
+        rows.append((f"student at t = {given}", student, timesteps, "euler"))
     print("| model | sampler | steps | calls / sample | 100 samples (s) | accuracy | FID | FID / floor | grain |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, model, timesteps, sampler in rows:

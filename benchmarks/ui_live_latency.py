@@ -4,10 +4,10 @@
 
 Starts ``fundiff ui`` with the model at its default settings (steps, sampler, CFG) on a free local port,
 opens it in headless Debian Chromium (Playwright, no browser download), ticks "live" in the SDEdit tab,
-draws --strokes strokes (after an untimed one) on the sketchpad one at a time, and for each waits
+draws --strokes strokes (after an untimed one) on the drawing pad one at a time, and for each waits
 until the status line reports the new update; then the same with the inpainting tab's mask. Prints, per
 tab, the median and the worst wall time from mouse-up to the status change (what the user waits: the
-editor's upload, gradio's queue, the model and the picture), and the server's own share (the milliseconds
+pad's PNG, gradio's queue, the model and the picture), and the server's own share (the milliseconds
 the status line reports).
 The MNIST test set is read from the default data folder (`fundiff data fetch mnist` first).
 """
@@ -37,11 +37,11 @@ def _free_port() -> int:
 
 
 def _canvas(page, selector: str):
-    canvas = page.locator(f"{selector} canvas:visible").first
+    """The drawing pad's canvas (fundiff/ui/pad.py), which is the whole image: (left, top, side)."""
+    canvas = page.locator(f"{selector} canvas").first
     canvas.wait_for(state="visible")
     box = canvas.bounding_box()
-    side = 0.8 * min(box["width"], box["height"])
-    return box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2, side
+    return box["x"], box["y"], min(box["width"], box["height"])
 
 
 def _draw(page, tab: str, stroke: list[tuple[float, float]]) -> None:
@@ -55,12 +55,14 @@ def _draw(page, tab: str, stroke: list[tuple[float, float]]) -> None:
 
 
 def _timed_strokes(page, tab: str, strokes: list[list[tuple[float, float]]]) -> tuple[list[float], list[float]]:
-    """Each stroke drawn, then the wait for a new "live:" status: (browser ms per stroke, server ms per stroke)."""
+    """Each stroke drawn, then the wait for a new x0_hat picture, loaded, beside a "live:" status (the status alone
+    can repeat: two runs of the same milliseconds): (browser ms per stroke, server ms per stroke)."""
     status = page.locator(f"#{tab}-status")
     left, top, side = _canvas(page, f"#{tab}-{'sketch' if tab == 'sdedit' else 'editor'}")
     waits, server = [], []
     for stroke in strokes:
-        before = status.inner_text()
+        picture = page.locator(f"#{tab}-live img")
+        before_src = picture.first.get_attribute("src") if picture.count() else ""
         (x, y), *rest = stroke
         page.mouse.move(left + x * side, top + y * side)
         page.mouse.down()
@@ -69,9 +71,11 @@ def _timed_strokes(page, tab: str, strokes: list[list[tuple[float, float]]]) -> 
         t0 = time.perf_counter()
         page.mouse.up()
         page.wait_for_function(
-            "([sel, before]) => { const t = document.querySelector(sel).innerText;"
-            " return t.startsWith('live:') && t !== before && / in \\d+ ms/.test(t); }",
-            arg=[f"#{tab}-status", before],
+            "([sel, pic, src]) => { const t = document.querySelector(sel).innerText;"
+            " const i = document.querySelector(pic);"
+            " return t.startsWith('live:') && / in \\d+ ms/.test(t)"
+            " && i !== null && i.src !== src && i.complete; }",
+            arg=[f"#{tab}-status", f"#{tab}-live img", before_src or ""],
             timeout=60_000,
             polling=5,
         )
@@ -109,10 +113,8 @@ def main() -> None:
             )
             for tab, name in (("SDEdit", "sdedit"), ("inpainting", "inpaint")):
                 page.get_by_role("tab", name=tab).click()
-                if name == "sdedit":
-                    page.locator('#sdedit-sketch button[aria-label="Brush"]').click()
                 page.locator(f"#{name}-live input").check()
-                _draw(page, name, lines[0])  # untimed: the editor's first stroke may only pick its layer
+                _draw(page, name, [(0.05, 0.95), (0.1, 0.95)])  # untimed: the first run loads the model
                 page.wait_for_timeout(3000)
                 waits, server = _timed_strokes(page, name, lines)
                 print(f"| {name} | {len(waits)} | {statistics.median(waits):.0f} | {max(waits):.0f} | "

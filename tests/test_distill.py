@@ -59,8 +59,9 @@ def test_the_pairs_are_the_guided_teachers_samples_of_seeded_noise(teacher, stud
 def test_the_student_samples_in_its_own_steps_with_guidance_built_in(student):
     den = runs.load_denoiser(str(student), precision="fp32")
     assert den.traits.guidance == 2.0 and den.traits.default_sampler == "euler"
-    assert ts.for_model(den) == [19, 9] == ts.trailing(T, 2)  # not strided's 19, 0: a step of nothing
-    assert ts.for_model(den, steps=4) == [19, 14, 9, 4] and ts.for_model(den, stride=7) == ts.strided(T, stride=7)
+    # its own spacing, time_shift 0.25 (timesteps.shifted): not strided's 19, 0 (a step of nothing), nor 19, 9
+    assert ts.for_model(den) == [19, 3] == ts.shifted(T, 2, 0.25)
+    assert ts.for_model(den, steps=4) == [19, 8, 3, 1] and ts.for_model(den, stride=7) == ts.strided(T, stride=7)
     assert scale_for(den) == 2.0 and scale_for(den, 2) == 2.0
     with pytest.raises(FundiffError, match="CFG s=2 built in"):
         scale_for(den, 5.0)
@@ -136,3 +137,14 @@ def test_iterative_denoisings_default_start_is_the_write_ups_fraction_of_the_ste
     den = runs.load_denoiser(str(student), precision="fp32")
     fig = techniques.denoise_figure(den, torch.rand(1, 1, 28, 28), out=tmp_path)  # the student's 2 steps: i_start 1
     assert fig.paths and all(p.is_file() for p in fig.paths)
+
+
+def test_shifted_timesteps_move_toward_the_clean_end_and_shift_1_is_trailing():
+    """tau' = s tau / (1 + (s - 1) tau) on tau = (N - i) / N, t = round(T tau') - 1 (the SD3 time shift)."""
+    assert ts.shifted(1000, 2, 0.25) == [999, 199] and ts.shifted(1000, 4, 0.25) == [999, 428, 199, 76]
+    assert ts.shifted(1000, 1, 0.25) == [999]  # the first step is always from pure noise
+    assert all(ts.shifted(1000, n, 1.0) == ts.trailing(1000, n) for n in (1, 2, 3, 7, 50))
+    with pytest.raises(FundiffError, match="repeated timesteps"):
+        ts.shifted(20, 15, 0.05)
+    with pytest.raises(FundiffError, match="time shift must be a positive number"):
+        ts.shifted(1000, 2, 0.0)

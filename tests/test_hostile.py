@@ -212,7 +212,9 @@ def test_ui_page_shows_the_notice(tmp_path):
     pytest.importorskip("gradio", reason="the web UI needs gradio")
     from fundiff import ui
 
-    config = ui.UIConfig(models=("mnist-class",), model="mnist-class", out=tmp_path / "ui", notice="SEEN BY ALL")
+    config = ui.UIConfig(
+        models=("mnist-class",), model="mnist-class", out=tmp_path / "ui", notice="SEEN BY ALL", precision="fp32"
+    )
     demo = ui.build(config)
     assert any("SEEN BY ALL" in str(getattr(b, "value", "")) for b in demo.blocks.values())
 

@@ -137,6 +137,13 @@ def _png(path: Path, pixels) -> Path:
     return path
 
 
+def _drawn(path: Path) -> str:
+    """A PNG file as the drawing pad sends it (ui/pad.py): a PNG data URL."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
 def _seven(path: Path) -> Path:
     """A dark-on-light hand-drawn 7, as a user would upload it (any size)."""
     import numpy as np
@@ -207,27 +214,23 @@ def test_api_sdedit_of_an_upload_is_what_the_cli_command_makes(served, tmp_path)
 
 
 def test_live_sdedit_and_inpainting_redo_a_stroke_and_write_nothing(served, tmp_path):
-    """With "live" ticked, every change of the sketchpad (the mask editor) runs one SDEdit level (the inpainting)
+    """With "live" ticked, every change of the drawing pad (the mask pad) runs one SDEdit level (the inpainting)
     into the x0_hat image and says how long it took; unticked, a change does nothing; neither writes a file."""
     import numpy as np
-    from gradio_client import handle_file
 
     client, config, _ = served
     before = sorted(p.name for p in config.out.iterdir()) if config.out.is_dir() else []
-    seven = handle_file(str(_seven(tmp_path / "seven.png")))
-    sketch = {"background": None, "layers": [], "composite": seven, "id": None}
+    sketch = _drawn(_seven(tmp_path / "seven.png"))
     shared = ["mnist-class", "ddim", 3, 7]
     image, status = client.predict(*shared, True, sketch, "ink", "7", 3.0, 1, api_name="/sdedit_live")
     assert Path(image).is_file() and re.fullmatch(r"live: SDEdit from i_start 1 \(t = \d+\) in \d+ ms; .*", status)
     _, status = client.predict(*shared, False, sketch, "ink", "7", 3.0, 1, api_name="/sdedit_live")
     assert not isinstance(status, str)  # unticked: skipped (gradio's "no update")
-    empty = {"background": None, "layers": [], "composite": None, "id": None}
-    _, status = client.predict(*shared, True, empty, "ink", "7", 3.0, 1, api_name="/sdedit_live")
+    _, status = client.predict(*shared, True, "", "ink", "7", 3.0, 1, api_name="/sdedit_live")
     assert status.startswith("live: the canvas is empty")  # a problem is a status line, not a pop-up
     layer = np.zeros((280, 280, 4), np.uint8)
     layer[:140, :, :] = (255, 51, 153, 178)
-    editor = {"background": None, "layers": [handle_file(str(_png(tmp_path / "l.png", layer)))], "composite": None,
-              "id": None}  # fmt: skip
+    editor = _drawn(_png(tmp_path / "l.png", layer))
     image, status = client.predict(
         *shared, True, "test image", 2, None, editor, "replace", 5, 5, "", 5.0, 2, api_name="/inpaint_live"
     )
@@ -238,18 +241,11 @@ def test_live_sdedit_and_inpainting_redo_a_stroke_and_write_nothing(served, tmp_
 
 def test_api_inpainting_with_a_painted_mask(served, tmp_path):
     import numpy as np
-    from gradio_client import handle_file
 
     client, _, _ = served
-    background = _png(tmp_path / "bg.png", np.zeros((280, 280, 3), np.uint8))
     layer = np.zeros((280, 280, 4), np.uint8)
-    layer[:140, :, :] = (255, 51, 153, 178)  # the top half painted
-    editor = {
-        "background": handle_file(str(background)),
-        "layers": [handle_file(str(_png(tmp_path / "l.png", layer)))],
-        "composite": handle_file(str(background)),
-        "id": None,
-    }
+    layer[:140, :, :] = (255, 51, 153, 255)  # the top half painted, on transparent (the mask pad's value)
+    editor = _drawn(_png(tmp_path / "l.png", layer))
     out = client.predict(
         "mnist-class",
         "ddpm",
@@ -302,9 +298,11 @@ def test_api_bad_inputs_give_a_message(served, tmp_path):
     assert "'notes.txt' is not an image" in _message(
         client, *sdedit, "upload", None, handle_file(str(text)), "pad", "", 5.0, "one level", 1, api_name="/sdedit"
     )
-    nothing = {"background": None, "layers": [], "composite": None, "id": None}
     assert "mask is empty" in _message(
-        client, *sdedit, "test image", 0, None, nothing, "painted", "replace", 5, 5, "", 5.0, 1, api_name="/inpaint"
+        client, *sdedit, "test image", 0, None, "", "painted", "replace", 5, 5, "", 5.0, 1, api_name="/inpaint"
+    )
+    assert "not a drawing from the pad" in _message(
+        client, *sdedit, "drawing", "<svg/>", None, "ink", "", 5.0, "one level", 1, api_name="/sdedit"
     )
     T = runs.load_denoiser("mnist-class").schedule.T
     assert f"steps must be in 1..{T}" in _message(
@@ -436,3 +434,27 @@ def test_api_three_band_hybrid_takes_the_mid_prompt_and_filter_and_the_cli_repro
     assert "must be below --sigma" in _message(
         client, "mnist-class", "ddpm", 3, 1, "1", "7", "0", 9, 2.0, 3, 2.5, 5.0, 1, api_name="/hybrid"
     )
+
+
+def test_the_drawing_pad_sends_a_png_and_keeps_its_settings_when_the_background_changes():
+    """ui/pad.py: the value is a PNG data URL (nothing drawn: empty, None); anything else is a one-line error; an
+    update of the mask pad's background carries the pad's other settings (a gradio update replaces them all)."""
+    pytest.importorskip("gradio", reason="the web UI needs gradio: pip install 'fundiff[ui]'")
+    import numpy as np
+
+    from fundiff.ui import pad
+
+    pixels = np.zeros((4, 5, 3), np.uint8)
+    pixels[1, 2] = (255, 51, 153)
+    url = pad.png_data_url(pixels)
+    assert url.startswith("data:image/png;base64,") and np.array_equal(np.asarray(pad.decode(url, "mask")), pixels)
+    assert pad.decode("", "mask") is None and pad.decode(None, "mask") is None
+    with pytest.raises(FundiffError, match="the drawing is not a drawing from the pad"):
+        pad.decode("data:image/svg+xml;base64,PHN2Zy8+", "drawing")
+    with pytest.raises(FundiffError, match="could not be read as a PNG"):
+        pad.decode("data:image/png;base64,bm90IGEgcG5n", "drawing")
+    mask = pad.pad("mask", label="paint", side=280, brush=28, elem_id="m")
+    update = pad.with_background(mask, url)
+    assert update.props == mask.props | {"background": url} and mask.props["mode"] == "mask"
+    with pytest.raises(ValueError):
+        pad.pad("spray", label="x", side=10, brush=1, elem_id="s")

@@ -179,7 +179,8 @@ class UNetDenoiser:
                 self.traits,
                 default_sampler=STUDENT_SAMPLER,
                 default_steps=int(student["steps"]),
-                timesteps_for=partial(timesteps.trailing, schedule.T),
+                # a student made before the shift was measured has 1: evenly spaced (timesteps.trailing)
+                timesteps_for=partial(timesteps.shifted, schedule.T, shift=float(student.get("time_shift", 1.0))),
                 guidance=float(student["guidance"]),
             )
         self.model = model

@@ -64,7 +64,7 @@ class ModelTraits:
     # the write-up's stride (35 steps); a course-flow model: its T, every step, as the course samples it
     default_steps: int | None = None
     # the timesteps a number of steps becomes on this model (--steps N and default_steps; timesteps.for_model), None:
-    # timesteps.strided, which visits both ends; a few-step student: timesteps.trailing (evenly spaced from noise)
+    # timesteps.strided, which visits both ends; a few-step student: timesteps.shifted (from noise)
     timesteps_for: Callable[[int], list[int]] | None = None
     # the CFG scale distilled into it (a guidance-distilled student: its conditional pass is its teacher's guided
     # one, so it is sampled at that scale only, in one call; guidance.scale_for), None: guided as usual

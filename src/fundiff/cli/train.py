@@ -82,6 +82,8 @@ def _register_distill(sub) -> None:
     p.add_argument("--teacher-sampler", default=d.teacher_sampler, help="the teacher's sampler for the pairs")
     p.add_argument("--teacher-steps", type=_number(int, low=1), default=d.teacher_steps, help="its steps")
     p.add_argument("--steps", type=_number(int, low=1), default=d.steps, help="the student's default sampling steps")
+    p.add_argument("--time-shift", type=_number(float, above=0), default=d.time_shift,
+                   help="its timesteps' shift toward the clean end (timesteps.shifted; 1: evenly spaced)")  # fmt: skip
     p.add_argument("--epochs", type=_number(int, low=1), default=d.epochs, help="epochs over the pairs")
     p.add_argument("--lr", type=_number(float, above=0), default=d.lr, help="Adam learning rate (constant)")
     p.add_argument("--batch-size", type=_number(int, low=1), default=d.batch_size, help="pairs per step")
@@ -103,6 +105,7 @@ def _handle_distill(args: argparse.Namespace) -> None:
     cfg = DistillConfig(
         teacher=args.teacher, guidance=args.guidance, pairs=args.pairs, null_share=args.null_share,
         teacher_sampler=args.teacher_sampler, teacher_steps=args.teacher_steps, steps=args.steps,
+        time_shift=args.time_shift,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay, seed=args.seed,
     )  # fmt: skip
     out = Path(args.out or f"runs/{Path(str(args.teacher)).name}-fast")

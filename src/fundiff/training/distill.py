@@ -50,6 +50,7 @@ class DistillConfig:
     teacher_sampler: str = "dpm++"
     teacher_steps: int = 10
     steps: int = 2  # the student's default number of sampling steps (measured: README "Few-step students")
+    time_shift: float = 0.25  # its timesteps (timesteps.shifted): 2 steps at t = 999, 199 (measured: README)
     epochs: int = 16
     lr: float = 2e-4
     batch_size: int = 128
@@ -69,6 +70,8 @@ class DistillConfig:
             raise FundiffError(f"--null-share must be in [0, 1), got {self.null_share:g}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise FundiffError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.time_shift) and self.time_shift > 0):
+            raise FundiffError(f"--time-shift must be a positive number, got {self.time_shift}")
 
 
 def chunk_plan(cfg: DistillConfig, num_classes: int) -> list[tuple[int, int]]:

@@ -167,6 +167,7 @@ class App:
         self.config = config
         self._models: dict[str, Denoiser] = {}
         self._facts: dict[str, dict] = {}
+        self._kept: dict[tuple, object] = {}
         self._lock = threading.Lock()
         self._count = 0
         self._unfinished: set[Path] = set()  # run folders made but not yet finished (removed if the run fails)
@@ -192,6 +193,14 @@ class App:
                     model, device=device, precision=self.config.precision, **self.config.model_options.get(model, {})
                 )
             return self._models[model]
+
+    def kept(self, key: tuple, make: Callable[[], object]):
+        """``make()``, made once per ``key`` for the app's life: what every run reads again (a test split)."""
+        if key not in self._kept:
+            value = make()
+            with self._lock:
+                self._kept.setdefault(key, value)
+        return self._kept[key]
 
     def model_facts(self, model: str) -> dict:
         """The manifest's facts of a model, as the tour records them (provenance.model_facts)."""

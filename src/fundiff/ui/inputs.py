@@ -17,6 +17,7 @@ from torch import Tensor
 from fundiff import images, io
 from fundiff.backends import runs
 from fundiff.errors import FundiffError
+from fundiff.ui import pad
 from fundiff.ui.pictures import _unit
 
 if TYPE_CHECKING:
@@ -49,9 +50,10 @@ def copy_upload(upload: str | None, folder: Path) -> Path:
 
 
 # -- the tabs' inputs: drawings, uploads, test images, painted masks -----------------------------------
-def save_drawing(value: dict | None, folder: Path) -> Path:
-    """The sketchpad's drawing (an EditorValue, PIL composite) as folder/input.png; an empty canvas is an error."""
-    composite = (value or {}).get("composite")
+def save_drawing(value: str | None, folder: Path) -> Path:
+    """The pad's drawing (ui/pad.py: a PNG data URL, dark on white) as folder/input.png; an empty canvas is an
+    error."""
+    composite = pad.decode(value, "drawing")
     if composite is None or int(np.asarray(composite.convert("L")).min()) > 250:
         raise FundiffError("the canvas is empty: draw a digit (or upload an image and choose 'upload')")
     path = folder / "input.png"
@@ -59,17 +61,18 @@ def save_drawing(value: dict | None, folder: Path) -> Path:
     return path
 
 
-def painted_mask(value: dict | None, folder: Path, image_size: int) -> Path:
-    """The strokes painted over the image (the editor's layers, any colour) as a 0/1 mask of the model's size,
-    written to folder/mask.png (white = fill in) the way ``--mask`` reads it; nothing painted is an error."""
+def painted_mask(value: str | None, folder: Path, image_size: int) -> Path:
+    """The strokes painted over the image (the mask pad's value, ui/pad.py: strokes on transparent) as a 0/1 mask
+    of the model's size, written to folder/mask.png (white = fill in) the way ``--mask`` reads it; nothing painted
+    is an error."""
     from PIL import Image
 
-    layers = [layer for layer in (value or {}).get("layers") or [] if layer is not None]
-    alpha = [np.asarray(layer.convert("RGBA"))[..., 3] > 0 for layer in layers]
-    if not any(a.any() for a in alpha):
+    strokes = pad.decode(value, "mask")
+    alpha = None if strokes is None else np.asarray(strokes.convert("RGBA"))[..., 3] > 0
+    if alpha is None or not alpha.any():
         raise FundiffError("the mask is empty: paint over the part of the image to fill in (or choose a preset mask)")
     painted = folder / "painted.png"
-    Image.fromarray(np.logical_or.reduce(alpha).astype(np.uint8) * 255, "L").save(painted)
+    Image.fromarray(alpha.astype(np.uint8) * 255, "L").save(painted)
     try:
         mask = images.load_mask(painted, image_size=image_size, fit="pad")
     except FundiffError:
@@ -82,7 +85,7 @@ def painted_mask(value: dict | None, folder: Path, image_size: int) -> Path:
 
 
 class scratch:
-    """A throw-away folder under the app's ``out`` (for the editor's preview image), removed afterwards."""
+    """A throw-away folder under the app's ``out`` (the mask pad's background, the live runs), removed afterwards."""
 
     def __init__(self, app: App) -> None:
         self.folder = app.config.out / ".preview" / f"{threading.get_ident()}-{time.monotonic_ns()}"
@@ -121,7 +124,12 @@ def inpaint_image(app: App, model: str, source: str, index, upload, folder: Path
 
 def test_images(app: App, model: str) -> Tensor:
     """The test split (N,H,W) uint8 of the dataset the model was trained on; for the emoji, which have none, the
-    shipped test image (1,3,S,S) (images.dataset_image)."""
+    shipped test image (1,3,S,S) (images.dataset_image). Read once per model (live inpainting reads it on every
+    stroke)."""
+    return app.kept(("test images", model), lambda: _read_test_images(app, model))
+
+
+def _read_test_images(app: App, model: str) -> Tensor:
     from fundiff import data
     from fundiff.checkpoints import load_config
 

@@ -23,10 +23,11 @@ from fundiff.errors import FundiffError
 from fundiff.ui.app import App, UIConfig, _Run
 from fundiff.ui.controls import PROGRESS, SAMPLING_SLOT, check_prompts, controls, given_from, listen, outputs, ui_params
 from fundiff.ui.inputs import copy_upload, inpaint_image, painted_mask, save_drawing, scratch, whole
+from fundiff.ui.pad import pad, png_data_url, with_background
 from fundiff.ui.pictures import CANVAS, _unit, model_view, near_and_far, tiles
 
 SDEDIT_MODES = ("all write-up levels", "one level")
-LIVE_LABEL = "live: redo at every stroke, no files (quick with a fast model: mnist-class-fast)"
+LIVE_LABEL = "live: redo at every stroke, no files (quick with a fast model: mnist-class-fast, fashion-class-fast)"
 INPAINT_SOURCES = ("test image", "upload")
 SDEDIT_SOURCES = ("drawing", "upload")
 
@@ -151,15 +152,10 @@ def _sdedit_tab(app: App, shared: list, den, steps: gr.Number) -> None:
     with gr.Row():
         with gr.Column():
             source = gr.Radio(list(SDEDIT_SOURCES), value="drawing", label="edit")
-            sketch = gr.Sketchpad(
-                label="drawing (dark on light; inverted for the model)",
-                type="pil",
-                image_mode="RGB",
-                canvas_size=(CANVAS, CANVAS),
-                brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"),
-                format="png",
+            sketch = pad(
+                "ink", label="drawing (dark on light; inverted for the model)", side=CANVAS, brush=18,
                 elem_id="sdedit-sketch",
-            )
+            )  # fmt: skip
             upload = gr.File(label="or upload an image", type="filepath", elem_id="sdedit-upload")
             fit = gr.Radio(list(FITS), value="ink", label="fit: ink boxes the drawing like MNIST")
             parts, go = _tab_inputs(spec, den, "sdedit")
@@ -252,22 +248,12 @@ def _inpaint_tab(app: App, shared: list, den, demo: gr.Blocks) -> None:
                 source = gr.Radio(list(INPAINT_SOURCES), value="test image", label="image")
                 index = gr.Number(value=0, precision=0, minimum=0, label="test image index (MNIST test 0 is a 7)")
             upload = gr.File(label="or upload an image", type="filepath", elem_id="inpaint-upload")
-            editor = gr.ImageMask(
-                label="paint the region to fill in",
-                type="pil",
-                sources=(),
-                canvas_size=(CANVAS, CANVAS),
-                brush=gr.Brush(default_size=20, colors=[("#ff3399", 0.7)], color_mode="fixed"),
-                layers=False,
-                transforms=(),
-                format="png",
-                elem_id="inpaint-editor",
-            )
+            editor = pad("mask", label="paint the region to fill in", side=CANVAS, brush=28, elem_id="inpaint-editor")
             mask_from = gr.Radio(["painted", *MASK_PRESETS], value="painted", label="mask")
             parts, go = _tab_inputs(spec, den, "inpaint")
             live = gr.Checkbox(False, label=LIVE_LABEL + " (the painted mask)", elem_id="inpaint-live")
         outs = outputs("inpaint")
-    show, picked = functools.partial(show_inpaint_image, app), [shared[0], source, index, upload]
+    show, picked = functools.partial(show_inpaint_image, app, editor), [shared[0], source, index, upload]
     for trigger in (source.change, index.change, upload.change, shared[0].change, demo.load):
         # in the sampling slot: loading a model (and timing its precision) never overlaps a run
         trigger(show, picked, editor, api_name=False, show_progress="hidden", concurrency_id=SAMPLING_SLOT)
@@ -299,8 +285,8 @@ def run_inpaint_live(app: App, model, sampler, steps, seed, live, source, index,
     return tiles(_unit(x, den.value_range), nrow=len(x), scale=4), status
 
 
-def show_inpaint_image(app: App, model, source, index, upload):
-    """The editor's background: the image to inpaint as the model sees it. A problem is a warning, not an
+def show_inpaint_image(app: App, editor: gr.HTML, model, source, index, upload):
+    """The mask pad's background: the image to inpaint as the model sees it. A problem is a warning, not an
     error (it runs when the page opens, e.g. before the dataset is there)."""
     try:
         with scratch(app) as folder:
@@ -308,7 +294,7 @@ def show_inpaint_image(app: App, model, source, index, upload):
     except FundiffError as e:
         gr.Warning(html.escape(str(e), quote=False), title="fundiff")
         return gr.skip()
-    return model_view(x_0, app.denoiser(model).value_range)
+    return with_background(editor, png_data_url(model_view(x_0, app.denoiser(model).value_range)))
 
 
 def run_inpaint(
