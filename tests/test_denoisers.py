@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from fundiff import devices
@@ -34,6 +35,7 @@ def test_channels_last_and_bf16_compute_the_same_prediction():
     assert 0 < err < 0.05 * ref.abs().max()  # bf16 has ~3 significant digits: close, but not fp32's result
 
 
+@pytest.mark.precision_timing
 def test_auto_precision_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FUNDIFF_CACHE", str(tmp_path / "cache"))
     run = tiny_runs(tmp_path, synthetic_data(32))["class"]

@@ -309,6 +309,7 @@ def test_precision_on_cuda_is_not_timed(fake_timer, monkeypatch):
     assert not fake_timer
 
 
+@pytest.mark.precision_timing
 def test_precision_timing_leaves_the_model_and_process_alone(tmp_path, monkeypatch):
     from fundiff.devices import choose_precision
 
