@@ -92,6 +92,8 @@ def test_draw_sdedit_then_paint_and_inpaint_in_chromium(browser_and_app):
             page.locator("#sdedit-run").click()  # nothing drawn yet: a message in the page, no traceback
             page.get_by_text("the canvas is empty").first.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
             assert page.get_by_text("Traceback").count() == 0
+            page.locator(".toast-close").first.click()  # the message closes (and stays out of the screenshots)
+            page.get_by_text("the canvas is empty").first.wait_for(state="hidden")
             seven = [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]]
             _strokes(page, "#sdedit-sketch", seven)
             _run_tab(page, "sdedit", shots)
