@@ -1,4 +1,4 @@
-"""Pictures for the page: images as uint8 grids, hybrids near and far, the mask editor's background."""
+"""Pictures for the page: images as uint8 grids, hybrids near and far, the mask pad's background."""
 
 from __future__ import annotations
 
