@@ -56,11 +56,9 @@ def strided(T: int, *, steps: int | None = None, stride: int | None = None) -> l
 
 def trailing(T: int, steps: int) -> list[int]:
     """``steps`` timesteps evenly spaced from T-1 down, not reaching 0: t_i = round(T (steps - i) / steps) - 1
-    (diffusers' "trailing" spacing; 2 steps on T = 1000: 999, 499). A few-step model's own (its traits'
-    ``timesteps_for``): :func:`strided` with few steps spends one on the last, nearly clean, level."""
-    if not 1 <= steps <= T:
-        raise FundiffError(f"--steps must be in 1..{T}: at most T={T} for this model, got {steps}")
-    return validate([round(T * (steps - i) / steps) - 1 for i in range(steps)], T)
+    (diffusers' "trailing" spacing; 2 steps on T = 1000: 999, 499): :func:`shifted` at shift 1. For few steps,
+    where :func:`strided` spends one on the last, nearly clean, level."""
+    return shifted(T, steps)
 
 
 def shifted(T: int, steps: int, shift: float = 1.0) -> list[int]:
