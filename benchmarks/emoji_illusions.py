@@ -5,8 +5,10 @@
 Reading: an image "reads as" a prompt when its nearest training emoji (Euclidean distance in pixels,
 fundiff.prompt_eval.nearest) is one of the prompt's emoji. Anagrams: the image as is should read as the first
 prompt and under the view as the second. Hybrids: from afar (both the image and the training set blurred by one
-fixed Gaussian, --afar) as the low prompt, up close (the whole image) as the high prompt; --hybrid-filters
-compares the filters that make the hybrid. Chance is about 1 in 1,600 per reading.
+fixed Gaussian, --afar) as the low prompt; up close as the high prompt, read two ways: the whole image (its low
+band, the other prompt's, is there too, so this is the strict reading) and its high band (both the image and the
+training set minus their --afar blur: what the eye picks out up close, as the hybrid is made of it);
+--hybrid-filters compares the filters that make the hybrid. Chance is about 1 in 1,600 per reading.
 """
 
 from __future__ import annotations
@@ -68,20 +70,27 @@ def main() -> None:
     k_afar, s_afar = args.afar.split(":")
     afar = GaussianFilter(int(k_afar), float(s_afar))
     train_afar = (afar.lowpass(train.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8)
-    print(f"{'hybrid (low / high), filter':40s} {'afar as low':>11s} {'close as high':>13s} {'both':>6s}")
+    # the high band in [0, 1] as nearest() reads it: 0.5 + (x - blur(x)), on the same uint8 scale as the training set
+    train_high = ((afar.highpass(train.float() / 255) + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    print(f"{'hybrid (low / high), filter':40s} {'afar as low':>11s} {'close as high':>13s} {'both':>6s} "
+          f"{'high band as high':>17s} {'both':>6s}")  # fmt: skip
     for spec in filter(None, args.hybrid_filters.split(",")):
         kernel, sigma = spec.split(":")
-        both = []
+        both, both_band = [], []
         for case in filter(None, args.hybrids.split(",")):
             low, high = case.split(":")
             fig = hybrid_figure(den, low, high, n=args.n, guidance=args.guidance, seed=args.seed,
                                 kernel_size=int(kernel), sigma=float(sigma))  # fmt: skip
             x = fig.images["x_0"].clamp(0, 1)
             ok_lo, ok_hi = reads(afar.lowpass(x), low, train_afar), reads(x, high)
+            ok_band = reads(afar.highpass(x) + 0.5, high, train_high)
             both.append(float((ok_lo & ok_hi).float().mean()))
+            both_band.append(float((ok_lo & ok_band).float().mean()))
             print(f"{low + ' / ' + high + ', ' + spec:40s} {ok_lo.float().mean():>11.2f} "
-                  f"{ok_hi.float().mean():>13.2f} {both[-1]:>6.2f}", flush=True)  # fmt: skip
-        print(f"{'mean of both, filter ' + spec:40s} {'':>11s} {'':>13s} {sum(both) / len(both):>6.2f}", flush=True)
+                  f"{ok_hi.float().mean():>13.2f} {both[-1]:>6.2f} {ok_band.float().mean():>17.2f} "
+                  f"{both_band[-1]:>6.2f}", flush=True)  # fmt: skip
+        print(f"{'mean of both, filter ' + spec:40s} {'':>11s} {'':>13s} {sum(both) / len(both):>6.2f} {'':>17s} "
+              f"{sum(both_band) / len(both_band):>6.2f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -159,6 +159,46 @@ def test_training_texts_are_drawn_only_from_each_items_own():
     assert len(seen) == 2  # both texts of item 0 are drawn
 
 
+def test_a_name_with_a_skin_tone_sets_the_name_and_the_tone_words():
+    texts = [["older man", "old"], ["older man, dark skin tone", "old, dark skin tone"]]
+    enc = text.TextEncoder.build(texts, [["older man"], ["older man"]], "words+names", ["dark skin tone"])
+    name = len(enc.words)  # the one name dimension
+    assert name in enc.tokens("older man") and name in enc.tokens("an older man, dark skin tone")
+    assert name not in enc.tokens("old, dark skin tone") and name not in enc.tokens("dark skin tone")
+    assert enc.describe("older man, dark skin tone") == "dark man older skin tone"
+    again = text.TextEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.tokens("older man, dark skin tone") == enc.tokens("older man, dark skin tone")
+    legacy = {k: v for k, v in enc.to_dict().items() if k != "modifiers"}  # a model saved before modifiers
+    assert name not in text.TextEncoder.from_dict(legacy).tokens("older man, dark skin tone")
+
+
+def test_name_share_draws_the_name_texts_that_often():
+    texts = [["rocket", "launch", "space", "fly"], ["fire", "flame", "hot", "burn"], ["ocean"]]
+    enc = text.TextEncoder.build(texts, [["rocket"], ["fire"], ["sea"]])  # "ocean" names nothing
+    table = enc.variant_table(texts)
+    assert table[3].tolist() == [1, 1, 0]  # named texts per item, listed first
+    idx = torch.tensor([0, 1, 2] * 2000)
+    for share, want in ((0.0, 0.25), (0.8, 0.8 + 0.2 * 0.25)):
+        c = text.sample_vectors(table, enc.dim, idx, torch.Generator().manual_seed(1), share)
+        named = c[:, len(enc.words) :].sum(1)
+        assert abs(named[idx < 2].mean().item() - want) < 0.03
+        assert named[idx == 2].sum() == 0 and (c[idx == 2].argmax(1) == enc.words.index("ocean")).all()
+
+
+def test_a_keyword_that_is_another_emojis_name_trains_as_words_only():
+    texts = [["water wave", "ocean", "wave"], ["person surfing", "ocean", "surf"]]
+    names = [["water wave", "ocean"], ["person surfing"]]
+    enc = text.TextEncoder.build(texts, names)
+    wave, surfer = (len(enc.words) + enc.names[k] for k in ("water wave", "person surfing"))
+    assert wave in enc.tokens("ocean")  # a prompt "ocean" asks for the water wave
+    start, count, tokens, named = enc.variant_table(texts, names)
+    rows = [set(tokens[r].tolist()) for r in range(len(tokens))]
+    assert [wave in r for r in rows] == [True, True, False, False, False, False]
+    assert [surfer in r for r in rows] == [False, False, False, True, False, False]
+    assert named.tolist() == [2, 1] and enc.words.index("ocean") in rows[4]  # the surfer's "ocean": its word only
+    assert [wave in r for r in (set(t.tolist()) for t in enc.variant_table(texts)[2])].count(True) == 3  # unchecked
+
+
 def _text_run(emoji_root, tmp_path, **kw):
     from fundiff.training.inputs import training_inputs
 
@@ -190,6 +230,14 @@ def test_text_options_are_checked(emoji_root, tmp_path):
         training.train(cfg, tmp_path / "r", data=split, progress=False)
     with pytest.raises(FundiffError, match="a class model on emoji needs --text"):
         replace(cfg, text="none")
+    with pytest.raises(FundiffError, match="--name-share weights the name texts"):
+        replace(cfg, text="words", name_share=0.5)
+    with pytest.raises(FundiffError, match="a number in"):
+        replace(cfg, name_share=1.5)
+    with pytest.raises(FundiffError, match="--class-map maps a class model's"):
+        tiny_config("time", class_map=4)
+    with pytest.raises(FundiffError, match="--film conditions on the time"):
+        tiny_config("denoiser", film=True)
     assert not (tmp_path / "r").exists()
 
 

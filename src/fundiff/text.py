@@ -11,8 +11,10 @@ Two designs (``DESIGNS``, compared in README "Text to image on a CPU"):
 
 - ``words``: the bag of words only;
 - ``words+names``: also one *name* dimension per emoji, set when the whole prompt (filler dropped) is one
-  of its names ("older man", "older_man", "snow-capped mountain"): a sharp identity for the model to learn
-  beside the words, while any other phrasing still works through the words.
+  of its names ("older man", "older_man", "snow-capped mountain"), alone or followed by one of the encoder's
+  *modifiers* (the skin tones: "older man, dark skin tone" sets older man's name dimension and the words
+  dark, skin, tone): a sharp identity for the model to learn beside the words, shared by an emoji's skin-tone
+  variations, while any other phrasing still works through the words.
 
 ``""`` (or only whitespace) is the null prompt: c = 0, the unconditional model of classifier-free guidance.
 A prompt of no known word is a one-line error naming the closest known words; unknown words beside known
@@ -75,6 +77,7 @@ class TextEncoder:
     words: tuple[str, ...]
     names: dict[str, int] = field(default_factory=dict)
     num_names: int = 0
+    modifiers: tuple[str, ...] = ()  # phrases that may follow a name (their words joined by spaces)
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -94,11 +97,15 @@ class TextEncoder:
     # -- building ------------------------------------------------------------------------------------------
     @classmethod
     def build(
-        cls, texts: Iterable[Sequence[str]], names: Iterable[Sequence[str]] = (), design: str = "words+names"
+        cls,
+        texts: Iterable[Sequence[str]],
+        names: Iterable[Sequence[str]] = (),
+        design: str = "words+names",
+        modifiers: Iterable[str] = (),
     ) -> TextEncoder:
         """The encoder of a dataset: its vocabulary from every item's ``texts``; for ``words+names`` one name
         dimension per distinct set of ``names`` (an emoji's Unicode name, label and short names: its skin-tone
-        variations share it)."""
+        variations share it), also set by a name followed by one of ``modifiers`` (the skin tones)."""
         items = [list(t) for t in texts]
         raw = {w for t in items for s in t for w in words_of(s)}
         canon = {w: _canonical(w, raw) for w in raw}
@@ -113,16 +120,18 @@ class TextEncoder:
                     name_dim.setdefault(k, ident)
         used = sorted(set(name_dim.values()))  # a name set whose names all belong to earlier ones gets none
         renumber = {old: new for new, old in enumerate(used)}
-        return cls(design, vocab, {k: renumber[v] for k, v in name_dim.items()}, len(used))
+        mods = tuple(" ".join(_content(m)) for m in modifiers) if design == "words+names" else ()
+        return cls(design, vocab, {k: renumber[v] for k, v in name_dim.items()}, len(used), mods)
 
     def to_dict(self) -> dict:
-        return {"design": self.design, "words": list(self.words), "names": self.names, "num_names": self.num_names}
+        d = {"design": self.design, "words": list(self.words), "names": self.names, "num_names": self.num_names}
+        return d | ({"modifiers": list(self.modifiers)} if self.modifiers else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> TextEncoder:
         try:
             return cls(str(d["design"]), tuple(d["words"]), {str(k): int(v) for k, v in d["names"].items()},
-                       int(d["num_names"]))  # fmt: skip
+                       int(d["num_names"]), tuple(str(m) for m in d.get("modifiers", ())))  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise FundiffError(f"the text encoder's description is incomplete or corrupt ({e!r})") from None
 
@@ -160,8 +169,18 @@ class TextEncoder:
             raise FundiffError(
                 f"prompt {shorten(prompt)} has no word the model knows; closest known words: {', '.join(close)}"
             )
-        name = self.names.get(" ".join(content))
+        name = self.name_of(" ".join(content))
         return found + ([len(self.words) + name] if name is not None else [])
+
+    def name_of(self, content: str) -> int | None:
+        """The name dimension (counted from the first after the words) of a prompt's content words joined by
+        spaces: a name, or a name followed by one of the modifiers; else None."""
+        if (name := self.names.get(content)) is not None:
+            return name
+        for m in self.modifiers:
+            if content.endswith(" " + m) and (name := self.names.get(content[: -len(m) - 1])) is not None:
+                return name
+        return None
 
     def encode(self, prompts: Sequence[str], device: torch.device | str = "cpu") -> torch.Tensor:
         """(len(prompts), dim) float32 multi-hot vectors; "" gives zeros."""
@@ -174,30 +193,49 @@ class TextEncoder:
         """The prompt as understood: its known words (the null prompt: "")."""
         return " ".join(self.words[i] for i in self.tokens(prompt) if i < len(self.words))
 
-    def variant_table(self, texts: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training texts as tensors: (start (N,), count (N,), tokens (V, L) int64 padded with ``dim``) where item
-        n's texts are rows start[n] .. start[n] + count[n] - 1 of tokens (see :func:`sample_vectors`)."""
-        rows, start, count = [], [], []
-        for t in texts:
+    def variant_table(self, texts: Sequence[Sequence[str]], names: Sequence[Sequence[str]] | None = None) -> TextTable:
+        """Training texts as tensors: (start (N,), count (N,), tokens (V, L) int64 padded with ``dim``, named (N,))
+        where item n's texts are rows start[n] .. start[n] + count[n] - 1 of tokens, the named[n] that set a name
+        dimension first (see :func:`sample_vectors`).
+
+        ``names`` (per item, as given to :meth:`build`): a text sets a name dimension only where it is the item's
+        own: a keyword that happens to be another emoji's name ("ocean", a short name of the water wave, is a
+        keyword of the surfer) trains as its words alone, so each name dimension is trained on its emoji only."""
+        rows, start, count, named = [], [], [], []
+        for n, t in enumerate(texts):
             start.append(len(rows))
             toks = [self.tokens(s) for s in t if _content(s)]
+            if names is not None:
+                own = {self.name_of(" ".join(_content(s))) for s in names[n]}
+                first = len(self.words)
+                toks = [r if not r or r[-1] < first or r[-1] - first in own else r[:-1] for r in toks]
+            toks.sort(key=lambda r: not (r and r[-1] >= len(self.words)))  # stable: the name texts first
             rows += toks
             count.append(len(toks))
+            named.append(sum(bool(r) and r[-1] >= len(self.words) for r in toks))
         width = max(len(r) for r in rows)
         table = torch.full((len(rows), width), self.dim, dtype=torch.int64)
         for i, r in enumerate(rows):
             table[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
-        return torch.tensor(start), torch.tensor(count), table
+        return torch.tensor(start), torch.tensor(count), table, torch.tensor(named)
+
+
+TextTable = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # TextEncoder.variant_table
 
 
 def sample_vectors(
-    table: tuple[torch.Tensor, torch.Tensor, torch.Tensor], dim: int, idx: torch.Tensor, g: torch.Generator
+    table: TextTable, dim: int, idx: torch.Tensor, g: torch.Generator, name_share: float = 0.0
 ) -> torch.Tensor:
-    """(B, dim) multi-hot vectors of one training text per item ``idx`` (B,), drawn uniformly among its texts
-    with ``g`` (TextEncoder.variant_table), on ``idx``'s device."""
-    start, count, tokens = (v.to(idx.device) for v in table)
+    """(B, dim) multi-hot vectors of one training text per item ``idx`` (B,), drawn with ``g``
+    (TextEncoder.variant_table) on ``idx``'s device: uniformly among the item's texts, or, with ``name_share``
+    > 0, with that probability among its name texts (where it has any) and else among all of them."""
+    start, count, tokens, named = (v.to(idx.device) for v in table)
     u = torch.rand(idx.shape[0], generator=g, device=idx.device)
-    rows = start[idx] + (u * count[idx]).long().clamp_max(count[idx] - 1)
+    n = count[idx]
+    if name_share > 0:
+        pick_name = (torch.rand(idx.shape[0], generator=g, device=idx.device) < name_share) & (named[idx] > 0)
+        n = torch.where(pick_name, named[idx], n)
+    rows = start[idx] + (u * n).long().clamp_max(n - 1)
     c = torch.zeros(idx.shape[0], dim + 1, device=idx.device)
     return c.scatter_(1, tokens[rows], 1.0)[:, :dim]
 
@@ -214,4 +252,4 @@ def _canonical(word: str, raw: set[str]) -> str:
     return word
 
 
-__all__ = ["DESIGNS", "FILLER", "TextEncoder", "sample_vectors", "words_of"]
+__all__ = ["DESIGNS", "FILLER", "TextEncoder", "TextTable", "sample_vectors", "words_of"]

@@ -74,6 +74,12 @@ def check_config_matches(config: UNetConfig, state: dict[str, torch.Tensor], run
     image_size) that disagrees with the weights; nothing when they agree."""
     facts = config_of_weights(state)
     said = config.to_dict()
+    if config.patch > 1:  # the weights show the patches' channels and side (models.unet: space-to-depth)
+        facts = dict(facts)
+        if "in_channels" in facts:
+            facts["in_channels"] //= config.patch**2
+        if "image_size" in facts:
+            facts["image_size"] *= config.patch
     for name in ("kind", "in_channels", "hidden", "num_classes", "image_size"):
         if name in facts and facts[name] != said[name]:
             raise FundiffError(

@@ -27,9 +27,9 @@ def training_inputs(cfg: TrainConfig, data_dir: str | Path | None = None) -> tup
     from fundiff.text import TextEncoder
 
     images, items = emoji.load(data.fetch("emoji", data_dir), resolution=emoji.DEFAULT_RESOLUTION)
-    texts = [e.texts() for e in items]
-    encoder = TextEncoder.build(texts, [e.names() for e in items], cfg.text)
-    return _first(cfg, images, torch.arange(len(items))), (encoder, encoder.variant_table(texts))
+    texts, names = [e.texts() for e in items], [e.names() for e in items]
+    encoder = TextEncoder.build(texts, names, cfg.text, emoji.SKIN_TONES.values())
+    return _first(cfg, images, torch.arange(len(items))), (encoder, encoder.variant_table(texts, names))
 
 
 def _first(cfg: TrainConfig, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,14 +28,14 @@ def batch_loss(
     x0: Tensor,
     y: Tensor,
     g: torch.Generator,
-    texts: tuple[Tensor, Tensor, Tensor] | None = None,
+    texts: tuple[Tensor, ...] | None = None,
     eps: Tensor | None = None,
 ) -> Tensor:
     """The kind's training loss on a clean batch x0 (B,C,H,W) in [0,1] with labels y (B,).
 
     ``model`` may be wrapped in DistributedDataParallel; all noise, times, texts and class dropouts come from
     ``g``. ``texts`` (a text model: text.TextEncoder.variant_table): the class vector of item y is the bag of
-    words of one of its training texts, drawn with ``g``; else the one-hot vector of class y, and zeros (the null
+    words of one of its training texts, drawn with ``g`` (a name text with probability ``cfg.name_share``); else the one-hot vector of class y, and zeros (the null
     class) for y = num_classes. ``eps`` (reflow, training.distill): each image's own noise, the other end of its
     straight path, in place of fresh noise.
     """
@@ -62,7 +62,7 @@ def batch_loss(
         if texts is not None:
             from fundiff.text import sample_vectors
 
-            c = sample_vectors(texts, net.config.num_classes, y, g)
+            c = sample_vectors(texts, net.config.num_classes, y, g, cfg.name_share)
         else:
             n = net.config.num_classes
             c = F.one_hot(y, n + 1)[:, :n].float()  # y = n: the null class (all zeros)

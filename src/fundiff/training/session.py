@@ -52,7 +52,7 @@ class Session:
     schedule: NoiseSchedule | None
     x_all: Tensor  # uint8 (N,H,W) or (N,C,H,W) on dev
     y_all: Tensor  # int64 (N,) on dev
-    texts: tuple[Tensor, Tensor, Tensor] | None  # a text model's training texts (TextEncoder.variant_table), on dev
+    texts: tuple[Tensor, ...] | None  # a text model's training texts (TextEncoder.variant_table), on dev
     noise_all: Tensor | None  # float32 like x_all: each image's own noise (reflow, training.distill), on dev
     per_rank_batch: int
     steps_per_epoch: int
@@ -71,6 +71,12 @@ def unet_config(cfg: TrainConfig, images: Tensor, text_dim: int | None = None) -
     extra = {"num_classes": text_dim} if text_dim else {}
     if cfg.time_conditioning != "additive":
         extra["time_conditioning"] = cfg.time_conditioning
+    if cfg.patch != 1:
+        extra["patch"] = cfg.patch
+    if cfg.film:
+        extra["film"] = True
+    if cfg.class_map:
+        extra["class_map"] = cfg.class_map
     return UNetConfig(kind=cfg.kind, in_channels=channels, hidden=cfg.hidden, image_size=images.shape[-1], **extra)
 
 
