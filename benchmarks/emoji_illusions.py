@@ -34,6 +34,20 @@ TARGETS = {
     "a water wave": ("WATER WAVE",),
     "fire": ("FIRE",),
     "a rocket ship": ("ROCKET",),
+    "a ghost": ("GHOST",),
+    "a red apple": ("RED APPLE",),
+    "a tomato": ("TOMATO",),
+    "a full moon": ("FULL MOON SYMBOL",),
+    "a cookie": ("COOKIE",),
+    "a bear face": ("BEAR FACE",),
+    "a panda face": ("PANDA FACE",),
+    "a pig face": ("PIG FACE",),
+    "a frog face": ("FROG FACE",),
+    "a volcano": ("VOLCANO",),
+    "mount fuji": ("MOUNT FUJI",),
+    "an evergreen tree": ("EVERGREEN TREE",),
+    "a christmas tree": ("CHRISTMAS TREE",),
+    "a droplet": ("DROPLET",),
 }
 
 

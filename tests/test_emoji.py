@@ -253,7 +253,7 @@ def test_every_part_a_command_runs_on_a_text_model_with_text_prompts(emoji_root,
         ["sdedit", "--prompt", "a campfire", "--i-start", "1"],  # the shipped tower stands in for the Campanile
         ["sdedit", "--image", "sun-drawing", "--prompt", "", "--i-start", "1"],
         ["inpaint", "--prompt", "fire"],
-        ["anagram"],  # the emoji defaults: an old man / a campfire upside down
+        ["anagram"],  # the emoji defaults: an old man / fire upside down
         ["hybrid"],  # a skull far away, a water wave up close
     ):
         out = tmp_path / argv[0] / str(len(argv))

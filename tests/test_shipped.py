@@ -185,9 +185,10 @@ EMOJI_ASSETS = {"older-man": "older man", "camping": "camping", "tower": "Tokyo 
 
 @pytest.mark.slow
 def test_shipped_emoji_model_draws_the_emoji_it_is_asked_for():
-    """A regression guard without the dataset: 4 samples (CFG 5, 8 DPM-Solver++ steps) of each shipped test emoji's
-    name are nearer in pixels to that emoji than to the others, and within an RMS distance of 0.2 of it (the model
-    before the class map, at 7.5% prompt fidelity, drew colour blobs at 0.25 and more)."""
+    """A regression guard without the dataset: 4 samples (CFG 5, 8 Euler steps) of each shipped test emoji's name
+    are nearer in pixels to that emoji than to the others, and within an RMS distance of 0.12 of it: the shipped
+    model is at 0.08-0.09, the model before the class map (7.5% prompt fidelity) at 0.14-0.21, drawing blobs of
+    the right colours whose nearest training emoji is another (an egg for the old man)."""
     from fundiff import DEFAULT_GUIDANCE, samplers
     from fundiff import timesteps as ts
     from fundiff.guidance import CFG
@@ -202,9 +203,9 @@ def test_shipped_emoji_model_draws_the_emoji_it_is_asked_for():
         model.encode(prompts),
         ts.strided(den.schedule.T, steps=8),
         generator=torch.Generator().manual_seed(0),
-        sampler="dpm++",
+        sampler="euler",
     ).clamp(0, 1)
     rms = (x[:, None] - refs[None]).pow(2).mean(dim=(2, 3, 4)).sqrt()  # (samples, test emoji)
     own = torch.arange(len(EMOJI_ASSETS)).repeat_interleave(4)
     assert (rms.argmin(1) == own).all(), rms
-    assert float(rms[torch.arange(len(prompts)), own].max()) < 0.2, rms
+    assert float(rms[torch.arange(len(prompts)), own].max()) < 0.12, rms

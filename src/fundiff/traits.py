@@ -78,12 +78,14 @@ DIGIT_DEFAULTS = TechniqueDefaults()
 # Per dataset, where a measurement chose otherwise (README, "Does another filter help?"): on MNIST the
 # shipped flow model's hybrids read both ways 21% of the time with sigma 2 against 9% with 1.5 (3 pairs,
 # 30 samples each); on Fashion-MNIST 1.5 stays best (22% against 18%).
-# The emoji model (32x32 colour, text prompts): the write-up's prompts where an emoji fits (its old man and
-# campfire upside down; its skull far away, a waterfall up close -> a water wave); the hybrid filter as for
-# the 28x28 digits: every filter read 0% both ways (README "Text to image on a CPU"), so none could be chosen.
+# The emoji model (32x32 colour, text prompts): the write-up's prompts where an emoji fits (its old man, and fire
+# upside down: "fire" reads both ways in 95% of samples, "a campfire" -- the tent emoji -- in 0%; its skull far
+# away, a waterfall up close -> a water wave); the hybrid filter 9 / 1.5, chosen by measurement (both ways, high
+# band read up close: 67% mean over 3 pairs against 37% for sigma 2 and 0% for 13 / 3; README "Text to image on a
+# CPU", benchmarks/emoji_illusions.py).
 EMOJI_DEFAULTS = replace(
     DIGIT_DEFAULTS,
-    anagram_prompts=("an old man", "a campfire"),
+    anagram_prompts=("an old man", "fire"),
     anagram_views=("vflip",),
     hybrid_prompts=("a skull", "a water wave"),
     setup_prompts=("an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship"),

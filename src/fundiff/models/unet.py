@@ -226,7 +226,6 @@ class UNet(nn.Module):
         out = self.out(film("out_block", self.out_block(torch.cat([u2, e1], dim=1))))
         return nn.functional.pixel_shuffle(out, p) if p > 1 else out
 
-
     def _film(self, t: Tensor, c: Tensor | None, dtype: torch.dtype):
         """film(name, h): block ``name``'s output h modulated by the embedding of (t, c)."""
         emb = self.emb_t(t.reshape(-1, 1).to(dtype))

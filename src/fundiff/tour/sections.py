@@ -113,8 +113,8 @@ SECTIONS: tuple[Section, ...] = (
         "emoji", part_a.text_img2img,
     ),
     Section(
-        "t-anagram", "T", "1.8 An old man and a campfire",
-        "The write-up's anagram at emoji scale: 'an old man' as is, 'a campfire' upside down.",
+        "t-anagram", "T", "1.8 An old man and fire",
+        "The write-up's anagram at emoji scale: 'an old man' as is, 'fire' upside down (the campfire's part).",
         "emoji", part_a.text_anagram,
     ),
     Section(

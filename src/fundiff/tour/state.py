@@ -12,6 +12,7 @@ import torch
 
 from fundiff import provenance
 from fundiff.devices import resolve_device
+from fundiff.traits import EMOJI_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ CHOICES = {
 PART_B_MODELS = {"time": "mnist-time", "denoiser": "mnist-denoiser"}  # shipped; Part B's class model is --model's
 TEXT_MODEL = "emoji"  # the shipped text-to-image model of the tour's text sections (role "emoji")
 # the text sections' prompts: the write-up's where an emoji fits; the test image is the shipped tower
-# (images.EMOJI_TEST_IMAGE), standing in for the Campanile; anagram and hybrid take the model's defaults
+# (images.EMOJI_TEST_IMAGE), standing in for the Campanile; anagram and hybrid are the model's defaults (traits)
 TEXT_CHOICES = Choices(
     TEXT_MODEL,
     ("sun-drawing",),
@@ -102,9 +103,9 @@ TEXT_CHOICES = Choices(
     "a rocket ship",
     ("a rocket ship", "a man wearing a top hat", "a snowy mountain", "a skull"),
     "a fire",
-    ("an old man", "a campfire"),
-    "vflip",
-    ("a skull", "a water wave"),
+    EMOJI_DEFAULTS.anagram_prompts,
+    EMOJI_DEFAULTS.anagram_views[0],
+    EMOJI_DEFAULTS.hybrid_prompts,
 )
 
 

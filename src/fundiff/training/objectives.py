@@ -35,9 +35,9 @@ def batch_loss(
 
     ``model`` may be wrapped in DistributedDataParallel; all noise, times, texts and class dropouts come from
     ``g``. ``texts`` (a text model: text.TextEncoder.variant_table): the class vector of item y is the bag of
-    words of one of its training texts, drawn with ``g`` (a name text with probability ``cfg.name_share``); else the one-hot vector of class y, and zeros (the null
-    class) for y = num_classes. ``eps`` (reflow, training.distill): each image's own noise, the other end of its
-    straight path, in place of fresh noise.
+    words of one of its training texts, drawn with ``g`` (a name text with probability ``cfg.name_share``); else
+    the one-hot vector of class y, and zeros (the null class) for y = num_classes. ``eps`` (reflow,
+    training.distill): each image's own noise, the other end of its straight path, in place of fresh noise.
     """
     if eps is None:
         eps = torch.randn(x0.shape, generator=g, device=x0.device)
