@@ -280,3 +280,42 @@ def test_the_shipped_emoji_model_follows_a_prompts_colour():
     rgb = x.clamp(0, 1).mean(dim=(2, 3))  # (8, 3) mean colour per sample
     wave, fire = rgb[:4], rgb[4:]
     assert (wave[:, 2] > wave[:, 0]).all() and (fire[:, 0] > fire[:, 2] + 0.1).all(), rgb
+
+
+def test_an_emoji_classifier_trains_on_colour_and_grades_a_text_model(emoji_root, tmp_path, capsys):
+    """`fundiff train classifier --dataset emoji`: one class per emoji (its skin tones share it), RGB, augmented;
+    `fundiff evaluate` on a text model then adds the fidelity in its features and the FID with its floor."""
+    clf_run = tmp_path / "clf"
+    argv = ["train", "classifier", "--dataset", "emoji", "--epochs", "2", "--batch-size", "3", "--noise", "0.1",
+            "--shift", "1", "--data-dir", str(emoji_root), "--out", str(clf_run), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "accuracy on its own clean images" in capsys.readouterr().out
+    assert cli.main(["train", "class", "--preset", "emoji", "--noise", "0.1", "--out", str(tmp_path / "u")]) == 2
+    assert "--noise appl(ies) to `fundiff train classifier` only" in capsys.readouterr().err
+    assert not (tmp_path / "u").exists()
+    config = json.loads((clf_run / "config.json").read_text())
+    labels, names = emoji.identities(emoji.load(emoji_root)[1])
+    assert config["model"]["in_channels"] == 3 and config["model"]["num_classes"] == len(names) == 8
+    assert labels.tolist().count(names.index("OLDER MAN")) == 2  # the older man and his skin-tone variation
+    cfg, split, txt = _text_run(emoji_root, tmp_path)
+    run = tmp_path / "run"
+    training.train(replace(cfg, max_steps=1), run, data=split, text=txt, progress=False)
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--model", str(run), "--classifier", str(clf_run), "--n", "50", "--steps", "2",
+            "--precision", "fp32", "--data-dir", str(emoji_root), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    e = json.loads(out.read_text())["eval_prompts"]
+    f = json.loads(out.read_text())["fid"]
+    assert 0 <= e["fidelity_features"] <= 1 and f["n"] == 9 and f["fid"] >= 0 and f["fid_floor"] >= 0
+    assert "features: prompt fidelity" in capsys.readouterr().out
+
+
+def test_classifier_augmentation_is_drawn_from_its_generator():
+    from fundiff.training.classifier import augment
+
+    x = torch.rand(4, 3, 8, 8)
+    assert augment(x, 0.0, 0, None) is x  # nothing asked, nothing drawn
+    a, b = (augment(x, 0.2, 2, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    shifted = augment(x, 0.0, 2, torch.Generator().manual_seed(3))
+    assert any(torch.equal(shifted, torch.roll(x, (dy, dx), (-2, -1))) for dy in range(-2, 3) for dx in range(-2, 3))

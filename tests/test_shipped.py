@@ -63,6 +63,22 @@ def test_shipped_classifiers_load_by_name(name, dataset):
     assert clf(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 
+def test_the_shipped_emoji_classifier_reads_the_shipped_test_emoji():
+    """One class per emoji (1,643), on 32x32 colour; it reads the shipped test images as their emoji, also with
+    noise like a sample's grain (its training augmentation)."""
+    from fundiff.images import load_image
+
+    clf, info = load_classifier("emoji-classifier")
+    assert info["config"]["train"]["dataset"] == "emoji" and info["config"]["model"]["num_classes"] == 1643
+    card = json.loads((runs.SHIPPED_DIR / "emoji-classifier" / "card.json").read_text())
+    assert card["evaluation"]["test_accuracy"] > 0.95
+    x = torch.cat([load_image(n, channels=3, image_size=32) for n in ("older-man", "camping", "tower")])
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(clf(x).argmax(1), clf(noisy).argmax(1))
+        assert clf(x).argmax(1).unique().numel() == 3
+
+
 def test_shipped_files_hold_no_absolute_path():
     for path in sorted(runs.SHIPPED_DIR.glob("*/*.json")):
         text = path.read_text()
@@ -73,22 +89,11 @@ def test_shipped_files_hold_no_absolute_path():
 @pytest.mark.parametrize("name,grader", [("mnist-class", "mnist-classifier"), ("fashion-class", "fashion-classifier")])
 def test_shipped_class_models_meet_a_quality_floor(name, grader):
     """A regression guard: 50 samples (5 per class, CFG 5, 8 DPM-Solver++ steps) read as their class >= 95%."""
-    from fundiff import DEFAULT_GUIDANCE, samplers
-    from fundiff import timesteps as ts
-    from fundiff.guidance import CFG
     from fundiff.models.classifier import predict
 
     den = runs.load_denoiser(name)
     clf, _ = load_classifier(grader)
-    model = CFG(den, DEFAULT_GUIDANCE)
-    prompts = [p for p in den.default_prompts for _ in range(5)]
-    x = samplers.sample_from_noise(
-        model,
-        model.encode(prompts),
-        ts.strided(den.schedule.T, steps=8),
-        generator=torch.Generator().manual_seed(0),
-        sampler="dpm++",
-    ).clamp(0, 1)
+    x = _samples(den, [p for p in den.default_prompts for _ in range(5)], "dpm++")
     target = torch.arange(len(den.default_prompts)).repeat_interleave(5)
     accuracy = float((predict(clf, x) == target).float().mean())
     assert accuracy >= 0.95, f"{name}: {accuracy:.0%} of samples read as their class"
@@ -179,6 +184,22 @@ def test_hybrid_filter_defaults_are_chosen_per_dataset():
     assert techniques.defaults_for(unknown) is techniques.DIGIT_DEFAULTS
 
 
+def _samples(den, prompts: list[str], sampler: str) -> torch.Tensor:
+    """Samples of ``prompts`` in [0, 1]: CFG at the write-up's scale, 8 strided steps of ``sampler``, seed 0."""
+    from fundiff import DEFAULT_GUIDANCE, samplers
+    from fundiff import timesteps as ts
+    from fundiff.guidance import CFG
+
+    model = CFG(den, DEFAULT_GUIDANCE)
+    return samplers.sample_from_noise(
+        model,
+        model.encode(prompts),
+        ts.strided(den.schedule.T, steps=8),
+        generator=torch.Generator().manual_seed(0),
+        sampler=sampler,
+    ).clamp(0, 1)
+
+
 # the shipped emoji test images (src/fundiff/assets/emoji) and the prompts that name them
 EMOJI_ASSETS = {"older-man": "older man", "camping": "camping", "tower": "Tokyo tower"}
 
@@ -189,22 +210,12 @@ def test_shipped_emoji_model_draws_the_emoji_it_is_asked_for():
     are nearer in pixels to that emoji than to the others, and within an RMS distance of 0.12 of it: the shipped
     model is at 0.08-0.09, the model before the class map (7.5% prompt fidelity) at 0.14-0.21, drawing blobs of
     the right colours whose nearest training emoji is another (an egg for the old man)."""
-    from fundiff import DEFAULT_GUIDANCE, samplers
-    from fundiff import timesteps as ts
-    from fundiff.guidance import CFG
     from fundiff.images import load_image
 
     den = runs.load_denoiser("emoji")
     refs = torch.cat([load_image(name, channels=3, image_size=den.image_size) for name in EMOJI_ASSETS])
-    model = CFG(den, DEFAULT_GUIDANCE)
     prompts = [p for p in EMOJI_ASSETS.values() for _ in range(4)]
-    x = samplers.sample_from_noise(
-        model,
-        model.encode(prompts),
-        ts.strided(den.schedule.T, steps=8),
-        generator=torch.Generator().manual_seed(0),
-        sampler="euler",
-    ).clamp(0, 1)
+    x = _samples(den, prompts, "euler")
     rms = (x[:, None] - refs[None]).pow(2).mean(dim=(2, 3, 4)).sqrt()  # (samples, test emoji)
     own = torch.arange(len(EMOJI_ASSETS)).repeat_interleave(4)
     assert (rms.argmin(1) == own).all(), rms

@@ -273,6 +273,15 @@ def load(root: str | Path | None = None, *, resolution: int = DEFAULT_RESOLUTION
     return resize(images, resolution), items
 
 
+def identities(items: list[Emoji]) -> tuple[torch.Tensor, list[str]]:
+    """(labels int64 (N,), names): each image's emoji, numbered in order of first appearance, its skin-tone
+    variations sharing their emoji's label; names[k] is emoji k's Unicode name (the classes of the emoji
+    classifier, fundiff.training.classifier)."""
+    index: dict[str, int] = {}
+    labels = [index.setdefault(e.name, len(index)) for e in items]
+    return torch.tensor(labels, dtype=torch.int64), list(index)
+
+
 def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> uint8 (N, 3, R, R) by area averaging (antialiased for a non-integer factor)."""
     if images.shape[-1] == resolution:
@@ -285,4 +294,5 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-__all__ = ["BACKGROUND", "DEFAULT_RESOLUTION", "Emoji", "RESOLUTIONS", "fetch", "is_fetched", "load", "resize"]
+__all__ = ["BACKGROUND", "DEFAULT_RESOLUTION", "Emoji", "RESOLUTIONS", "fetch", "identities", "is_fetched", "load"]
+__all__ += ["resize"]

@@ -65,7 +65,8 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
         "--classifier",
         default=None,
         help="classifier run folder or shipped name (default: runs/DATASET-classifier, then the shipped "
-        "mnist-classifier or fashion-classifier)",
+        "mnist-classifier, fashion-classifier or emoji-classifier; a text model is measured without one where "
+        "there is none)",
     )
     p.add_argument(
         "--sigmas",
@@ -201,9 +202,9 @@ TEXT_PROMPTS = 50  # prompts of a text model's evaluation (prompt_eval.eval_prom
 
 
 def _check_text_options(args) -> None:
-    """A text model is measured by prompt fidelity and diversity: the classifier and denoiser options do not apply."""
-    foreign = [flag for flag, value in (("--sweep", args.sweep), ("--sigmas", args.sigmas),
-               ("--classifier", args.classifier)) if value is not None]  # fmt: skip
+    """A text model is measured by prompt fidelity and diversity (and, with an emoji classifier, in its features):
+    the class and denoiser options do not apply."""
+    foreign = [flag for flag, value in (("--sweep", args.sweep), ("--sigmas", args.sigmas)) if value is not None]
     if foreign:
         raise FundiffError(f"{', '.join(foreign)} do(es) not apply to a text model (measured by prompt fidelity)")
     if args.n < TEXT_PROMPTS:
@@ -211,7 +212,9 @@ def _check_text_options(args) -> None:
 
 
 def _evaluate_text(args, run_dir, staged) -> dict:
-    """Prompt fidelity and diversity over TEXT_PROMPTS prompts and the write-up's prompts (prompt_eval)."""
+    """Prompt fidelity and diversity over TEXT_PROMPTS prompts and the write-up's prompts (prompt_eval); with an
+    emoji classifier (--classifier, else runs/emoji-classifier or the shipped one, else none) also the fidelity in
+    its features and the FID of --n samples prompted by random training images' titles (prompt_eval.caption_fid)."""
     from fundiff import emoji, prompt_eval
     from fundiff import timesteps as ts
     from fundiff.atomic import atomic_write_json
@@ -232,18 +235,45 @@ def _evaluate_text(args, run_dir, staged) -> dict:
                batch=args.batch_size)  # fmt: skip
     report = {"model": str(args.model), "kind": "text", "dataset": "emoji", "seed": args.seed,
               "steps": len(timesteps), "sampler": sampler.name, "precision": args.precision}  # fmt: skip
-    report["eval_prompts"] = prompt_eval.prompt_fidelity(den, images, items, prompt_eval.eval_prompts(items), **run)
-    writeup = list(prompt_eval.WRITEUP_TARGETS.items())
-    report["writeup_prompts"] = prompt_eval.prompt_fidelity(den, images, items, writeup, **run)
+    clf = None
+    try:
+        clf, clf_name, _ = _find_classifier(args.classifier, "emoji", device)
+        report["classifier"] = clf_name
+    except FundiffError:
+        if args.classifier is not None:
+            raise
+    prompts = prompt_eval.eval_prompts(items)
+    report["eval_prompts"] = prompt_eval.prompt_fidelity(den, images, items, prompts, classifier=clf, **run)
+    writeup = [(p, names) for p, names in prompt_eval.WRITEUP_TARGETS.items() if _knows(den, p)]
+    if writeup:  # a model trained on some emoji only may know none of them
+        report["writeup_prompts"] = prompt_eval.prompt_fidelity(den, images, items, writeup, **run)
+    if clf is not None:
+        report["fid"] = prompt_eval.caption_fid(den, clf, images, items, **{**run, "n": min(args.n, len(items))})
     atomic_write_json(staged.tmp, report)
     return report
 
 
+def _knows(den, prompt: str) -> bool:
+    """Whether the text model reads ``prompt`` (has a word of it)."""
+    try:
+        den.encode([prompt])
+    except FundiffError:
+        return False
+    return True
+
+
 def _print_text_report(r: dict) -> None:
-    e, w = r["eval_prompts"], r["writeup_prompts"]
+    e, w = r["eval_prompts"], r.get("writeup_prompts")
     print(f"{r['model']}: {r['sampler']}, {r['steps']} steps, CFG {e['guidance']:g}, {e['samples_per_prompt']} "
           "samples per prompt")  # fmt: skip
     print(f"  prompt fidelity over {e['prompts']} prompts: {e['fidelity']:.1%}  diversity {e['diversity']:.2f}")
+    if "fid" in r:
+        f = r["fid"]
+        print(f"  in {r['classifier']}'s features: prompt fidelity {e['fidelity_features']:.1%}; FID of {f['n']} "
+              f"samples of training titles {f['fid']:.2f} (floor {f['fid_floor']:.2f})")  # fmt: skip
+    if w is None:
+        print("  the write-up's prompts: the model knows none of them")
+        return
     print(f"  the write-up's prompts: fidelity {w['fidelity']:.1%}  diversity {w['diversity']:.2f}")
     for row in w["per_prompt"]:
         print(f"    {row['prompt']!r}: {row['hits']}/{e['samples_per_prompt']}  nearest {', '.join(row['nearest'])}")

@@ -134,20 +134,23 @@ def _handle_distill(args: argparse.Namespace) -> None:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field whose metadata names one (fundiff.training.options.Option).
+    """One flag per TrainConfig field whose metadata names one (fundiff.training.options.Option), then the
+    classifier's own (ClassifierTrainConfig's flags that TrainConfig lacks, such as --noise; None unless given).
 
     The Option gives the flag's check (a Range becomes the argparse type through cli.common.number,
     a Choice its choices), its help and its default: None for a value a preset (or, with --resume,
     the run) gives, else the field's own default (--dataset, --seed).
     """
-    from fundiff.training import TrainConfig
+    from fundiff.training import ClassifierTrainConfig, TrainConfig
     from fundiff.training.options import Choice, IntList, Range, options_of
 
-    for f, opt in options_of(TrainConfig):
-        if opt.flag is None:
-            continue
-        kw: dict = {"dest": f.name, "default": None if opt.from_preset else f.default}
-        kw["help"] = opt.help + (_preset_default(f.name, f.default) if opt.from_preset else "")
+    unet = [(f, opt, False) for f, opt in options_of(TrainConfig) if opt.flag is not None]
+    taken = {opt.flag for _, opt, _ in unet}
+    own = [(f, opt, True) for f, opt in options_of(ClassifierTrainConfig) if opt.flag not in taken | {None}]
+    for f, opt, classifier_only in unet + own:
+        kw: dict = {"dest": f.name, "default": None if opt.from_preset or classifier_only else f.default}
+        kw["help"] = ("classifier: " if classifier_only else "") + opt.help
+        kw["help"] += _preset_default(f.name, f.default) if opt.from_preset and not classifier_only else ""
         rule = opt.allowed
         if isinstance(rule, Range):
             kw["type"] = _number(
@@ -212,6 +215,14 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
                 "(see `fundiff train classifier --help` for its options)"
             )
         return train_classifier_command(args, argv)
+    from fundiff.training import ClassifierTrainConfig, TrainConfig
+    from fundiff.training.options import options_of
+
+    unet = {f.name for f, _ in options_of(TrainConfig)}
+    foreign = [opt.flag for f, opt in options_of(ClassifierTrainConfig)
+               if opt.flag and f.name not in unet and getattr(args, f.name, None) is not None]  # fmt: skip
+    if foreign:
+        raise FundiffError(f"{', '.join(foreign)} appl(ies) to `fundiff train classifier` only; drop it here")
     args.preset = args.preset or "paper"
     if args.kind not in training.PRESETS[args.preset]:
         training.preset_config(args.preset, args.kind)  # the one-line error naming the kinds it trains
@@ -282,18 +293,29 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
     out = Path(args.out or f"runs/{cfg.dataset}-classifier")
     check_folder(out)  # before any work
     device = resolve_device(given.get("device"))
-    train_split = data.load_split(cfg.dataset, given.get("data_dir"), train=True)
-    test_split = data.load_split(cfg.dataset, given.get("data_dir"), train=False)
+    model_config = None
+    if cfg.dataset == "emoji":  # one class per emoji; no test split: scored on its own clean images
+        from fundiff import emoji
+        from fundiff.models.classifier import ClassifierConfig
+
+        images, items = emoji.load(data.fetch("emoji", given.get("data_dir")))
+        labels, names = emoji.identities(items)
+        train_split = test_split = (images, labels)
+        model_config = ClassifierConfig(in_channels=3, image_size=images.shape[-1], num_classes=len(names))
+    else:
+        train_split = data.load_split(cfg.dataset, given.get("data_dir"), train=True)
+        test_split = data.load_split(cfg.dataset, given.get("data_dir"), train=False)
+        names = data.CLASS_NAMES[cfg.dataset]
     command = "fundiff " + portable_command(sys.argv[1:] if argv is None else argv)
     progress = not given.get("no_progress", False)
     result = train_classifier(
-        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress,
+        cfg, out, data=train_split, test_data=test_split, device=device, progress=progress, model_config=model_config,
         extra_config={**run_info(cfg.precision, device), "command": command},
     )  # fmt: skip
     worst = min(range(len(result.test_accuracy_per_class)), key=lambda k: result.test_accuracy_per_class[k])
-    names = data.CLASS_NAMES[cfg.dataset]
     print(
-        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): test accuracy "
+        f"trained the {cfg.dataset} classifier ({result.step} steps, {result.wall_s:.0f} s): "
+        f"{'accuracy on its own clean images' if cfg.dataset == 'emoji' else 'test accuracy'} "
         f"{result.test_accuracy:.4f} "
         f"(worst class {names[worst]}: {result.test_accuracy_per_class[worst]:.4f}); run folder {out}"
     )

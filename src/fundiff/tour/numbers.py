@@ -24,11 +24,19 @@ def class_numbers(card: dict) -> list[tuple[str, str]]:
     if "eval_prompts" in ev:  # a text model (fundiff evaluate: prompt_eval)
         e, w = ev["eval_prompts"], ev.get("writeup_prompts", {})
         how = f"{e['samples_per_prompt']} samples each, CFG s={e['guidance']:g}, {ev.get('steps')} steps"
-        return [
+        rows = [
             (f"prompt fidelity over {e['prompts']} prompts ({how})", _pct(e["fidelity"])),
             ("prompt fidelity on the write-up's prompts", _pct(w.get("fidelity"))),
             ("diversity (distinct nearest emoji per sample)", f"{e['diversity']:.2f}"),
-        ] + _trained(card)
+        ]
+        if "fid" in ev:  # measured with an emoji classifier (prompt_eval.caption_fid)
+            f = ev["fid"]
+            rows += [
+                (f"prompt fidelity in {ev.get('classifier')}'s features", _pct(e.get("fidelity_features"))),
+                (f"FID of {f['n']} samples of training titles, in its features", f"{f['fid']:.2f} "
+                 f"(floor {f['fid_floor']:.2f})"),
+            ]  # fmt: skip
+        return rows + _trained(card)
     if "accuracy" not in ev:
         return _trained(card)
     how = f"{ev.get('n')} samples, {ev.get('steps')} steps, graded by {ev.get('classifier')}"

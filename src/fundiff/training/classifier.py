@@ -5,7 +5,10 @@ The run folder has fundiff's checkpoint format (checkpoints.py): config.json hol
 weights are "model.*" tensors; state.json records the loss history and the test accuracy
 after every epoch (overall and per class), so `fundiff evaluate` can report it; the final
 scores also go to metrics.json (small: `fundiff export --eval-json` puts it in the card).
-Cross-entropy, AdamW with linear warm-up and cosine decay, bf16 autocast where supported.
+Cross-entropy, AdamW with linear warm-up and cosine decay, bf16 autocast where supported. ``noise`` and
+``shift`` augment each batch (Gaussian noise of a random level up to ``noise``, a shift of up to ``shift``
+pixels), drawn from a generator seeded by the run's seed: the emoji classifier (1,643 emoji, one or a few
+images each, no test split) learns to read the diffusion model's slightly noisy samples that way.
 Data order comes from (seed, epoch); initialisation from the seed, without touching
 torch's global RNG. There is no resume: a run takes minutes. The loop pieces (data order,
 LR factor, loss check, progress, run lock) are the UNet loop's. fundiff.classify loads the
@@ -54,13 +57,26 @@ class ClassifierTrainConfig:
     """
 
     dataset: str = option(
-        Choice(CLASS_DATASETS), "training data (recorded; the data is passed in)", default="mnist", flag="--dataset"
+        Choice((*CLASS_DATASETS, "emoji")),
+        "training data (recorded; the data is passed in); emoji: one class per emoji, its skin tones included",
+        default="mnist",
+        flag="--dataset",
     )
     epochs: int = option(POSITIVE_INT, "passes over the train split", default=3, flag="--epochs")
     batch_size: int = option(POSITIVE_INT, "batch size", default=128, flag="--batch-size")
     lr: float = option(POSITIVE_FLOAT, "AdamW peak learning rate", default=2e-3, flag="--lr")
     warmup_steps: int = option(NONNEG_INT, "linear warm-up steps, then cosine decay to 0 at the last step", default=100)
     weight_decay: float = option(NONNEG_FLOAT, "decoupled weight decay (AdamW)", default=5e-4)
+    noise: float = option(
+        NONNEG_FLOAT,
+        "augmentation: add Gaussian noise of a level drawn uniformly in [0, NOISE] per image (0: none)",
+        default=0.0,
+        flag="--noise",
+    )
+    shift: int = option(
+        NONNEG_INT, "augmentation: shift each batch by up to SHIFT pixels (wrapping around; 0: none)", default=0,
+        flag="--shift",
+    )  # fmt: skip
     max_steps: int | None = option(
         POSITIVE_INT, "stop after this many steps (smoke tests)", default=None, flag="--max-steps", optional=True
     )
@@ -98,10 +114,10 @@ def _test_accuracy(
 
 def _check_data(data: tuple[Tensor, Tensor], test_data: tuple[Tensor, Tensor], num_classes: int) -> None:
     images, labels = data
-    if images.ndim != 3 or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
+    if images.ndim not in (3, 4) or images.dtype != torch.uint8 or labels.shape != images.shape[:1]:
         raise FundiffError(
-            f"data must be (uint8 images (N,H,W), labels (N,)), got {tuple(images.shape)} {images.dtype} "
-            f"and {tuple(labels.shape)}"
+            f"data must be (uint8 images (N,H,W) or (N,C,H,W), labels (N,)), got {tuple(images.shape)} "
+            f"{images.dtype} and {tuple(labels.shape)}"
         )
     for y in (labels, test_data[1]):
         if len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes:
@@ -119,7 +135,7 @@ def train_classifier(
     model_config: ClassifierConfig | None = None,
     extra_config: dict | None = None,
 ) -> ClassifierResult:
-    """Train a Classifier on ``data`` = (images uint8 (N,H,W), labels int64 (N,)) into ``run_dir``.
+    """Train a Classifier on ``data`` = (images uint8 (N,H,W) or (N,C,H,W), labels int64 (N,)) into ``run_dir``.
 
     ``test_data`` (same layout) is scored after every epoch; the scores go to state.json.
     Writes config.json first (with ``extra_config``, e.g. the command line and machine) and a
@@ -127,7 +143,8 @@ def train_classifier(
     locked while it trains.
     """
     run_dir = Path(run_dir)
-    mcfg = model_config or ClassifierConfig(image_size=data[0].shape[-1])
+    channels = 1 if data[0].ndim == 3 else data[0].shape[1]
+    mcfg = model_config or ClassifierConfig(in_channels=channels, image_size=data[0].shape[-1])
     _check_data(data, test_data, mcfg.num_classes)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     with run_lock(run_dir):
@@ -157,6 +174,7 @@ def _fit(
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     x_all, y_all = data[0].to(dev), data[1].to(dev)
     bar = Progress(total, desc=f"train classifier ({cfg.dataset})", enabled=progress)
+    g = torch.Generator(device=dev).manual_seed(cfg.seed)  # the augmentation's draws
     step, losses, history, t0 = 0, [], [], time.perf_counter()
     for epoch in range(cfg.epochs):
         if step >= total:
@@ -165,7 +183,7 @@ def _fit(
         perm = epoch_permutation(n, seed=cfg.seed, epoch=epoch, device=dev)
         for b in range(min(steps_per_epoch, total - step)):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            losses.append(_classifier_step(model, opt, cfg, x_all[idx], y_all[idx], step, total))
+            losses.append(_classifier_step(model, opt, cfg, x_all[idx], y_all[idx], step, total, g))
             step += 1
             bar.update(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
         model.eval()
@@ -197,9 +215,11 @@ def _classifier_step(
     y: Tensor,
     step: int,
     total: int,
+    g: torch.Generator | None = None,
 ) -> float:
-    """One AdamW step on uint8 images ``x`` (B,H,W) with labels ``y`` (B,); warm-up then cosine LR."""
-    x = to_unit_float(x).contiguous(memory_format=torch.channels_last)
+    """One AdamW step on uint8 images ``x`` (B,H,W) or (B,C,H,W) with labels ``y`` (B,); warm-up then cosine LR;
+    ``cfg.noise`` / ``cfg.shift`` augment the batch with draws from ``g``."""
+    x = augment(to_unit_float(x), cfg.noise, cfg.shift, g).contiguous(memory_format=torch.channels_last)
     set_lr(
         opt,
         cfg.lr
@@ -214,4 +234,16 @@ def _classifier_step(
     return loss.item()
 
 
-__all__ = ["ClassifierTrainConfig", "ClassifierResult", "train_classifier"]
+def augment(x: Tensor, noise: float, shift: int, g: torch.Generator | None) -> Tensor:
+    """x (B,C,H,W) rolled by one random (dy, dx) in [-shift, shift]^2, plus N(0, s^2) noise with s ~ U[0, noise] per
+    image; draws from ``g`` (none at all when both are 0)."""
+    if shift:
+        dy, dx = torch.randint(-shift, shift + 1, (2,), generator=g, device=x.device).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    if noise:
+        level = torch.rand(x.shape[0], 1, 1, 1, generator=g, device=x.device) * noise
+        x = x + level * torch.randn(x.shape, generator=g, device=x.device)
+    return x
+
+
+__all__ = ["ClassifierTrainConfig", "ClassifierResult", "augment", "train_classifier"]
