@@ -126,7 +126,7 @@ def test_text_encoder_stems_splits_compounds_and_drops_filler():
     assert enc.describe("snowy") == "snowy" and enc.describe("flames") == "flame"
     assert enc.encode([""]).eq(0).all() and enc.encode(["  "]).shape == (1, enc.dim)
     c = enc.encode(["rocket", "a rocket ship"])
-    assert c[0].sum() == 2 and c[1].sum() == 1  # the whole prompt "rocket" is a name: its name dimension too
+    assert c[0].sum() == 2 and c[1].sum() == 2  # "rocket" is a name: its name dimension too, also within a prompt
     assert enc.num_names == 5 and text.TextEncoder.build([["a"]], design="words").num_names == 0
 
 
@@ -169,7 +169,7 @@ def test_a_name_with_a_skin_tone_sets_the_name_and_the_tone_words():
     again = text.TextEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
     assert again.tokens("older man, dark skin tone") == enc.tokens("older man, dark skin tone")
     legacy = {k: v for k, v in enc.to_dict().items() if k != "modifiers"}  # a model saved before modifiers
-    assert name not in text.TextEncoder.from_dict(legacy).tokens("older man, dark skin tone")
+    assert text.TextEncoder.from_dict(legacy).modifiers == ()
 
 
 def test_name_share_draws_the_name_texts_that_often():
@@ -183,6 +183,18 @@ def test_name_share_draws_the_name_texts_that_often():
         named = c[:, len(enc.words) :].sum(1)
         assert abs(named[idx < 2].mean().item() - want) < 0.03
         assert named[idx == 2].sum() == 0 and (c[idx == 2].argmax(1) == enc.words.index("ocean")).all()
+
+
+def test_a_prompt_sets_the_names_it_holds_as_phrases():
+    texts = [["rocket"], ["ship"], ["top hat"], ["man"], ["older man"]]
+    enc = text.TextEncoder.build(texts, texts)
+    name = {k: len(enc.words) + v for k, v in enc.names.items()}
+    assert set(enc.tokens("a rocket ship")) >= {name["rocket"], name["ship"]}
+    hat = enc.tokens("a man wearing a top hat")  # "wearing" is no known word: left out, as ever
+    assert [i for i in hat if i >= len(enc.words)] == sorted([name["man"], name["top hat"]])
+    older = [i for i in enc.tokens("an older man") if i >= len(enc.words)]
+    assert older == [name["older man"]]  # the whole prompt is a name: that one only, not "man" within it
+    assert [i for i in enc.tokens("top") if i >= len(enc.words)] == []  # a word of a name is not the name
 
 
 def test_a_keyword_that_is_another_emojis_name_trains_as_words_only():

@@ -14,7 +14,9 @@ Two designs (``DESIGNS``, compared in README "Text to image on a CPU"):
   of its names ("older man", "older_man", "snow-capped mountain"), alone or followed by one of the encoder's
   *modifiers* (the skin tones: "older man, dark skin tone" sets older man's name dimension and the words
   dark, skin, tone): a sharp identity for the model to learn beside the words, shared by an emoji's skin-tone
-  variations, while any other phrasing still works through the words.
+  variations, while any other phrasing still works through the words. A prompt that is no name sets the name
+  dimension of each name it holds as a phrase (longest first from the left: "a rocket ship" -> rocket, ship);
+  in training every text keeps its own emoji's name dimension only (``variant_table``).
 
 ``""`` (or only whitespace) is the null prompt: c = 0, the unconditional model of classifier-free guidance.
 A prompt of no known word is a one-line error naming the closest known words; unknown words beside known
@@ -170,7 +172,22 @@ class TextEncoder:
                 f"prompt {shorten(prompt)} has no word the model knows; closest known words: {', '.join(close)}"
             )
         name = self.name_of(" ".join(content))
-        return found + ([len(self.words) + name] if name is not None else [])
+        names = [name] if name is not None else self.names_within(content)
+        return found + sorted({len(self.words) + k for k in names})
+
+    def names_within(self, content: list[str]) -> list[int]:
+        """The name dimensions of the names that a prompt's content words hold as phrases, longest first from
+        the left, not overlapping: "rocket ship" holds rocket and ship, "man wearing top hat" man and top hat."""
+        out, i = [], 0
+        while i < len(content):
+            for j in range(len(content), i, -1):
+                if (k := self.names.get(" ".join(content[i:j]))) is not None:
+                    out.append(k)
+                    i = j
+                    break
+            else:
+                i += 1
+        return out
 
     def name_of(self, content: str) -> int | None:
         """The name dimension (counted from the first after the words) of a prompt's content words joined by
@@ -208,7 +225,7 @@ class TextEncoder:
             if names is not None:
                 own = {self.name_of(" ".join(_content(s))) for s in names[n]}
                 first = len(self.words)
-                toks = [r if not r or r[-1] < first or r[-1] - first in own else r[:-1] for r in toks]
+                toks = [[i for i in r if i < first or i - first in own] for r in toks]
             toks.sort(key=lambda r: not (r and r[-1] >= len(self.words)))  # stable: the name texts first
             rows += toks
             count.append(len(toks))
