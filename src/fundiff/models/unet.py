@@ -8,10 +8,17 @@ Shapes for a 28x28 input and hidden size D (``in`` channels C, 1 for MNIST)::
     cat(u1, e2) -UpBlock-> u2 (D,28,28)
     cat(u2, e1) -ConvBlock-> (D,28,28) -Conv3x3-> out (C,28,28)
 
-With ``patch`` p > 1 the UNet runs on p x p pixel patches (space-to-depth, as in Hoogeboom et al. 2023's
-"simple diffusion" and the patches of DiT): ``pixel_unshuffle`` turns (C,H,W) into (C p^2, H/p, W/p) before e1
-and ``pixel_shuffle`` turns the output back, so every level works at 1/p of the side and a p^2 times cheaper
-grid buys a wider D (fundiff's emoji model: p = 2, D = 128 at 32x32; README "Text to image on a CPU").
+Beyond the write-up, three options (off by default; fundiff's emoji model takes the first two, README "Text
+to image on a CPU"):
+
+- ``class_map`` K: a Linear from c to K maps of the bottleneck's side, added at u0 through a 1x1 conv and,
+  upsampled, at u1: each word or name of a text model draws its own coarse layout, which the write-up's
+  channel scales (c1 * u0) cannot;
+- ``film``: FiLM (Perez et al. 2018, as in ADM) of every conv block's output by an embedding of (t, c);
+- ``patch`` p > 1: the UNet on p x p pixel patches (space-to-depth, as in Hoogeboom et al. 2023's "simple
+  diffusion" and the patches of DiT): ``pixel_unshuffle`` turns (C,H,W) into (C p^2, H/p, W/p) before e1 and
+  ``pixel_shuffle`` turns the output back, so a p^2 times smaller grid buys a wider D (on the emoji, p = 2 with
+  D = 128 did worse than p = 1, D = 64 at equal steps).
 
 The unconditional variant is the one-step denoiser (it predicts the clean image); the
 time- and class-conditioned variants predict what their training objective asks: the noise eps (Ho et al.
