@@ -8,8 +8,8 @@
         "flow-heun25:=flow --steps 25 --sampler heun"
 
 Each variant is NAME:TRAIN-FLAGS[ | EVAL-FLAGS] (train flags added to `fundiff train KIND --preset
-quick --epochs E`, evaluation flags to `fundiff evaluate`) or NAME:=OTHER EVAL-FLAGS (evaluate the
-run of variant OTHER again, e.g. with another sampler).
+PRESET --epochs E`, PRESET quick unless --preset says otherwise; evaluation flags to `fundiff evaluate`) or
+NAME:=OTHER EVAL-FLAGS (evaluate the run of variant OTHER again, e.g. with another sampler).
 Variants run one after another (never two at once: the wall times are part of the table),
 are skipped when their results already exist, and the table (markdown) is printed and
 written to OUT/ablation.md with the CPU model. Evaluation: `fundiff evaluate --n N --steps 50`
@@ -54,7 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="+", help="NAME:TRAIN-FLAGS or NAME:=OTHER EVAL-FLAGS")
     ap.add_argument("--kind", default="time", choices=("time", "class"))
-    ap.add_argument("--epochs", type=int, default=2, help="the equal budget: epochs of the quick preset")
+    ap.add_argument("--preset", default="quick", help="the preset each variant's flags are added to")
+    ap.add_argument("--epochs", type=int, default=2, help="the equal budget: epochs of the preset")
     ap.add_argument("--n", type=int, default=500, help="samples per evaluation")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of training")
     ap.add_argument("--eval-threads", type=int, default=1, help="torch threads of evaluation")
@@ -74,7 +75,7 @@ def main() -> None:
             flags, _, more = flags.partition("|")
             flags, eval_flags = flags.strip(), eval_flags + shlex.split(more)
         if not flags.startswith("=") and not (run / "state.json").exists():
-            cmd = ["fundiff", "train", args.kind, "--preset", "quick", "--epochs", str(args.epochs)]
+            cmd = ["fundiff", "train", args.kind, "--preset", args.preset, "--epochs", str(args.epochs)]
             cmd += ["--sample-epochs", str(args.epochs), "--no-progress", "--threads", str(args.threads)]
             wall = _run([*cmd, "--out", str(run), *shlex.split(flags)], args.out / f"{name}.train.log")
         if wall is None and (run / "state.json").exists():
@@ -85,7 +86,8 @@ def main() -> None:
             _run([*cmd, "--out", str(ev_path), *eval_flags], args.out / f"{name}.eval.log")
         rows.append(_row(name, flags, json.loads(ev_path.read_text()), wall))
         print(rows[-1], flush=True)
-    table = "\n".join([f"{args.kind} model, quick preset, {args.epochs} epochs; {cpu_description()}", "", *rows])
+    title = f"{args.kind} model, {args.preset} preset, {args.epochs} epochs; {cpu_description()}"
+    table = "\n".join([title, "", *rows])
     (args.out / "ablation.md").write_text(table + "\n")
     print(table)
 
