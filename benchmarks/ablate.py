@@ -44,7 +44,8 @@ def _row(name: str, flags: str, ev: dict, wall: float | None) -> str:
     if fractions:
         cells.append(f"{100 * max(abs(v - 0.1) for v in fractions.values()):.1f} pp")
     else:
-        cells.append(f"{100 * ev.get('accuracy', float('nan')):.1f}%")
+        accuracy = ev.get("accuracy", float("nan"))  # fundiff evaluate: {"overall": ..., "per_class": ...}
+        cells.append(f"{100 * (accuracy['overall'] if isinstance(accuracy, dict) else accuracy):.1f}%")
     cells += [f"{ev.get('sampler', 'ddpm')} {ev.get('steps')}"]
     cells += [f"{wall / 60:.1f}" if wall else "–"]
     return "| " + " | ".join(cells) + " |"
