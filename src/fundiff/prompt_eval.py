@@ -95,15 +95,8 @@ def prompt_fidelity(
 ) -> dict:
     """Fidelity and diversity (module docstring) of ``n`` samples per prompt at CFG ``guidance``, per prompt too;
     with an emoji ``classifier`` (eval mode) also the fidelity in its features."""
-    model = CFG(denoiser, guidance)
     texts = [p for p, _ in prompts for _ in range(n)]
-    g = torch.Generator(device=denoiser.device).manual_seed(seed)
-    xs = []
-    for start in range(0, len(texts), batch):
-        part = texts[start : start + batch]
-        x = samplers.sample_from_noise(model, model.encode(part), timesteps, generator=g, sampler=sampler)
-        xs.append(x.clamp(0, 1).cpu())
-    x = torch.cat(xs)
+    x = _sample(denoiser, texts, guidance=guidance, timesteps=timesteps, sampler=sampler, seed=seed, batch=batch)
     names = [items[int(i)].name for i in nearest(x, train)]
     rows, hits = [], 0
     for k, (prompt, targets) in enumerate(prompts):
@@ -148,16 +141,24 @@ def caption_fid(
 
     g = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(items), generator=g)[:n].tolist()
-    model = CFG(denoiser, guidance)
-    gen = torch.Generator(device=denoiser.device).manual_seed(seed)
-    xs = []
-    for start in range(0, len(picks), batch):
-        part = [items[i].title() for i in picks[start : start + batch]]
-        x = samplers.sample_from_noise(model, model.encode(part), timesteps, generator=gen, sampler=sampler)
-        xs.append(x.clamp(0, 1).cpu())
+    titles = [items[i].title() for i in picks]
+    x = _sample(denoiser, titles, guidance=guidance, timesteps=timesteps, sampler=sampler, seed=seed, batch=batch)
     fid_to_train = FID(classifier, train.float().div(255))
     floor = reference_fid(fid_to_train, train, n=len(picks), generator=g)
-    return {"n": len(picks), "fid": round(fid_to_train(torch.cat(xs)), 3), "fid_floor": round(floor, 3)}
+    return {"n": len(picks), "fid": round(fid_to_train(x), 3), "fid_floor": round(floor, 3)}
+
+
+def _sample(denoiser, texts: list[str], *, guidance: float, timesteps, sampler, seed: int, batch: int) -> Tensor:
+    """One CFG sample per text, in [0, 1] on the CPU: ``batch`` texts at a time, noise from one generator seeded
+    with ``seed`` on the denoiser's device."""
+    model = CFG(denoiser, guidance)
+    g = torch.Generator(device=denoiser.device).manual_seed(seed)
+    xs = []
+    for start in range(0, len(texts), batch):
+        part = texts[start : start + batch]
+        x = samplers.sample_from_noise(model, model.encode(part), timesteps, generator=g, sampler=sampler)
+        xs.append(x.clamp(0, 1).cpu())
+    return torch.cat(xs)
 
 
 __all__ = ["WRITEUP_TARGETS", "caption_fid", "eval_prompts", "features_of", "nearest", "nearest_features"]

@@ -218,18 +218,22 @@ class TextEncoder:
         ``names`` (per item, as given to :meth:`build`): a text sets a name dimension only where it is the item's
         own: a keyword that happens to be another emoji's name ("ocean", a short name of the water wave, is a
         keyword of the surfer) trains as its words alone, so each name dimension is trained on its emoji only."""
+        first = len(self.words)  # the first name dimension; a row's name dimensions come last (tokens)
+
+        def has_name(r: list[int]) -> bool:
+            return bool(r) and r[-1] >= first
+
         rows, start, count, named = [], [], [], []
         for n, t in enumerate(texts):
             start.append(len(rows))
             toks = [self.tokens(s) for s in t if _content(s)]
             if names is not None:
                 own = {self.name_of(" ".join(_content(s))) for s in names[n]}
-                first = len(self.words)
                 toks = [[i for i in r if i < first or i - first in own] for r in toks]
-            toks.sort(key=lambda r: not (r and r[-1] >= len(self.words)))  # stable: the name texts first
+            toks.sort(key=lambda r: not has_name(r))  # stable: the name texts first
             rows += toks
             count.append(len(toks))
-            named.append(sum(bool(r) and r[-1] >= len(self.words) for r in toks))
+            named.append(sum(map(has_name, toks)))
         width = max(len(r) for r in rows)
         table = torch.full((len(rows), width), self.dim, dtype=torch.int64)
         for i, r in enumerate(rows):
