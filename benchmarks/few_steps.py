@@ -1,11 +1,13 @@
 """A distilled student against its teacher: steps x seconds x class accuracy x FID x background grain.
 
     python benchmarks/few_steps.py --threads 2 --student mnist-class-fast --steps 1,2,4
+    python benchmarks/few_steps.py --threads 2 --student runs/mnist-time-fast --steps 1,2,4   # a time model's
 
 Rows: the teacher at its default sampler and steps, at the pairs' sampler (DPM++ 10), and with Euler at the
 student's step counts; then the student at each count (its own timesteps: timesteps.for_model) and at any
---timesteps given. Every row
-samples at the student's built-in CFG scale (the teacher with the CFG pair: two calls per step in one batch).
+--timesteps given. Every row of a class student
+samples at the student's built-in CFG scale (the teacher with the CFG pair: two calls per step in one batch);
+a time student and its teacher sample unconditionally (no accuracy).
 Seconds: 100 samples (10 per class), timed after a warm-up, sampling only. Accuracy and FID (fundiff's
 classifier features; the floor is 500 training images against the test set) and grain
 (metrics.background_grain: the share of background pixels, away from the strokes, brighter than 0.05; MNIST's
@@ -41,22 +43,26 @@ def main() -> None:
     ap.add_argument("--no-teacher", action="store_true", help="the student's rows only")
     ap.add_argument("--timesteps", default="", help="more student rows at given timesteps: '999,599;999,399'")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", default="auto", help="the models' arithmetic, as every command's --precision")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args()
     keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    student = load_denoiser(args.student)
+    student = load_denoiser(args.student, precision=args.precision)
     distill = load_config(resolve(args.student))["distill"]
-    teacher = load_denoiser(distill["teacher"])
-    guidance = student.traits.guidance
+    teacher = load_denoiser(distill["teacher"], precision=args.precision)
+    conditional = student.kind == "class"
+    guidance = student.traits.guidance if conditional else 1.0
     clf, _ = load_classifier(args.classifier)
     dataset = load_config(resolve(args.student))["train"]["dataset"]
-    names = student.default_prompts
+    names = student.default_prompts if conditional else ("",) * 10  # a time model: the null prompt only
     fid, prompts100, prompts_eval, target, floor = class_grading(clf, dataset, names, args.n_eval, args.seed)
     print(cpu_description())
     print(f"student={args.student} teacher={distill['teacher']} CFG s={guidance:g} threads={torch.get_num_threads()}")
-    print(f"torch={torch.__version__}; FID floor ({len(prompts_eval)} train images) {floor:.2f}")
+    arithmetic = f"{student.traits.autocast_dtype or 'fp32'}{' channels-last' if student.traits.channels_last else ''}"
+    print(f"precision {args.precision}: {arithmetic}; torch={torch.__version__}")
+    print(f"FID floor ({len(prompts_eval)} train images) {floor:.2f}")
 
     def measure(model, timesteps, sampler) -> tuple[float, float, float, float]:
         draw_samples(model, prompts100[:10], timesteps[:1], generator=torch.Generator(), sampler=sampler)  # warm-up
@@ -65,9 +71,10 @@ def main() -> None:
         wall = time.perf_counter() - t0
         x = draw_samples(model, prompts_eval, timesteps, generator=torch.Generator().manual_seed(args.seed + 2),
                          sampler=sampler)  # fmt: skip
-        return wall, class_accuracy(clf, x, target, num_classes=len(names)).overall, fid(x), background_grain(x)
+        accuracy = class_accuracy(clf, x, target, num_classes=len(names)).overall if conditional else float("nan")
+        return wall, accuracy, fid(x), background_grain(x)
 
-    guided = CFG(teacher, guidance)
+    guided = CFG(teacher, guidance) if conditional else teacher
     rows = []
     if not (args.no_teacher_default or args.no_teacher):
         rows.append(("teacher (its default)", guided, ts.for_model(teacher), samplers.default_sampler_of(teacher)))
@@ -84,9 +91,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for label, model, timesteps, sampler in rows:
         calls = len(timesteps) * (2 if sampler == "heun" else 1) - (1 if sampler == "heun" else 0)
-        calls *= 1 if model is student else 2
+        calls *= 1 if model is student or not conditional else 2
         wall, acc, f, gr = measure(model, timesteps, sampler)
-        print(f"| {label} | {sampler} | {len(timesteps)} | {calls} | {wall:.2f} | {acc:.1%} | {f:.2f} | "
+        acc_text = f"{acc:.1%}" if conditional else "-"
+        print(f"| {label} | {sampler} | {len(timesteps)} | {calls} | {wall:.2f} | {acc_text} | {f:.2f} | "
               f"{f / floor:.2f} | {gr:.1%} |", flush=True)  # fmt: skip
 
 

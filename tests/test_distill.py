@@ -148,3 +148,41 @@ def test_shifted_timesteps_move_toward_the_clean_end_and_shift_1_is_trailing():
         ts.shifted(20, 15, 0.05)
     with pytest.raises(FundiffError, match="time shift must be a positive number"):
         ts.shifted(1000, 2, 0.0)
+
+
+@pytest.fixture(scope="module")
+def time_teacher(tmp_path_factory):
+    """A tiny flow time model (T = 20), one epoch on synthetic squares."""
+    root = tmp_path_factory.mktemp("time-teacher")
+    cfg = tiny_config("time", objective="flow", flow_times="uniform", epochs=1, T=T)
+    training.train(cfg, root / "run", data=synthetic_data(32), progress=False)
+    return root / "run"
+
+
+def test_a_time_model_distills_on_unconditional_pairs_and_has_no_guidance(time_teacher, tmp_path):
+    den = runs.load_denoiser(str(time_teacher), precision="fp32")
+    assert dl.guidance_for(den, None) == 1.0 == dl.guidance_for(den, 1.0)
+    with pytest.raises(FundiffError, match="a time model takes no guidance"):
+        dl.guidance_for(den, 2.0)
+    cfg = _cfg(time_teacher, guidance=1.0)
+    assert dl.chunk_plan(cfg, 0) == [(0, 24)]  # every pair unconditional
+    out = tmp_path / "run"
+    _distill(cfg, out)
+    tensors, _ = read_tensors(dl.chunk_path(out, 0))
+    x_T = torch.randn((24, 1, 28, 28), generator=torch.Generator().manual_seed(cfg.seed))
+    want = samplers.sample(den, x_T, ts.resolve(T, steps=2), cond=den.encode([""] * 24), sampler="dpm++")
+    torch.testing.assert_close(tensors["x_0"], want.clamp(0, 1), atol=1e-5, rtol=0)
+    assert tensors["y"].eq(0).all()
+    student = runs.load_denoiser(str(out), precision="fp32")
+    assert student.kind == "time" and student.traits.student and student.traits.guidance is None
+    assert ts.for_model(student) == [19, 3] and student.traits.default_sampler == "euler"
+    x = samplers.sample(student, torch.randn(2, 1, 28, 28), ts.for_model(student), cond=student.encode(["", ""]))
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
+    with pytest.raises(FundiffError, match="distilled student already"):
+        dl.check_teacher(student, str(out))
+
+
+def test_distill_cli_on_a_time_model_refuses_guidance(capsys, time_teacher, tmp_path):
+    out = tmp_path / "x"
+    rejected(capsys, ["distill", "--teacher", str(time_teacher), "--guidance", "2", "--out", str(out)], "no guidance")
+    assert not out.exists()

@@ -181,7 +181,8 @@ class UNetDenoiser:
                 default_steps=int(student["steps"]),
                 # a student made before the shift was measured has 1: evenly spaced (timesteps.trailing)
                 timesteps_for=partial(timesteps.shifted, schedule.T, shift=float(student.get("time_shift", 1.0))),
-                guidance=float(student["guidance"]),
+                guidance=float(student["guidance"]) if kind == "class" else None,  # a time model has no CFG
+                student=True,
             )
         self.model = model
         self.schedule = schedule

@@ -67,8 +67,11 @@ class ModelTraits:
     # timesteps.strided, which visits both ends; a few-step student: timesteps.shifted (from noise)
     timesteps_for: Callable[[int], list[int]] | None = None
     # the CFG scale distilled into it (a guidance-distilled student: its conditional pass is its teacher's guided
-    # one, so it is sampled at that scale only, in one call; guidance.scale_for), None: guided as usual
+    # one, so it is sampled at that scale only, in one call; guidance.scale_for), None: guided as usual (a time
+    # model's student too: it has nothing to guide)
     guidance: float | None = None
+    # whether it is a distilled few-step student (training.distill), which is no teacher to distill again
+    student: bool = False
     # a backend's own timesteps for a number of steps (DeepFloyd IF: its scheduler's set_timesteps, as
     # IFPipeline visits them), None: timesteps.strided
     pipeline_timesteps: Callable[[int], list[int]] | None = None

@@ -66,16 +66,18 @@ def _register_distill(sub) -> None:
     d = DistillConfig()
     p = sub.add_parser(
         "distill",
-        help="distill a class model into a few-step student (reflow on its guided samples)",
+        help="distill a class or time model into a few-step student (reflow on its own samples)",
         formatter_class=_Formatter,
         description="Distill a trained class model into a student that samples in --steps steps with CFG built in\n"
         "(fundiff.training.distill): the teacher samples --pairs images at --guidance, then the student, started\n"
-        "from the teacher's weights, learns the straight path from each starting noise to its sample (reflow).",
+        "from the teacher's weights, learns the straight path from each starting noise to its sample (reflow).\n"
+        "A time model distills the same way, its pairs unconditional (no --guidance).",
     )
-    p.add_argument("--teacher", default=d.teacher, help="a shipped class model or a run folder")
+    p.add_argument("--teacher", default=d.teacher, help="a shipped class or time model, or a run folder")
     p.add_argument("--out", default=None, help="run folder (default: runs/TEACHER-fast)")
     p.add_argument("--resume", action="store_true", help="continue the distillation in --out where it stopped")
-    p.add_argument("--guidance", type=_number(float, low=1), default=d.guidance, help="the CFG scale built in")
+    p.add_argument("--guidance", type=_number(float, low=1), default=None,
+                   help=f"the CFG scale built in (class models; default {d.guidance:g})")  # fmt: skip
     p.add_argument("--pairs", type=_number(int, low=1), default=d.pairs, help="teacher samples to learn from")
     p.add_argument("--null-share", type=_number(float, low=0, below=1), default=d.null_share,
                    help="the share of unconditional pairs (the null prompt)")  # fmt: skip
@@ -99,20 +101,21 @@ def _handle_distill(args: argparse.Namespace) -> None:
     from fundiff.checkpoints import load_config, read_json
     from fundiff.devices import resolve_device
     from fundiff.outputs import check_folder
-    from fundiff.training.distill import DistillConfig, distill
+    from fundiff.training.distill import DistillConfig, check_teacher, distill, guidance_for
 
     samplers.get_sampler(args.teacher_sampler)  # an unknown sampler: the one-line error before any work
-    cfg = DistillConfig(
-        teacher=args.teacher, guidance=args.guidance, pairs=args.pairs, null_share=args.null_share,
-        teacher_sampler=args.teacher_sampler, teacher_steps=args.teacher_steps, steps=args.steps,
-        time_shift=args.time_shift,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay, seed=args.seed,
-    )  # fmt: skip
     out = Path(args.out or f"runs/{Path(str(args.teacher)).name}-fast")
     check_folder(out)
     device = resolve_device(args.device)
-    argv = getattr(args, "argv", None)
     teacher = runs.load_denoiser(args.teacher, device=device, precision="auto")
+    check_teacher(teacher, args.teacher)
+    cfg = DistillConfig(
+        teacher=args.teacher, guidance=guidance_for(teacher, args.guidance), pairs=args.pairs,
+        null_share=args.null_share, teacher_sampler=args.teacher_sampler, teacher_steps=args.teacher_steps,
+        steps=args.steps, time_shift=args.time_shift,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay, seed=args.seed,
+    )  # fmt: skip
+    argv = getattr(args, "argv", None)
     result = distill(
         cfg,
         out,
@@ -127,8 +130,9 @@ def _handle_distill(args: argparse.Namespace) -> None:
         },
     )
     losses = read_json(out / "state.json")["losses"]
+    built_in = f", CFG s={cfg.guidance:g} built in" if teacher.kind == "class" else ""
     print(
-        f"distilled {cfg.teacher} into {out} ({cfg.steps} step(s), CFG s={cfg.guidance:g} built in): step "
+        f"distilled {cfg.teacher} into {out} ({cfg.steps} step(s){built_in}): step "
         f"{result.step} in {result.wall_s:.1f} s of training; final loss {losses[-1]:.4f}"
     )
 

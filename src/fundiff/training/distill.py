@@ -1,6 +1,7 @@
 """Distillation: a few-step student from a trained flow model, by reflow on the guided teacher's own pairs.
 
-Two ideas, both measured on MNIST (README, "Few-step students"):
+The teacher is a class model (its pairs guided, below) or a time model (every pair unconditional; nothing to
+guide). Two ideas, both measured on MNIST (README, "Few-step students"):
 
 - **Guidance distillation** (Meng et al. 2023): the teacher samples with CFG at scale ``guidance``, so the
   student's conditional pass *is* the guided one; one call replaces the CFG pair. The student records the
@@ -14,8 +15,9 @@ Two ideas, both measured on MNIST (README, "Few-step students"):
 
 :func:`make_pairs` draws the pairs chunk by chunk into ``run_dir/pairs`` (each chunk written whole, so an
 interrupted run resumes after its last chunk); a share ``null_share`` of them is unconditional (the null
-prompt, which SDEdit and inpainting take by default). :func:`distill` then trains the student (initialized
-with the teacher's weights) with fundiff's training loop (resume, DDP, the run lock, progress, checkpoints).
+prompt, which SDEdit and inpainting take by default; a time model's are all unconditional). :func:`distill`
+then trains the student (initialized with the teacher's weights) with fundiff's training loop (resume, DDP,
+the run lock, progress, checkpoints).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class DistillConfig:
     the teacher's with :meth:`train_overrides`."""
 
     teacher: str = "mnist-class"  # a shipped name or a run folder of a flow class model
-    guidance: float = 2.0  # CFG scale distilled in: the teacher's best FID at >= 99% accuracy (its card's sweep)
+    # CFG scale distilled in: the class teacher's best FID at >= 99% accuracy (its card's sweep); 1 for a time teacher
+    guidance: float = 2.0
     pairs: int = 10000  # teacher samples (x_T, class, x_0)
     null_share: float = 0.1  # the share of unconditional pairs (the null prompt)
     teacher_sampler: str = "dpm++"
@@ -76,11 +79,12 @@ class DistillConfig:
 
 def chunk_plan(cfg: DistillConfig, num_classes: int) -> list[tuple[int, int]]:
     """(conditional pairs, null pairs) of each chunk: :data:`CHUNK` pairs each (the last one the rest),
-    ``null_share`` of them null, the classes in turn (pair j of a chunk has class j mod num_classes)."""
+    ``null_share`` of them null, the classes in turn (pair j of a chunk has class j mod num_classes); with no
+    classes (a time model) every pair is null."""
     plan, left = [], cfg.pairs
     while left > 0:
         n = min(CHUNK, left)
-        null = round(n * cfg.null_share)
+        null = round(n * cfg.null_share) if num_classes else n
         plan.append((n - null, null))
         left -= n
     return plan
@@ -94,7 +98,8 @@ def make_pairs(teacher, cfg: DistillConfig, run_dir: Path, *, progress: bool = T
     """Sample the teacher's pairs into ``run_dir/pairs``, skipping the chunks already there.
 
     Chunk k draws its starting noise from ``Generator().manual_seed(seed + k)``: the same pairs on every
-    machine and resume. Conditional rows are sampled with CFG at ``guidance``, null rows unguided. Returns the
+    machine and resume. Conditional rows are sampled with CFG at ``guidance``, null rows unguided (a time model's
+    label is 0: the training loop reads no label of a time model). Returns the
     seconds spent on them in all (this call's added to those of earlier calls, kept in ``pairs/wall.json``)."""
     import time
 
@@ -102,10 +107,10 @@ def make_pairs(teacher, cfg: DistillConfig, run_dir: Path, *, progress: bool = T
     from fundiff.atomic import atomic_write_json
     from fundiff.guidance import CFG
 
-    num_classes = len(teacher.class_names)
+    num_classes = teacher.num_classes
     plan = chunk_plan(cfg, num_classes)
     ts = ts_lib.resolve(teacher.schedule.T, steps=cfg.teacher_steps)
-    guided = CFG(teacher, cfg.guidance)
+    guided = CFG(teacher, cfg.guidance) if num_classes else None
     shape = (teacher.channels, teacher.image_size, teacher.image_size)
     todo = [k for k in range(len(plan)) if not chunk_path(run_dir, k).is_file()]
     bar = Progress(len(plan), initial=len(plan) - len(todo), desc="teacher pairs", enabled=progress)
@@ -117,7 +122,7 @@ def make_pairs(teacher, cfg: DistillConfig, run_dir: Path, *, progress: bool = T
             n_cond, n_null = plan[k]
             g = torch.Generator(device=teacher.device).manual_seed(cfg.seed + k)
             x_T = torch.randn((n_cond + n_null, *shape), generator=g, device=teacher.device)
-            y = torch.cat([torch.arange(n_cond) % num_classes, torch.full((n_null,), num_classes)]).long()
+            y = torch.cat([torch.arange(n_cond) % max(num_classes, 1), torch.full((n_null,), num_classes)]).long()
             parts = []
             if n_cond:
                 cond = teacher.one_hot(y[:n_cond].tolist())
@@ -177,14 +182,29 @@ def teacher_train_config(saved: dict):
     return TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
 
 
-def check_teacher(teacher, name: str) -> None:
-    """A one-line FundiffError unless ``teacher`` is a fundiff class model (one-hot classes) that takes CFG."""
+def guidance_for(teacher, guidance: float | None) -> float:
+    """The CFG scale to distill into a student of ``teacher``: ``guidance``, or None for the default (a class
+    model's :class:`DistillConfig` default; 1 for a time model, which has nothing to guide and takes no other)."""
+    if teacher.kind == "time":
+        if guidance not in (None, 1.0):
+            raise FundiffError(f"a time model takes no guidance; drop --guidance {guidance:g}")
+        return 1.0
+    return DistillConfig.guidance if guidance is None else guidance
+
+
+def check_teacher(teacher, name: str, cfg: DistillConfig | None = None) -> None:
+    """A one-line FundiffError unless ``teacher`` is a fundiff time or class model (one-hot classes) that is no
+    student already, and ``cfg``'s guidance is 1 for a time model."""
     from fundiff.denoisers import UNetDenoiser
 
-    if not isinstance(teacher, UNetDenoiser) or teacher.kind != "class" or teacher.text is not None:
-        raise FundiffError(f"{name} is no fundiff class model; distill a class model such as mnist-class")
-    if teacher.traits.guidance is not None:
+    if not isinstance(teacher, UNetDenoiser) or teacher.text is not None:
+        raise FundiffError(
+            f"{name} is no fundiff time or class model; distill a model such as mnist-class or mnist-time"
+        )
+    if teacher.traits.student:
         raise FundiffError(f"{name} is a distilled student already; distill its teacher instead")
+    if cfg is not None:
+        guidance_for(teacher, cfg.guidance)
 
 
 def distill(
@@ -211,7 +231,7 @@ def distill(
     from fundiff.training.loop import train
 
     cfg.check()
-    check_teacher(teacher, cfg.teacher)
+    check_teacher(teacher, cfg.teacher, cfg)
     run_dir = Path(run_dir)
     record = run_dir / PAIRS_DIR / "distill.json"
     if resume:
@@ -232,7 +252,7 @@ def distill(
             record.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(record, cfg.to_dict())
         pairs_s = make_pairs(teacher, cfg, run_dir, progress=progress)
-    x_T, y, x_0 = load_pairs(run_dir, cfg, len(teacher.class_names))
+    x_T, y, x_0 = load_pairs(run_dir, cfg, teacher.num_classes)
     student_cfg = replace(teacher_train_config(teacher_train), objective="flow", **train_overrides(cfg))
     init = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
     extra = (extra_config or {}) | {"distill": cfg.to_dict() | {"pairs_wall_s": round(pairs_s, 1)}}
@@ -249,4 +269,13 @@ def distill(
     )
 
 
-__all__ = ["DistillConfig", "chunk_plan", "make_pairs", "load_pairs", "train_overrides", "check_teacher", "distill"]
+__all__ = [
+    "DistillConfig",
+    "chunk_plan",
+    "make_pairs",
+    "load_pairs",
+    "train_overrides",
+    "guidance_for",
+    "check_teacher",
+    "distill",
+]
