@@ -1,6 +1,7 @@
 """Where a flow model's background grain comes from: its sampling with the last, nearly clean, steps left out.
 
     python benchmarks/grain_cutoff.py --threads 2 --model mnist-class --guidance 5 --cuts 0,30,60
+    python benchmarks/grain_cutoff.py --threads 2 --model mnist-time --cuts 0,1,10,30   # unconditional: no accuracy
 
 The model's default timesteps (the write-up's 35 strided steps for a flow model) without those below each cut:
 the sampler's last step then goes from the last kept timestep straight to the clean image. For each cut: class
@@ -32,27 +33,34 @@ def main() -> None:
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--cuts", default="0,30,60", help="comma-separated: leave out the timesteps below each")
+    ap.add_argument("--sampler", default=None, help="a sampler (default: the model's own)")
+    ap.add_argument("--steps", type=int, default=None, help="this many steps (default: the model's own)")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", default="auto", help="the model's arithmetic, as every command's --precision")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     clf, _ = load_classifier(args.classifier)
-    den = load_denoiser(args.model)
-    fid, _, prompts, target, floor = class_grading(clf, args.dataset, den.default_prompts, args.n, DEFAULT_SEED)
-    sampler, full = samplers.default_sampler_of(den), ts.for_model(den)
+    den = load_denoiser(args.model, precision=args.precision)
+    conditional = den.kind == "class"
+    names = den.default_prompts if conditional else ("",) * 10  # a time model: the null prompt only
+    fid, _, prompts, target, floor = class_grading(clf, args.dataset, names, args.n, args.seed)
+    sampler, full = args.sampler or samplers.default_sampler_of(den), ts.for_model(den, steps=args.steps)
     print(cpu_description())
-    print(f"model={args.model} CFG {args.guidance:g} sampler={sampler} threads={torch.get_num_threads()}; "
+    print(f"model={args.model} CFG {args.guidance if conditional else 1:g} sampler={sampler} "
+          f"precision={args.precision} threads={torch.get_num_threads()}; seed {args.seed}; "
           f"FID floor {floor:.2f}")  # fmt: skip
     print("| timesteps kept | steps | last t | accuracy | FID | grain | seconds |\n|---|---|---|---|---|---|---|")
-    model = CFG(den, args.guidance)
+    model = CFG(den, args.guidance) if conditional else den
     for cut in (int(c) for c in args.cuts.split(",")):
         timesteps = [t for t in full if t >= cut]
         t0 = time.perf_counter()
-        x = draw_samples(model, prompts, timesteps, generator=torch.Generator().manual_seed(DEFAULT_SEED + 2),
+        x = draw_samples(model, prompts, timesteps, generator=torch.Generator().manual_seed(args.seed + 2),
                          sampler=sampler)  # fmt: skip
-        acc = class_accuracy(clf, x, target, num_classes=len(den.default_prompts)).overall
-        print(f"| t >= {cut} | {len(timesteps)} | {timesteps[-1]} | {acc:.1%} | {fid(x):.2f} | "
+        acc = f"{class_accuracy(clf, x, target, num_classes=len(names)).overall:.1%}" if conditional else "-"
+        print(f"| t >= {cut} | {len(timesteps)} | {timesteps[-1]} | {acc} | {fid(x):.2f} | "
               f"{background_grain(x):.1%} | {time.perf_counter() - t0:.0f} |", flush=True)  # fmt: skip
 
 
