@@ -26,6 +26,19 @@ from fundiff.guidance import CFG
 from fundiff.metrics import background_grain, class_accuracy
 
 
+class _UnguidedBelow(CFG):
+    """``cfg``'s guidance at timesteps >= ``t_min``, the conditional pass alone below (a guidance interval)."""
+
+    def __init__(self, cfg: CFG, t_min: int) -> None:
+        super().__init__(cfg.denoiser, cfg.scale)
+        self.t_min = t_min
+
+    def __call__(self, x_t, t, cond):
+        if int(t.max()) < self.t_min:
+            return self.denoiser(x_t, t, cond)
+        return super().__call__(x_t, t, cond)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mnist-class")
@@ -35,6 +48,8 @@ def main() -> None:
     ap.add_argument("--cuts", default="0,30,60", help="comma-separated: leave out the timesteps below each")
     ap.add_argument("--sampler", default=None, help="a sampler (default: the model's own)")
     ap.add_argument("--steps", type=int, default=None, help="this many steps (default: the model's own)")
+    ap.add_argument("--unguided-below", type=int, default=0,
+                    help="no CFG below this timestep (the conditional pass alone): is grain guidance's?")  # fmt: skip
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--precision", default="auto", help="the model's arithmetic, as every command's --precision")
@@ -49,11 +64,14 @@ def main() -> None:
     fid, _, prompts, target, floor = class_grading(clf, args.dataset, names, args.n, args.seed)
     sampler, full = args.sampler or samplers.default_sampler_of(den), ts.for_model(den, steps=args.steps)
     print(cpu_description())
-    print(f"model={args.model} CFG {args.guidance if conditional else 1:g} sampler={sampler} "
+    print(f"model={args.model} CFG {args.guidance if conditional else 1:g} (none below t = {args.unguided_below}) "
+          f"sampler={sampler} "
           f"precision={args.precision} threads={torch.get_num_threads()}; seed {args.seed}; "
           f"FID floor {floor:.2f}")  # fmt: skip
     print("| timesteps kept | steps | last t | accuracy | FID | grain | seconds |\n|---|---|---|---|---|---|---|")
     model = CFG(den, args.guidance) if conditional else den
+    if conditional and args.unguided_below:
+        model = _UnguidedBelow(model, args.unguided_below)
     for cut in (int(c) for c in args.cuts.split(",")):
         timesteps = [t for t in full if t >= cut]
         t0 = time.perf_counter()
