@@ -13,6 +13,12 @@ $F hybrid --model mnist-class --low 8 --high 3 --n 4 --out "$OUT/mnist-hybrid" "
 $F inpaint --model mnist-class --index 0 --mask-preset top-half --prompt 9 --n 4 --out "$OUT/mnist-inpaint" "${common[@]}"
 $F sdedit --model mnist-class --image two seven four --prompt "" --out "$OUT/mnist-sdedit-drawn" "${common[@]}"
 $F generate --model mnist-class --n 4 --out "$OUT/mnist-generate" "${common[@]}"
+# the Visual Anagrams paper's views, a hybrid whose low band is an image, a sampling animation
+for view in inner-circle patch:4 skew pixel; do
+  $F anagram --model mnist-class --prompts 6 9 --view "$view" --n 4 --out "$OUT/mnist-anagram-${view//:/}" "${common[@]}"
+done
+$F hybrid --model mnist-class --low-image seven --high 3 --n 4 --out "$OUT/mnist-hybrid-low-image" "${common[@]}"
+$F generate --model mnist-class --prompt 3 7 --n 2 --animate --out "$OUT/mnist-animation" "${common[@]}"
 
 # Fashion-MNIST with class names as prompts (shipped fashion-class)
 $F anagram --model fashion-class --prompts trouser "a bag" --view vflip --n 4 --out "$OUT/fashion-anagram-vflip" "${common[@]}"

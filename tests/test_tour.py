@@ -86,10 +86,13 @@ def test_tour_writes_every_section_images_and_hashes(whole_tour, tiny):
         assert provenance.sha256_file(out / rel) == digest
     figures = {f for s in m["sections"] for f in s["figures"]}
     assert figures == set(page.images) and figures <= set(m["files"])
-    for role, facts in m["models"].items():  # the text sections run on the shipped emoji model
-        folder = runs.resolve("emoji") if role == "emoji" else Path(tiny[role.removesuffix("-b")])
+    shipped = {"emoji": "emoji", "fast": "mnist-class-fast"}  # the text sections' and the student's: shipped models
+    for role, facts in m["models"].items():
+        folder = runs.resolve(shipped[role]) if role in shipped else Path(tiny[role.removesuffix("-b")])
         assert facts["sha256"] == provenance.sha256_file(folder / "model.safetensors")
     assert m["models"]["emoji"]["dataset"] == "emoji" and any(f.endswith(".gif") for f in figures)
+    fast = next(s for s in m["sections"] if s["id"] == "b-fast")
+    assert fast["command"].startswith("fundiff generate --model mnist-class-fast ") and fast["guidance"] == [2.0]
     cfg = next(s for s in m["sections"] if s["id"] == "a-cfg")
     assert cfg["command"].startswith("fundiff generate --model ") and "--steps 6" in cfg["command"]
     assert cfg["guidance"] == [1.0, 5.0] and cfg["sampler"] == "ddpm" and cfg["timesteps"][0] == 19

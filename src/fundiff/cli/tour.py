@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argp
         "`fundiff train class --preset emoji` run)",
     )
     p.add_argument(
+        "--fast-model",
+        default=None,
+        metavar="NAME|RUN",
+        help="the few-step student of the last section (default: the shipped mnist-class-fast, or "
+        "fashion-class-fast with --dataset fashion-mnist; or a `fundiff distill` run)",
+    )
+    p.add_argument(
         "--sampler",
         choices=tuple(SAMPLERS),
         default=None,
@@ -79,6 +86,7 @@ def _cmd_tour(args: argparse.Namespace) -> None:
         dataset=args.dataset,
         train=args.train,
         text_model=args.text_model,
+        fast_model=args.fast_model,
         seed=args.seed,
         sampler=args.sampler,
         device=args.device,

@@ -168,3 +168,7 @@ def class_model(t: TourState, out: Path) -> Made:
     curve, note = _loss_curve(t, "class-b", out)
     made = run_technique(t, out, "generate", {"n": t.sizes.n}, role="class-b", note=note, animate=True)
     return replace(made, figures=curve + made.figures)
+
+
+def fast(t: TourState, out: Path) -> Made:
+    return run_technique(t, out, "generate", {"n": t.sizes.n}, role="fast")

@@ -161,6 +161,7 @@ def run_tour(
     time_model: str | None = None,
     denoiser_model: str | None = None,
     text_model: str | None = None,
+    fast_model: str | None = None,
     seed: int = DEFAULT_SEED,
     sampler: str | None = None,
     device: str = "auto",
@@ -175,7 +176,8 @@ def run_tour(
     ``fashion-class`` for dataset "fashion-mnist"); it is also Part B's class model unless ``train``
     names a preset (see ``fundiff.training.PRESETS``) to train a denoiser, a time and a class model
     first. time_model / denoiser_model: Part B's (default: the shipped ``mnist-time``, ``mnist-denoiser``);
-    text_model: the text sections' text-to-image model (default: the shipped ``emoji``).
+    text_model: the text sections' text-to-image model (default: the shipped ``emoji``); fast_model: the few-step
+    student's section's (default: the shipped student of the dataset's class model, ``mnist-class-fast``).
     quick: the small :data:`QUICK` sizes (tests). sections: a subset of :data:`SECTION_IDS` (run in
     tour order; the report and manifest then hold only those).
     Uses torch's current thread count (the CLI sets it from --threads). Sections complete from an
@@ -195,6 +197,7 @@ def run_tour(
     model, dataset = _resolve_class_model(model, dataset)
     out, dev = Path(out), resolve_device(device)
     models = {"class": model, "class-b": model, **PART_B_MODELS, "emoji": text_model or TEXT_MODEL}
+    models["fast"] = fast_model or CHOICES[dataset].fast
     models.update({k: v for k, v in (("time", time_model), ("denoiser", denoiser_model)) if v})
     chosen = [s for s in SECTIONS if sections is None or s.id in sections]
     if not chosen:

@@ -163,5 +163,12 @@ SECTIONS: tuple[Section, ...] = (
         "with CFG s = 5.",
         "class-b", part_b.class_model,
     ),
+    Section(
+        "b-fast", "B", "Beyond the write-up: a two-step student",
+        "The shipped class model distilled by `fundiff distill`: the teacher samples 10,000 images with CFG s = 2, "
+        "and the student learns the straight path from each starting noise to its image (reflow), with the "
+        "guidance built in. It samples in 2 model calls an image, not the teacher's 69 CFG pairs, at its own s = 2.",
+        "fast", part_b.fast,
+    ),
 )  # fmt: skip
 SECTION_IDS = tuple(s.id for s in SECTIONS)

@@ -64,6 +64,7 @@ class Choices:
     view: str
     hybrid: tuple[str, str]  # (low = seen from afar, high = seen up close)
     hybrid3: tuple[str, str, str] = ()  # three bands (low, mid, high); chosen, not measured; () for the text model
+    fast: str = ""  # the shipped few-step student of ``model`` (fundiff distill); "" for the text model
 
 
 CHOICES = {
@@ -78,6 +79,7 @@ CHOICES = {
         "rot180",
         ("8", "3"),
         ("8", "0", "3"),
+        fast="mnist-class-fast",
     ),
     "fashion-mnist": Choices(
         "fashion-class",
@@ -90,6 +92,7 @@ CHOICES = {
         "vflip",
         ("bag", "t-shirt"),
         ("bag", "sneaker", "t-shirt"),
+        fast="fashion-class-fast",
     ),
 }
 PART_B_MODELS = {"time": "mnist-time", "denoiser": "mnist-denoiser"}  # shipped; Part B's class model is --model's
