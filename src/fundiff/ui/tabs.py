@@ -27,7 +27,12 @@ from fundiff.ui.pad import pad, png_data_url, with_background
 from fundiff.ui.pictures import CANVAS, _unit, model_view, near_and_far, tiles
 
 SDEDIT_MODES = ("all write-up levels", "one level")
-LIVE_LABEL = "live: redo at every stroke, no files (quick with a fast model: mnist-class-fast, fashion-class-fast)"
+def live_label() -> str:
+    """The live checkbox's label, naming the shipped few-step students (fundiff distill: their names end in -fast)."""
+    from fundiff.backends.runs import shipped_names
+
+    fast = ", ".join(n for n in shipped_names() if n.endswith("-fast"))
+    return f"live: redo at every stroke, no files (quick with a fast model: {fast})"
 INPAINT_SOURCES = ("test image", "upload")
 SDEDIT_SOURCES = ("drawing", "upload")
 
@@ -161,7 +166,7 @@ def _sdedit_tab(app: App, shared: list, den, steps: gr.Number) -> None:
             parts, go = _tab_inputs(spec, den, "sdedit")
             mode = gr.Radio(list(SDEDIT_MODES), value=SDEDIT_MODES[0], label="noise levels")
             i_start = gr.Slider(0, last, value=min(10, last), step=1, label="i_start (one level; larger: less noise)")
-            live = gr.Checkbox(False, label=LIVE_LABEL + " (at i_start)", elem_id="sdedit-live")
+            live = gr.Checkbox(False, label=live_label() + " (at i_start)", elem_id="sdedit-live")
         outs = outputs("sdedit")
     steps.change(lambda s: gr.Slider(maximum=max(int(s or 1) - 1, 0)), steps, i_start, queue=False)
     inputs = [*shared, source, sketch, upload, fit, *parts, mode, i_start]
@@ -251,7 +256,7 @@ def _inpaint_tab(app: App, shared: list, den, demo: gr.Blocks) -> None:
             editor = pad("mask", label="paint the region to fill in", side=CANVAS, brush=28, elem_id="inpaint-editor")
             mask_from = gr.Radio(["painted", *MASK_PRESETS], value="painted", label="mask")
             parts, go = _tab_inputs(spec, den, "inpaint")
-            live = gr.Checkbox(False, label=LIVE_LABEL + " (the painted mask)", elem_id="inpaint-live")
+            live = gr.Checkbox(False, label=live_label() + " (the painted mask)", elem_id="inpaint-live")
         outs = outputs("inpaint")
     show, picked = functools.partial(show_inpaint_image, app, editor), [shared[0], source, index, upload]
     for trigger in (source.change, index.change, upload.change, shared[0].change, demo.load):
