@@ -45,7 +45,7 @@ class DistillConfig:
     """Everything that determines a distillation (config.json's "distill"); the student's training config is
     the teacher's with :meth:`train_overrides`."""
 
-    teacher: str = "mnist-class"  # a shipped name or a run folder of a flow class model
+    teacher: str = "mnist-class"  # a shipped name or a run folder of a flow class or time model
     # CFG scale distilled in: the class teacher's best FID at >= 99% accuracy (its card's sweep); 1 for a time teacher
     guidance: float = 2.0
     pairs: int = 10000  # teacher samples (x_T, class, x_0)
