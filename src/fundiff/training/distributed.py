@@ -7,6 +7,7 @@ function here is a no-op on a world of one.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,11 +39,21 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_leave)  # the group this call made is left before the interpreter tears down
     rank = dist.get_rank()
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return DistInfo(rank, world), device
+
+
+def _leave() -> None:
+    """Destroy the process group at exit, as torch.distributed asks: a gloo group left to the interpreter's
+    teardown can abort a rank ("terminate called without an active exception", seen in tests/test_ddp.py)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:

@@ -27,12 +27,16 @@ from fundiff.ui.pad import pad, png_data_url, with_background
 from fundiff.ui.pictures import CANVAS, _unit, model_view, near_and_far, tiles
 
 SDEDIT_MODES = ("all write-up levels", "one level")
+
+
 def live_label() -> str:
     """The live checkbox's label, naming the shipped few-step students (fundiff distill: their names end in -fast)."""
     from fundiff.backends.runs import shipped_names
 
     fast = ", ".join(n for n in shipped_names() if n.endswith("-fast"))
     return f"live: redo at every stroke, no files (quick with a fast model: {fast})"
+
+
 INPAINT_SOURCES = ("test image", "upload")
 SDEDIT_SOURCES = ("drawing", "upload")
 
