@@ -15,13 +15,17 @@ from helpers import rejected, synthetic_data, tiny_config
 T = 20
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A tiny flow class model (T = 20), one epoch on synthetic squares."""
-    root = tmp_path_factory.mktemp("teacher")
-    cfg = tiny_config("class", objective="flow", flow_times="uniform", epochs=1, T=T)
+def _tiny_flow_run(tmp_path_factory, kind: str):
+    """A tiny flow ``kind`` model (T = 20), one epoch on synthetic squares."""
+    root = tmp_path_factory.mktemp(f"{kind}-teacher")
+    cfg = tiny_config(kind, objective="flow", flow_times="uniform", epochs=1, T=T)
     training.train(cfg, root / "run", data=synthetic_data(32), progress=False)
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return _tiny_flow_run(tmp_path_factory, "class")
 
 
 def _cfg(teacher, **kw) -> dl.DistillConfig:
@@ -152,11 +156,7 @@ def test_shifted_timesteps_move_toward_the_clean_end_and_shift_1_is_trailing():
 
 @pytest.fixture(scope="module")
 def time_teacher(tmp_path_factory):
-    """A tiny flow time model (T = 20), one epoch on synthetic squares."""
-    root = tmp_path_factory.mktemp("time-teacher")
-    cfg = tiny_config("time", objective="flow", flow_times="uniform", epochs=1, T=T)
-    training.train(cfg, root / "run", data=synthetic_data(32), progress=False)
-    return root / "run"
+    return _tiny_flow_run(tmp_path_factory, "time")
 
 
 def test_a_time_model_distills_on_unconditional_pairs_and_has_no_guidance(time_teacher, tmp_path):

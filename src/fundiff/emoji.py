@@ -294,5 +294,14 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-__all__ = ["BACKGROUND", "DEFAULT_RESOLUTION", "Emoji", "RESOLUTIONS", "fetch", "identities", "is_fetched", "load"]
-__all__ += ["resize"]
+__all__ = [
+    "BACKGROUND",
+    "DEFAULT_RESOLUTION",
+    "Emoji",
+    "RESOLUTIONS",
+    "fetch",
+    "identities",
+    "is_fetched",
+    "load",
+    "resize",
+]

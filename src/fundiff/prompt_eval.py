@@ -161,5 +161,12 @@ def _sample(denoiser, texts: list[str], *, guidance: float, timesteps, sampler, 
     return torch.cat(xs)
 
 
-__all__ = ["WRITEUP_TARGETS", "caption_fid", "eval_prompts", "features_of", "nearest", "nearest_features"]
-__all__ += ["prompt_fidelity"]
+__all__ = [
+    "WRITEUP_TARGETS",
+    "caption_fid",
+    "eval_prompts",
+    "features_of",
+    "nearest",
+    "nearest_features",
+    "prompt_fidelity",
+]

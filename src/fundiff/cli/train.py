@@ -137,6 +137,15 @@ def _handle_distill(args: argparse.Namespace) -> None:
     )
 
 
+def _classifier_only_options() -> list:
+    """(field, Option) of the ClassifierTrainConfig flags that TrainConfig lacks (such as --noise)."""
+    from fundiff.training import ClassifierTrainConfig, TrainConfig
+    from fundiff.training.options import options_of
+
+    taken = {opt.flag for _, opt in options_of(TrainConfig)}
+    return [(f, opt) for f, opt in options_of(ClassifierTrainConfig) if opt.flag not in taken | {None}]
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field whose metadata names one (fundiff.training.options.Option), then the
     classifier's own (ClassifierTrainConfig's flags that TrainConfig lacks, such as --noise; None unless given).
@@ -145,13 +154,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     a Choice its choices), its help and its default: None for a value a preset (or, with --resume,
     the run) gives, else the field's own default (--dataset, --seed).
     """
-    from fundiff.training import ClassifierTrainConfig, TrainConfig
+    from fundiff.training import TrainConfig
     from fundiff.training.options import Choice, IntList, Range, options_of
 
     unet = [(f, opt, False) for f, opt in options_of(TrainConfig) if opt.flag is not None]
-    taken = {opt.flag for _, opt, _ in unet}
-    own = [(f, opt, True) for f, opt in options_of(ClassifierTrainConfig) if opt.flag not in taken | {None}]
-    for f, opt, classifier_only in unet + own:
+    for f, opt, classifier_only in unet + [(f, opt, True) for f, opt in _classifier_only_options()]:
         kw: dict = {"dest": f.name, "default": None if opt.from_preset or classifier_only else f.default}
         kw["help"] = ("classifier: " if classifier_only else "") + opt.help
         kw["help"] += _preset_default(f.name, f.default) if opt.from_preset and not classifier_only else ""
@@ -219,12 +226,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
                 "(see `fundiff train classifier --help` for its options)"
             )
         return train_classifier_command(args, argv)
-    from fundiff.training import ClassifierTrainConfig, TrainConfig
-    from fundiff.training.options import options_of
-
-    unet = {f.name for f, _ in options_of(TrainConfig)}
-    foreign = [opt.flag for f, opt in options_of(ClassifierTrainConfig)
-               if opt.flag and f.name not in unet and getattr(args, f.name, None) is not None]  # fmt: skip
+    foreign = [opt.flag for f, opt in _classifier_only_options() if getattr(args, f.name, None) is not None]
     if foreign:
         raise FundiffError(f"{', '.join(foreign)} appl(ies) to `fundiff train classifier` only; drop it here")
     args.preset = args.preset or "paper"

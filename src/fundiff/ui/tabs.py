@@ -30,10 +30,11 @@ SDEDIT_MODES = ("all write-up levels", "one level")
 
 
 def live_label() -> str:
-    """The live checkbox's label, naming the shipped few-step students (fundiff distill: their names end in -fast)."""
-    from fundiff.backends.runs import shipped_names
+    """The live checkbox's label, naming the shipped few-step students (their configs record a "distill")."""
+    from fundiff.backends.runs import SHIPPED_DIR, shipped_names
+    from fundiff.checkpoints import load_config
 
-    fast = ", ".join(n for n in shipped_names() if n.endswith("-fast"))
+    fast = ", ".join(n for n in shipped_names() if "distill" in load_config(SHIPPED_DIR / n))
     return f"live: redo at every stroke, no files (quick with a fast model: {fast})"
 
 
