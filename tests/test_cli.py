@@ -224,7 +224,7 @@ def test_train_flags_are_the_config_fields_flags():
         "--dataset", "--hidden", "--batch-size", "--epochs", "--lr", "--lr-schedule", "--sigma", "--pure-noise", "--T",
         "--beta-schedule", "--objective", "--loss-weight", "--flow-times", "--ema", "--max-steps", "--seed",
         "--precision", "--channels-last", "--sample-epochs", "--save-every", "--text", "--train-images",
-        "--time-conditioning", "--film", "--class-map", "--patch", "--name-share",
+        "--time-conditioning", "--film", "--class-map", "--patch", "--name-share", "--warmup-steps", "--low-times",
     }  # fmt: skip
     args = vars(cli.build_parser().parse_args(["train", "class"]))
     assert args["seed"] == DEFAULT_SEED

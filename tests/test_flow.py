@@ -58,6 +58,22 @@ def test_flow_target_and_time_laws():
         flow.sample_times(3, law="beta")
 
 
+def test_low_times_add_the_nearly_clean_end_and_nothing_else():
+    """low_share: that share of the times uniform in (0, LOW_TAU_MAX); 0 draws exactly the law's times (a run
+    without it trains as before)."""
+    draw = lambda **kw: flow.sample_times(40000, law="logit-normal", generator=torch.Generator().manual_seed(3), **kw)  # noqa: E731
+    plain, low = draw(), draw(low_share=0.25)
+    assert torch.equal(draw(low_share=0.0), plain)
+    assert float((plain < flow.LOW_TAU_MAX).float().mean()) == pytest.approx(0.014, abs=0.003)
+    below = low < flow.LOW_TAU_MAX  # the low draws, and the law's own 1.4% of the other 75%
+    assert float(below.float().mean()) == pytest.approx(0.25 + 0.75 * 0.014, abs=0.01)
+    assert 0 < low.min() and low.max() < 1
+    hist = torch.histc(low[low < flow.LOW_TAU_MAX], bins=4, min=0, max=flow.LOW_TAU_MAX)
+    assert hist.min() / hist.max() > 0.8  # uniform over the low end
+    with pytest.raises(FundiffError, match=r"share of low flow times must be in \[0, 1\)"):
+        flow.sample_times(3, law="uniform", low_share=1.0)
+
+
 class _Echo(torch.nn.Module):
     """A 'UNet' that returns what ``fn(x, t)`` says, recording its inputs."""
 

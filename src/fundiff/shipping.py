@@ -59,6 +59,8 @@ def export_run(
     }
     if "distill" in cfg:  # a distilled student (training.distill): its teacher, recipe and the pairs' seconds
         card["distill"] = cfg["distill"]
+    if "init" in cfg:  # a fine-tune (training.finetune): the model it started from and the command that trained that
+        card["init"] = cfg["init"]
     card.update({k: v for k, v in (card_extra or {}).items() if v is not None})
     ckpt.atomic_write_tensors(dest / "model.safetensors", small, {"step": str(step)})
     ckpt.atomic_write_json(dest / "config.json", strip_paths(cfg))

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from fundiff.cli.common import Formatter as _Formatter
@@ -29,8 +30,9 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="train a one-step denoiser, a time- or a class-conditioned UNet",
         formatter_class=_Formatter,
         description="Train one of the write-up's Part B models. --preset paper is the write-up's recipe; flags\n"
-        "override the preset's values (with --resume: the run's). `fundiff train classifier` takes --dataset,\n"
-        "--epochs, --batch-size, --lr, --max-steps, --precision and --seed.",
+        "override the preset's values (with --resume: the run's; with --init-from: the base model's).\n"
+        "`fundiff train classifier` takes --dataset, --epochs, --batch-size, --lr, --max-steps, --precision and\n"
+        "--seed.",
     )
     p.add_argument(
         "kind",
@@ -53,6 +55,15 @@ def register(sub) -> dict[str, Callable[[argparse.Namespace], None]]:
         help="run folder (default: runs/DATASET-KIND-PRESET; classifier: runs/DATASET-classifier)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this trained time or class model (a shipped name or run folder; its EMA "
+        "weights) and its training config, which the flags override; not with --preset. The shipped mnist-class and "
+        "mnist-time: --epochs 1 --lr 2e-4 --lr-schedule constant --warmup-steps 0 --ema 0.99 --low-times 0.25 "
+        "(--seed 3 and 1; README, Grain)",
+    )
     _add_config_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data=True)
@@ -202,20 +213,28 @@ def _train_config(args: argparse.Namespace, out: Path):
 
     flags = [(f.name, opt.from_preset) for f, opt in options_of(training.TrainConfig) if opt.flag is not None]
     overrides = {name: vars(args)[name] for name, from_preset in flags if from_preset}
+    own = {name: vars(args)[name] for name, from_preset in flags if not from_preset}  # --seed
+    if args.init_from:
+        from fundiff.backends import runs
+        from fundiff.training.finetune import finetune_config
+
+        saved = load_config(runs.resolve(args.init_from)).get("train", {})
+        if saved.get("kind") != args.kind:
+            raise FundiffError(f"{args.init_from} is no {args.kind} model; fine-tune it as `fundiff train "
+                               f"{saved.get('kind', '...')}`, or start from a {args.kind} model")  # fmt: skip
+        return finetune_config(saved, overrides | own)
     if not args.resume:
-        own = {name: vars(args)[name] for name, from_preset in flags if not from_preset}  # --dataset, --seed
         return training.preset_config(args.preset, args.kind, **own, **overrides)
     saved = load_config(out)["train"]
     if saved["kind"] != args.kind:
         raise FundiffError(f"{out} holds a {saved['kind']!r} run, not {args.kind!r}")
-    base = {k: v for k, v in saved.items() if k not in ("kind", "preset")}
-    base["sample_epochs"] = tuple(base["sample_epochs"])
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return training.TrainConfig(kind=args.kind, preset=saved["preset"], **base)
+    return replace(training.config_from_dict(saved), **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _cmd_train(args, argv: list[str] | None = None) -> None:
     from fundiff import data, provenance, training
+    from fundiff.backends import runs
+    from fundiff.checkpoints import load_config
     from fundiff.devices import resolve_device
     from fundiff.outputs import check_folder
 
@@ -229,17 +248,27 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     foreign = [opt.flag for f, opt in _classifier_only_options() if getattr(args, f.name, None) is not None]
     if foreign:
         raise FundiffError(f"{', '.join(foreign)} appl(ies) to `fundiff train classifier` only; drop it here")
+    if args.init_from and args.preset:
+        raise FundiffError("--init-from takes its base model's recipe (flags override it); drop --preset")
+    if args.init_from and args.resume:
+        raise FundiffError("--resume continues a fine-tune from its own record; drop --init-from")
     args.preset = args.preset or "paper"
     if args.kind not in training.PRESETS[args.preset]:
         training.preset_config(args.preset, args.kind)  # the one-line error naming the kinds it trains
     dataset = args.dataset or training.PRESETS[args.preset][args.kind].get("dataset", "mnist")
-    out = Path(args.out or f"runs/{dataset}-{args.kind}-{args.preset}")
+    tuned = f"runs/{Path(str(args.init_from)).name}-tuned" if args.init_from else None
+    out = Path(args.out or tuned or f"runs/{dataset}-{args.kind}-{args.preset}")
     check_folder(out)  # before any work; a failure later leaves the last complete checkpoint (training.train)
     cfg = _train_config(args, out)
     device = resolve_device(args.device)
     from fundiff.training.figures import epoch_figures
+    from fundiff.training.finetune import init_record, init_weights
     from fundiff.training.inputs import training_inputs
 
+    # a fine-tune starts from its base's weights, its EMA from them too (on --resume, from its record: a run stopped
+    # before its first checkpoint starts again at step 0 from there)
+    base = args.init_from or (args.resume and load_config(out).get("init", {}).get("model"))
+    init, base_config = init_weights(runs.resolve(base)) if base else (None, {})
     split, text = training_inputs(cfg, args.data_dir)
     class_names = data.CLASS_NAMES.get(cfg.dataset, ())
     result = training.train(
@@ -251,9 +280,12 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         resume=args.resume,
         progress=not args.no_progress,
         on_epoch_end=epoch_figures(cfg, device, class_names, args.data_dir, text[0] if text else None),
+        init=init,
+        ema_warmup=init is None,
         extra_config={
             **provenance.run_info(cfg.precision, device),
             "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),
+            **({"init": init_record(args.init_from, base_config)} if args.init_from else {}),
         },
     )
     if int(os.environ.get("RANK", "0")) == 0:
@@ -283,8 +315,8 @@ def train_classifier_command(args: argparse.Namespace, argv: list[str] | None = 
 
     given = vars(args)
     own = [f.name for f, opt in options_of(ClassifierTrainConfig) if opt.flag is not None]
-    # the UNet's flags a classifier has no field for (and --resume: a classifier run does not resume)
-    foreign = ["--resume"] if given.get("resume") else []
+    # the UNet's flags a classifier has no field for (and --resume / --init-from: a classifier trains afresh)
+    foreign = [flag for flag, name in (("--resume", "resume"), ("--init-from", "init_from")) if given.get(name)]
     foreign += [
         opt.flag
         for f, opt in options_of(TrainConfig)

@@ -18,7 +18,8 @@ faster of fp32 / bf16 autocast and of the memory formats, timed once per machine
 
 Modules, by job:
 
-- ``config``: TrainConfig, PRESETS, preset_config, schedule_of_config
+- ``config``: TrainConfig, PRESETS, preset_config, config_from_dict, schedule_of_config
+- ``finetune``: a run that starts from a trained model's weights and recipe (``fundiff train --init-from``)
 - ``options``: each config field's check, help and flag (field metadata), and ``validate``
 - ``objectives``: the loss of each kind and objective (eps, v, flow, min-SNR)
 - ``loop``: ``train`` and its epochs and steps; ``session``: the state it checkpoints and resumes
@@ -34,6 +35,7 @@ from fundiff.training.config import (
     LR_SCHEDULES,
     PRESETS,
     TrainConfig,
+    config_from_dict,
     preset_config,
     schedule_of_config,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "LOSS_WEIGHTS",
     "MIN_SNR_GAMMA",
     "preset_config",
+    "config_from_dict",
     "schedule_of_config",
     "validate",
     "train",

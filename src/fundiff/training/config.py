@@ -104,7 +104,9 @@ class TrainConfig:
         default="exponential",
         flag="--lr-schedule",
     )
-    warmup_steps: int = option(NONNEG_INT, "linear LR warm-up steps (on top of lr_schedule)", default=0)
+    warmup_steps: int = option(
+        NONNEG_INT, "linear LR warm-up steps (on top of lr_schedule)", default=0, flag="--warmup-steps"
+    )
     sigma: float = option(NONNEG_FLOAT, "training noise level of the one-step denoiser", default=0.5, flag="--sigma")
     pure_noise: bool = option(
         Switch(),
@@ -152,6 +154,14 @@ class TrainConfig:
         default="uniform",
         flag="--flow-times",
         label="flow time law",
+    )
+    low_times: float = option(
+        UNIT_FLOAT,
+        "flow objective: this share of the training times uniform in (0, 0.1), the nearly clean end that "
+        "logit-normal times almost never reach (a short fine-tune with 0.25 removed the shipped MNIST models' "
+        "background grain: README, Grain)",
+        default=0.0,
+        flag="--low-times",
     )
     p_uncond: float = option(
         UNIT_FLOAT, "probability of dropping the class vector (class kind; Ho & Salimans 2022)", default=0.1
@@ -205,6 +215,8 @@ class TrainConfig:
             )
         if self.dataset == "emoji" and self.kind == "denoiser":
             raise FundiffError("the one-step denoiser trains on mnist or fashion-mnist; drop --dataset emoji")
+        if self.low_times and self.objective != "flow":
+            raise FundiffError("--low-times adds nearly clean flow times to --objective flow; drop it otherwise")
         if self.loss_weight != "none" and flow.is_flow(self.objective):
             raise FundiffError("min-snr weighting applies to the eps and v objectives, not to flow; drop --loss-weight")
         if self.time_conditioning != "additive" and self.kind != "time":
@@ -318,6 +330,14 @@ def preset_config(preset: str, kind: str, **overrides) -> TrainConfig:
     return TrainConfig(kind=kind, preset=preset, **values)
 
 
+def config_from_dict(saved: dict) -> TrainConfig:
+    """The TrainConfig of a run from its config.json's "train" dict (keys of an older or newer fundiff that
+    TrainConfig lacks are left out; fields absent from it take their defaults)."""
+    values = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+    values["sample_epochs"] = tuple(values.get("sample_epochs", ()))
+    return TrainConfig(**values)
+
+
 def schedule_of_config(cfg: TrainConfig) -> NoiseSchedule:
     """The discrete schedule a time/class run samples on: its beta schedule, or for the flow
     objective the VP-equivalent grid of T flow times (flow.schedule; course-flow: the grid that reaches pure noise)."""
@@ -326,4 +346,6 @@ def schedule_of_config(cfg: TrainConfig) -> NoiseSchedule:
     return NoiseSchedule.from_name(cfg.beta_schedule, cfg.T)
 
 
-__all__ = ["TrainConfig", "PRESETS", "LR_SCHEDULES", "LOSS_WEIGHTS", "preset_config", "schedule_of_config"]
+__all__ = [
+    "TrainConfig", "PRESETS", "LR_SCHEDULES", "LOSS_WEIGHTS", "preset_config", "config_from_dict", "schedule_of_config",
+]  # fmt: skip

@@ -173,15 +173,6 @@ def train_overrides(cfg: DistillConfig) -> dict:
     }
 
 
-def teacher_train_config(saved: dict):
-    """The TrainConfig a teacher was trained with, from its config.json's "train" dict."""
-    from fundiff.training.config import TrainConfig
-
-    saved = dict(saved)
-    saved["sample_epochs"] = tuple(saved.get("sample_epochs", ()))
-    return TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-
-
 def guidance_for(teacher, guidance: float | None) -> float:
     """The CFG scale to distill into a student of ``teacher``: ``guidance``, or None for the default (a class
     model's :class:`DistillConfig` default; 1 for a time model, which has nothing to guide and takes no other)."""
@@ -228,6 +219,7 @@ def distill(
     precision. Returns the training's TrainResult.
     """
     from fundiff.atomic import atomic_write_json
+    from fundiff.training.config import config_from_dict
     from fundiff.training.loop import train
 
     cfg.check()
@@ -253,7 +245,7 @@ def distill(
             atomic_write_json(record, cfg.to_dict())
         pairs_s = make_pairs(teacher, cfg, run_dir, progress=progress)
     x_T, y, x_0 = load_pairs(run_dir, cfg, teacher.num_classes)
-    student_cfg = replace(teacher_train_config(teacher_train), objective="flow", **train_overrides(cfg))
+    student_cfg = replace(config_from_dict(teacher_train), objective="flow", **train_overrides(cfg))
     init = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
     extra = (extra_config or {}) | {"distill": cfg.to_dict() | {"pairs_wall_s": round(pairs_s, 1)}}
     return train(

@@ -52,13 +52,15 @@ def train(
     text=None,
     noise: Tensor | None = None,
     init: dict[str, Tensor] | None = None,
+    ema_warmup: bool = True,
 ) -> TrainResult:
     """Train ``cfg.kind`` on ``data`` = (images uint8 (N,H,W) or (N,C,H,W), labels int64 (N,)) into ``run_dir``.
 
     ``text`` (a text model, ``cfg.text``): (fundiff.text.TextEncoder, its variant_table of the items' training
     texts); the encoder is saved in config.json ("text") so the run reads prompts without the dataset.
     ``noise`` (reflow, training.distill): float32 like the images, each image's own noise (objectives.batch_loss);
-    ``init``: the UNet's starting weights (a distilled student starts as its teacher) instead of a seeded init.
+    ``init``: the UNet's starting weights (a distilled student starts as its teacher) instead of a seeded init;
+    ``ema_warmup`` False: its EMA takes the full decay from the first step (a fine-tune, training.finetune).
 
     Writes config.json at the start and a checkpoint every ``save_every`` steps, at each
     epoch end and at the end (each whole or not at all: session.save); ``resume`` continues a
@@ -74,7 +76,7 @@ def train(
     with run_lock(run_dir, enabled=main):
         if not resume and main and (run_dir / "state.json").exists():
             raise FundiffError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        s = setup(cfg, run_dir, data, device, resume, text, noise=noise, init=init)
+        s = setup(cfg, run_dir, data, device, resume, text, noise=noise, init=init, ema_warmup=ema_warmup)
         if resume and (run_dir / "state.json").exists():
             restore(s)
         elif not resume and s.info.main:

@@ -46,7 +46,7 @@ def batch_loss(
         return F.mse_loss(model(z).float(), x0)
     b = x0.shape[0]
     if cfg.objective == "flow":
-        tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)
+        tau = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device, low_share=cfg.low_times)
         x_in, t_in, target, weight = flow.interpolate(x0, eps, tau), tau, flow.velocity(x0, eps), None
     elif cfg.objective == "course-flow":  # the course's time t = 1 - tau (every time law is symmetric about 1/2)
         t = flow.sample_times(b, law=cfg.flow_times, generator=g, device=x0.device)

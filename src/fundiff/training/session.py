@@ -119,12 +119,14 @@ def setup(
     *,
     noise: Tensor | None = None,
     init: dict[str, Tensor] | None = None,
+    ema_warmup: bool = True,
 ) -> Session:
     """Device, DDP process group, precision, model (seeded init, or the weights ``init``), EMA, optimizer and
     noise generator.
 
     ``text``: a text model's (TextEncoder, its variant_table) -- the class vector's length and training texts.
-    ``noise``: each image's own noise (reflow)."""
+    ``noise``: each image's own noise (reflow). ``ema_warmup``: ema.ema_model's (False: a fine-tune's EMA holds on
+    to the weights it starts from)."""
     info, dev = init_distributed(resolve_device(device) if not isinstance(device, torch.device) else device)
     images, labels = data
     model_cfg = unet_config(cfg, images, text[0].dim if text is not None else None)
@@ -149,7 +151,7 @@ def setup(
         mem_format=mem_format,
         model=model,
         net=model,
-        ema=ema_model(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        ema=ema_model(model, cfg.ema_decay, warmup=ema_warmup) if cfg.ema_decay > 0 else None,
         opt=torch.optim.Adam(model.parameters(), lr=cfg.lr),
         g=torch.Generator(device=dev).manual_seed(cfg.seed * 1009 + info.rank),
         schedule=schedule_of_config(cfg) if cfg.kind != "denoiser" else None,
