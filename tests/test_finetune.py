@@ -87,6 +87,8 @@ def test_a_finetune_takes_a_model_of_its_kind_and_no_classifier(base, capsys):
     rejected(capsys, ["train", "classifier", "--init-from", "base", "--out", "tuned"],
              "--init-from does not apply to a classifier")  # fmt: skip
     rejected(capsys, ["train", "class", "--init-from", "nowhere", "--out", "tuned"], "nowhere")
+    rejected(capsys, ["train", "class", "--init-from", "mnist-class-fast", "--out", "tuned"],
+             "mnist-class-fast is a distilled student; fine-tune its teacher")  # fmt: skip
     assert not (base.parent / "tuned").exists()
 
 

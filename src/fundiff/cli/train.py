@@ -218,7 +218,11 @@ def _train_config(args: argparse.Namespace, out: Path):
         from fundiff.backends import runs
         from fundiff.training.finetune import finetune_config
 
-        saved = load_config(runs.resolve(args.init_from)).get("train", {})
+        base = load_config(runs.resolve(args.init_from))
+        saved = base.get("train", {})
+        if not saved or "distill" in base:
+            what = "a distilled student; fine-tune its teacher" if saved else "no run of `fundiff train`"
+            raise FundiffError(f"{args.init_from} is {what} (--init-from takes a model that `fundiff train` made)")
         if saved.get("kind") != args.kind:
             raise FundiffError(f"{args.init_from} is no {args.kind} model; fine-tune it as `fundiff train "
                                f"{saved.get('kind', '...')}`, or start from a {args.kind} model")  # fmt: skip
