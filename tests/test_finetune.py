@@ -59,9 +59,9 @@ def test_a_finetune_of_a_finetune_records_the_chain_and_its_card_keeps_it(base, 
 
 
 def test_a_resumed_finetune_equals_an_uninterrupted_one(base):
-    assert _tune("whole", "--max-steps", "4", "--low-times", "0.5") == 0
+    assert _tune("whole", "--max-steps", "3", "--low-times", "0.5") == 0  # 3 epochs of one step each
     assert _tune("parts", "--max-steps", "2", "--low-times", "0.5") == 0
-    assert cli.main(["train", "class", "--resume", "--out", "parts", "--max-steps", "4", "--no-progress"]) == 0
+    assert cli.main(["train", "class", "--resume", "--out", "parts", "--max-steps", "3", "--no-progress"]) == 0
     whole, parts = (load_file(base.parent / run / "model.safetensors") for run in ("whole", "parts"))
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
 
@@ -73,7 +73,7 @@ def test_a_resumed_finetune_equals_an_uninterrupted_one(base):
         (["--objective", "eps", "--T", "30"], "--T, --objective would change the network"),
         (["--preset", "flow"], "--init-from takes its base model's recipe (flags override it); drop --preset"),
         (["--resume"], "--resume continues a fine-tune from its own record; drop --init-from"),
-        (["--lr", "0"], "--lr"),
+        (["--dataset", "fashion-mnist"], "--dataset would change the network"),
     ],
 )
 def test_a_finetune_refuses_what_would_not_fit_and_writes_nothing(base, capsys, flags, match):
@@ -89,9 +89,12 @@ def test_a_finetune_takes_a_model_of_its_kind_and_no_classifier(base, capsys):
     rejected(capsys, ["train", "class", "--init-from", "nowhere", "--out", "tuned"], "nowhere")
     rejected(capsys, ["train", "class", "--init-from", "mnist-class-fast", "--out", "tuned"],
              "mnist-class-fast is a distilled student; fine-tune its teacher")  # fmt: skip
+    rejected(capsys, ["train", "class", "--init-from", "mnist-classifier", "--out", "tuned"],
+             "mnist-classifier is a classifier (--init-from takes a denoiser, time or class model")  # fmt: skip
     assert not (base.parent / "tuned").exists()
 
 
-def test_low_times_train_the_flow_objective_only(base, capsys):
+def test_low_times_train_the_flow_objective_only(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     rejected(capsys, ["train", "time", "--preset", "tiny", "--low-times", "0.2", "--out", "eps"],
              "--low-times adds nearly clean flow times to --objective flow; drop it otherwise")  # fmt: skip

@@ -220,9 +220,13 @@ def _train_config(args: argparse.Namespace, out: Path):
 
         base = load_config(runs.resolve(args.init_from))
         saved = base.get("train", {})
-        if not saved or "distill" in base:
-            what = "a distilled student; fine-tune its teacher" if saved else "no run of `fundiff train`"
-            raise FundiffError(f"{args.init_from} is {what} (--init-from takes a model that `fundiff train` made)")
+        kind = saved.get("kind") or base.get("model", {}).get("kind")
+        if not saved or "distill" in base or kind not in ("denoiser", "time", "class"):
+            what = ("a distilled student; fine-tune its teacher" if "distill" in base
+                    else f"a {kind}" if kind else "no run of `fundiff train`")  # fmt: skip
+            raise FundiffError(
+                f"{args.init_from} is {what} (--init-from takes a denoiser, time or class model of `fundiff train`)"
+            )
         if saved.get("kind") != args.kind:
             raise FundiffError(f"{args.init_from} is no {args.kind} model; fine-tune it as `fundiff train "
                                f"{saved.get('kind', '...')}`, or start from a {args.kind} model")  # fmt: skip
@@ -269,9 +273,10 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
     from fundiff.training.finetune import init_record, init_weights
     from fundiff.training.inputs import training_inputs
 
-    # a fine-tune starts from its base's weights, its EMA from them too (on --resume, from its record: a run stopped
-    # before its first checkpoint starts again at step 0 from there)
-    base = args.init_from or (args.resume and load_config(out).get("init", {}).get("model"))
+    # a fine-tune starts from its base's weights, its EMA from them too, with no warm-up; on --resume its record
+    # names the base, needed only when it stopped before its first checkpoint (it starts again at step 0 from there)
+    recorded = load_config(out).get("init", {}).get("model") if args.resume else None
+    base = args.init_from or (recorded if not (out / "state.json").exists() else None)
     init, base_config = init_weights(runs.resolve(base)) if base else (None, {})
     split, text = training_inputs(cfg, args.data_dir)
     class_names = data.CLASS_NAMES.get(cfg.dataset, ())
@@ -285,7 +290,7 @@ def _cmd_train(args, argv: list[str] | None = None) -> None:
         progress=not args.no_progress,
         on_epoch_end=epoch_figures(cfg, device, class_names, args.data_dir, text[0] if text else None),
         init=init,
-        ema_warmup=init is None,
+        ema_warmup=not (args.init_from or recorded),
         extra_config={
             **provenance.run_info(cfg.precision, device),
             "command": "fundiff " + provenance.portable_command(sys.argv[1:] if argv is None else argv),

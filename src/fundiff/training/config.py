@@ -168,7 +168,8 @@ class TrainConfig:
     )
     ema_decay: float = option(
         UNIT_FLOAT,
-        "EMA decay of the weights (e.g. 0.999; warmed up as (1 + step) / (10 + step)); 0 turns it off",
+        "EMA decay of the weights (e.g. 0.999; warmed up as (1 + step) / (10 + step), but not in a fine-tune, "
+        "--init-from); 0 turns it off",
         default=0.0,
         flag="--ema",
     )

@@ -2,8 +2,9 @@
 --init-from``).
 
 The new run's config is the base run's training config with the given flags on top (as ``--resume`` takes
-the run's), so ``--epochs 1 --lr 2e-4`` changes those two and keeps the rest. What makes the network -- its
-kind, data, size, conditioning, objective and T -- cannot change: the weights would not fit, or would mean
+the run's), so ``--epochs 1 --lr 2e-4`` changes those two and keeps the rest; its ``--seed`` (its own noise and data
+order) is its own, 20040805 unless given, as any new run's. What makes the network -- its kind, data, size,
+conditioning, objective, T and beta schedule -- cannot change: the weights would not fit, or would mean
 something else. The UNet starts from the base's weights (its EMA, as sampled) with a fresh optimizer and EMA;
 config.json records the base (``"init"``: its name, the command that trained it, and its own base, if any),
 and an exported card keeps that record. Its EMA takes the full decay from the first step (no warm-up: it holds on to
@@ -35,6 +36,7 @@ ARCHITECTURE = (
     "time_conditioning",
     "objective",
     "T",
+    "beta_schedule",
 )
 
 
