@@ -206,7 +206,8 @@ def _handle_train(args: argparse.Namespace) -> None:
 
 
 def _train_config(args: argparse.Namespace, out: Path):
-    """The TrainConfig of a new run (preset + flags) or of the run in ``out`` to resume (its config + flags)."""
+    """The TrainConfig of a new run (preset + flags), of a fine-tune (its base's config + flags: training.finetune)
+    or of the run in ``out`` to resume (its config + flags)."""
     from fundiff import training
     from fundiff.checkpoints import load_config
     from fundiff.training.options import options_of
@@ -219,18 +220,7 @@ def _train_config(args: argparse.Namespace, out: Path):
         from fundiff.training.finetune import finetune_config
 
         base = load_config(runs.resolve(args.init_from))
-        saved = base.get("train", {})
-        kind = saved.get("kind") or base.get("model", {}).get("kind")
-        if not saved or "distill" in base or kind not in ("denoiser", "time", "class"):
-            what = ("a distilled student; fine-tune its teacher" if "distill" in base
-                    else f"a {kind}" if kind else "no run of `fundiff train`")  # fmt: skip
-            raise FundiffError(
-                f"{args.init_from} is {what} (--init-from takes a denoiser, time or class model of `fundiff train`)"
-            )
-        if saved.get("kind") != args.kind:
-            raise FundiffError(f"{args.init_from} is no {args.kind} model; fine-tune it as `fundiff train "
-                               f"{saved.get('kind', '...')}`, or start from a {args.kind} model")  # fmt: skip
-        return finetune_config(saved, overrides | own)
+        return finetune_config(base, args.kind, overrides | own, name=args.init_from)
     if not args.resume:
         return training.preset_config(args.preset, args.kind, **own, **overrides)
     saved = load_config(out)["train"]

@@ -40,19 +40,30 @@ ARCHITECTURE = (
 )
 
 
-def finetune_config(base_train: dict, overrides: dict) -> TrainConfig:
-    """The fine-tune's TrainConfig: ``base_train`` (the base's config.json "train") with the non-None
-    ``overrides`` applied; a one-line FundiffError when one changes an :data:`ARCHITECTURE` field."""
-    base = config_from_dict(base_train)
+def finetune_config(base: dict, kind: str, overrides: dict, *, name: str) -> TrainConfig:
+    """The fine-tune's TrainConfig: the training config in ``base`` (the config.json of the model ``name`` to start
+    from) with the non-None ``overrides`` applied. A one-line FundiffError unless ``base`` is a ``kind`` UNet run of
+    ``fundiff train`` (no distilled student, no classifier) and the overrides keep every :data:`ARCHITECTURE` field."""
+    saved = base.get("train", {})
+    base_kind = saved.get("kind") or base.get("model", {}).get("kind")
+    if not saved or "distill" in base or base_kind not in ("denoiser", "time", "class"):
+        what = ("a distilled student; fine-tune its teacher" if "distill" in base
+                else f"a {base_kind}" if base_kind else "no run of `fundiff train`")  # fmt: skip
+        raise FundiffError(f"{name} is {what} (--init-from takes a denoiser, time or class model of `fundiff train`)")
+    if base_kind != kind:
+        raise FundiffError(
+            f"{name} is no {kind} model; fine-tune it as `fundiff train {base_kind}`, or start from a {kind} model"
+        )
+    config = config_from_dict(saved)
     given = {k: v for k, v in overrides.items() if v is not None}
-    changed = sorted(k for k in ARCHITECTURE if k in given and given[k] != getattr(base, k))
+    changed = sorted(k for k in ARCHITECTURE if k in given and given[k] != getattr(config, k))
     if changed:
         flags = ", ".join("--" + k.replace("_", "-") for k in changed)
         raise FundiffError(
             f"{flags} would change the network of the model to start from; drop {'it' if len(changed) == 1 else 'them'}"
             " (a fine-tune keeps its base's network)"
         )
-    return replace(base, **given)
+    return replace(config, **given)
 
 
 def init_weights(run_dir: str | Path) -> tuple[dict[str, Tensor], dict]:
